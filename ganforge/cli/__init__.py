@@ -1,0 +1,6 @@
+"""The ``ganforge`` command line (Typer + rich). Importing it does not import torch."""
+
+from . import commands as _commands  # noqa: F401  (defines the commands on ``app``)
+from .app import app, main
+
+__all__ = ["app", "main"]

@@ -1,0 +1,206 @@
+"""The commands of ``ganforge``. Heavy imports (torch, plugins) happen inside each command
+so that ``ganforge --help`` stays fast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from .app import app, reports_errors, stderr
+
+if TYPE_CHECKING:
+    from ..plugins import Plugins
+    from ..recipe import Recipe
+
+SetOption = typer.Option(None, "--set", "-s", metavar="KEY.PATH=VALUE",
+                         help="Override a recipe value (TOML syntax); repeatable.")
+RecipeArgument = typer.Argument(..., help="Path to a recipe TOML file.", show_default=False)
+
+
+def _plugins() -> Plugins:
+    """Load plugins, warning (one line each) about any that failed."""
+    from ..plugins import load_plugins
+
+    plugins = load_plugins()
+    for record in plugins.problems:
+        stderr().print(f"[yellow]warning:[/yellow] {record.label} failed and was skipped: "
+                       f"{record.error}", markup=True)
+    return plugins
+
+
+def _recipe(path: Path, overrides: list[str] | None, plugins: Plugins) -> Recipe:
+    from ..recipe import load_recipe
+
+    return load_recipe(path, plugins.registry, overrides or [])
+
+
+@app.command()
+@reports_errors
+def run(
+    recipe: Path = RecipeArgument,
+    overrides: list[str] = SetOption,
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Run directory (default: run.out or runs/<recipe>)."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue from the newest complete checkpoint in --out."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+) -> None:
+    """Train a recipe; writes samples, metrics, TensorBoard logs and checkpoints."""
+    from ..training import train
+
+    plugins = _plugins()
+    resolved = _recipe(recipe, overrides, plugins)
+    run_dir = out or Path(resolved.run.out or Path("runs") / recipe.stem)
+    result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
+    console = stderr()
+    status = "interrupted" if result.interrupted else "finished"
+    console.print(f"{status} at step {result.step}: {result.run_dir}")
+    if result.checkpoint:
+        console.print(f"checkpoint: {result.checkpoint}")
+        console.print(f"samples:    {result.run_dir / 'samples'}")
+
+
+@app.command()
+@reports_errors
+def resolve(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> None:
+    """Print the fully resolved recipe (extends merged, overrides and defaults applied)."""
+    plugins = _plugins()
+    typer.echo(_recipe(recipe, overrides, plugins).to_toml(), nl=False)
+
+
+@app.command(context_settings={"ignore_unknown_options": False})
+@reports_errors
+def components(
+    args: list[str] = typer.Argument(None, metavar="[KIND] | show KIND NAME",
+                                     help="A kind to list, or 'show KIND NAME' for details."),
+    pattern: str = typer.Option("*", "--pattern", "-p", help="Shell-style name filter."),
+) -> None:
+    """List registered components, or show one component's parameters."""
+    from ..kinds import KINDS
+
+    plugins = _plugins()
+    args = args or []
+    if args and args[0] == "show":
+        if len(args) != 3:
+            raise UsageError("usage: ganforge components show KIND NAME")
+        _show_component(plugins, args[1], args[2])
+        return
+    if len(args) > 1:
+        raise UsageError("usage: ganforge components [KIND] | components show KIND NAME")
+    kinds = [args[0]] if args else list(KINDS)
+    table = Table(title="ganforge components")
+    for column in ("kind", "name", "from", "summary"):
+        table.add_column(column)
+    for kind in kinds:
+        for entry in plugins.registry.list(kind, pattern):
+            table.add_row(kind, entry.name, entry.origin, entry.summary)
+    Console().print(table)
+
+
+def _show_component(plugins: Plugins, kind: str, name: str) -> None:
+    import attrs
+
+    from ..params import param_doc
+
+    entry = plugins.registry.entry(kind, name)
+    params_cls = entry.cls.Params
+    attrs.resolve_types(params_cls)
+    console = Console()
+    console.print(f"[bold]{kind} {name!r}[/bold]  {entry.cls.__module__}."
+                  f"{entry.cls.__qualname__}  ({entry.origin})")
+    if entry.cls.__doc__:
+        console.print(entry.cls.__doc__.strip(), highlight=False)
+    table = Table(title="Params")
+    for column in ("name", "type", "default", "description"):
+        table.add_column(column)
+    for field in attrs.fields(params_cls):
+        default = "(required)" if field.default is attrs.NOTHING else repr(
+            field.default.factory() if isinstance(field.default, attrs.Factory)
+            else field.default)
+        type_name = getattr(field.type, "__name__", None) or str(field.type)
+        table.add_row(field.name, str(type_name).replace("typing.", ""), default,
+                      param_doc(field))
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def plugins() -> None:
+    """List plugins with their distribution, status and the components they registered."""
+    from ..kinds import KINDS
+
+    loaded = _plugins()
+    counts: dict[str, int] = {}
+    for kind in KINDS:
+        for entry in loaded.registry.list(kind):
+            counts[entry.origin] = counts.get(entry.origin, 0) + 1
+    table = Table(title="ganforge plugins")
+    for column in ("plugin", "distribution", "version", "status", "components", "error"):
+        table.add_column(column)
+    for record in loaded.records:
+        colour = {"loaded": "green", "failed": "red"}.get(record.status, "yellow")
+        table.add_row(record.name, record.distribution, record.version,
+                      f"[{colour}]{record.status}[/{colour}]",
+                      str(counts.get(record.label, 0)), record.error)
+    Console().print(table)
+
+
+@app.command()
+@reports_errors
+def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> None:
+    """Validate a recipe, build its networks and audit them against plugin guidelines."""
+    from ..training import build_networks
+
+    loaded = _plugins()
+    resolved = _recipe(recipe, overrides, loaded)
+    generator, discriminator = build_networks(resolved, loaded.registry)
+    console = Console()
+    console.print(f"recipe ok: {recipe}")
+    for label, module in (("generator", generator), ("discriminator", discriminator)):
+        count = sum(p.numel() for p in module.parameters())
+        console.print(f"{label} {resolved[label].name!r}: {count:,} parameters")
+    results = [r for batch in loaded.hook.ganforge_check(
+        generator=generator, discriminator=discriminator) if batch for r in batch]
+    if not results:
+        console.print("no plugin audits these networks")
+        return
+    table = Table(title="DCGAN guidelines audit")
+    for column in ("network", "guideline", "result", "detail"):
+        table.add_column(column)
+    for r in results:
+        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+        table.add_row(r.network, r.guideline, verdict, r.detail)
+    console.print(table)
+    failed = sum(not r.passed for r in results)
+    console.print(f"{len(results) - failed} passed, {failed} failed")
+
+
+@app.command()
+@reports_errors
+def sample(
+    checkpoint: Path = typer.Argument(..., help="A ganforge .safetensors checkpoint."),
+    n: int = typer.Option(64, "--n", "-n", min=1, help="Number of images."),
+    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latents."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+) -> None:
+    """Write a grid of images from a checkpoint's generator (needs nothing else)."""
+    import torch
+
+    from ..training import resolve_device
+    from ..training.inference import load_generator
+    from ..training.samples import generate, image_grid, write_grid
+
+    loaded = _plugins()
+    dev = resolve_device(device)
+    generator, _recipe_, step = load_generator(checkpoint, loaded.registry, dev)
+    z = generator.sample_latent(n, torch.Generator().manual_seed(seed), "cpu").to(dev)
+    write_grid(image_grid(generate(generator, z)), out)
+    stderr().print(f"wrote {n} samples from step {step} to {out}")
+
+

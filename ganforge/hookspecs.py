@@ -1,0 +1,60 @@
+"""Hook specifications: the reference for plugin authors.
+
+A plugin is a module (found through the ``ganforge`` entry-point group) that implements
+some of these functions, decorated with :data:`ganforge.hookimpl`. Only
+``ganforge_register`` is needed to add components; the others observe runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("ganforge")
+hookimpl = pluggy.HookimplMarker("ganforge")
+
+
+@hookspec
+def ganforge_register(registry: Any) -> None:
+    """Register components: call ``registry.register(kind, name, cls)`` for each one.
+
+    Called once per process for every plugin, built-ins included. An exception raised here
+    is reported with the plugin's name and distribution, and the plugin's registrations
+    are withdrawn.
+    """
+
+
+@hookspec
+def ganforge_check(generator: Any, discriminator: Any) -> list[Any] | None:
+    """Audit a built generator/discriminator pair for ``ganforge check``.
+
+    Return a list of objects with ``network``, ``guideline``, ``passed`` and ``detail``
+    attributes (see ``ganforge_dcgan.audit.GuidelineResult``), or ``None`` to say nothing.
+    """
+
+
+@hookspec
+def ganforge_run_started(run_dir: Path, recipe: dict[str, Any], step: int) -> None:
+    """A training run starts (or resumes) at ``step`` in ``run_dir``."""
+
+
+@hookspec
+def ganforge_log(step: int, metrics: dict[str, float]) -> None:
+    """Metrics were read back from the device at ``step`` (every ``log_every`` steps)."""
+
+
+@hookspec
+def ganforge_sample_written(step: int, path: Path) -> None:
+    """A sample grid from the fixed latent batch was written to ``path``."""
+
+
+@hookspec
+def ganforge_checkpoint_saved(step: int, path: Path) -> None:
+    """A complete checkpoint was written to ``path``."""
+
+
+@hookspec
+def ganforge_run_finished(run_dir: Path, step: int) -> None:
+    """A training run ended normally at ``step``."""

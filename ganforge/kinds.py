@@ -1,0 +1,11 @@
+"""The fixed component kinds. Adding a kind means adding its base class here and in
+:mod:`ganforge.interfaces`; nothing else in the registry changes."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Kind = Literal["generator", "discriminator", "loss", "optimizer", "dataset"]
+
+#: Every kind, in the order the CLI lists them.
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "dataset")

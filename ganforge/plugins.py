@@ -1,0 +1,145 @@
+"""Plugin discovery: built-ins and entry points, through one pluggy manager.
+
+:func:`load_plugins` builds the per-process :class:`Plugins` object: the pluggy manager,
+the filled :class:`~ganforge.registry.Registry`, and a record of every plugin's fate.
+Environment switches: ``GANFORGE_STRICT_PLUGINS=1`` turns any plugin problem into a hard
+failure; ``GANFORGE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import os
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+from .registry import Registry
+from .suggest import did_you_mean
+
+ENTRY_POINT_GROUP = "ganforge"
+BUILTIN_PLUGIN = "builtins"
+_HOOK_NAMES = [n for n in dir(hookspecs) if n.startswith("ganforge_")]
+
+
+@attrs.frozen
+class PluginRecord:
+    """What happened to one plugin: ``loaded``, ``failed`` or ``disabled``."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str
+    error: str = ""
+
+    @property
+    def label(self) -> str:
+        """``plugin 'name' (distribution version)``, used in every message about it."""
+        return f"plugin {self.name!r} ({self.distribution} {self.version})".replace(" )", ")")
+
+
+@attrs.define
+class Plugins:
+    """The loaded plugins of this process: manager, registry and per-plugin records."""
+
+    manager: pluggy.PluginManager
+    registry: Registry
+    records: list[PluginRecord]
+
+    @property
+    def hook(self) -> Any:
+        """The pluggy hook relay, for broadcast hooks (``plugins.hook.ganforge_log(...)``)."""
+        return self.manager.hook
+
+    @property
+    def problems(self) -> list[PluginRecord]:
+        """Plugins that failed to import or to register."""
+        return [r for r in self.records if r.status == "failed"]
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str) -> set[str]:
+    return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
+
+
+def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = None,
+                 extra: Iterable[tuple[str, ModuleType | object]] = ()) -> Plugins:
+    """Discover plugins, call their ``ganforge_register`` hooks and return the result.
+
+    ``strict`` and ``disabled`` default to the environment switches. ``extra`` registers
+    additional ``(name, plugin_object)`` pairs as if they were installed (used by tests and
+    by applications embedding ganforge).
+    """
+    strict = _env_flag("GANFORGE_STRICT_PLUGINS") if strict is None else strict
+    blocked = _env_list("GANFORGE_DISABLE_PLUGINS") if disabled is None else set(disabled)
+
+    manager = pluggy.PluginManager("ganforge")
+    manager.add_hookspecs(hookspecs)
+    records: dict[str, PluginRecord] = {}
+
+    def fail(record: PluginRecord, error: BaseException) -> None:
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        records[record.name] = attrs.evolve(record, status="failed", error=message)
+        if record.name in manager.list_name_plugin() and manager.get_plugin(record.name):
+            manager.unregister(name=record.name)
+        if strict:
+            raise PluginError(f"{record.label} failed: {message}") from error
+
+    from . import builtins as builtin_module
+    from ._version import __version__
+
+    candidates: list[tuple[PluginRecord, Any]] = [
+        (PluginRecord(BUILTIN_PLUGIN, "ganforge", __version__, "loaded"), builtin_module)
+    ]
+    for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = ep.dist.name if ep.dist is not None else "?"
+        version = ep.dist.version if ep.dist is not None else ""
+        record = PluginRecord(ep.name, dist, version, "loaded")
+        if ep.name in blocked:
+            records[ep.name] = attrs.evolve(record, status="disabled")
+            continue
+        try:
+            candidates.append((record, ep.load()))
+        except Exception as error:  # a broken plugin must not take the others down
+            fail(record, error)
+    for name, obj in extra:
+        record = PluginRecord(name, "<extra>", "", "loaded")
+        if name in blocked:
+            records[name] = attrs.evolve(record, status="disabled")
+        else:
+            candidates.append((record, obj))
+
+    registry = Registry()
+    for record, plugin in candidates:
+        if record.name in records:  # same name twice: the first one wins
+            fail(record, PluginError(f"plugin name {record.name!r} is already taken"))
+            continue
+        records[record.name] = record
+        try:
+            manager.register(plugin, name=record.name)
+        except Exception as error:  # e.g. a hookimpl whose arguments do not match the spec
+            fail(record, error)
+            continue
+        unknown = sorted(c.name for c in manager.get_hookcallers(plugin) or [] if c.spec is None)
+        if unknown:
+            fail(record, PluginError(f"implements unknown hook {unknown[0]!r}"
+                                     f"{did_you_mean(unknown[0], _HOOK_NAMES)}"))
+            continue
+        impls = [i for i in manager.hook.ganforge_register.get_hookimpls()
+                 if i.plugin_name == record.name]
+        for impl in impls:
+            try:
+                with registry.registering_as(record.label):
+                    impl.function(registry=registry)
+            except Exception as error:
+                fail(record, error)
+                break
+    return Plugins(manager=manager, registry=registry, records=list(records.values()))

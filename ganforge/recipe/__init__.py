@@ -1,0 +1,23 @@
+"""Recipes: TOML files that name a component per table, merged and validated.
+
+Loading goes TOML -> ``extends`` chain merged -> ``--set`` overrides -> defaults ->
+structured into each component's ``Params`` (:func:`load_recipe`). The result is a
+:class:`Recipe` that renders back to one flat TOML file (:meth:`Recipe.to_toml`).
+"""
+
+from .loading import apply_overrides, load_raw, merge, parse_override, read_toml
+from .model import COMPONENT_TABLES, ComponentChoice, Recipe, RunParams, build_recipe, load_recipe
+
+__all__ = [
+    "COMPONENT_TABLES",
+    "ComponentChoice",
+    "Recipe",
+    "RunParams",
+    "apply_overrides",
+    "build_recipe",
+    "load_raw",
+    "load_recipe",
+    "merge",
+    "parse_override",
+    "read_toml",
+]

@@ -1,0 +1,110 @@
+"""From TOML files and ``--set`` strings to one merged, still untyped, recipe table."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import RecipeError
+
+Table = dict[str, Any]
+
+
+def read_toml(path: Path) -> Table:
+    """Parse one TOML file; syntax errors become a :class:`RecipeError` naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError.single("$", "recipe file not found", source=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError.single("$", f"cannot read recipe: {exc}", source=str(path)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError.single("$", f"TOML syntax error: {exc}", source=str(path)) from None
+
+
+def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
+    """Merge ``override`` onto ``base``: tables merge, values and arrays replace, and a
+    table whose ``use`` changes is replaced whole (its params belong to the old component).
+    """
+    result: Table = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        old = result.get(key)
+        if isinstance(old, dict) and isinstance(value, Mapping):
+            if "use" in value and value["use"] != old.get("use"):
+                result[key] = copy.deepcopy(dict(value))
+            else:
+                result[key] = merge(old, value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def load_raw(path: str | Path) -> Table:
+    """Read ``path`` and everything it ``extends`` (relative to each file), merged.
+
+    ``extends`` may be one path or a list of paths, applied in order; cycles are errors.
+    """
+    return _load_chain(Path(path), ())
+
+
+def _load_chain(path: Path, seen: tuple[Path, ...]) -> Table:
+    resolved = path.resolve()
+    if resolved in seen:
+        chain = " -> ".join(str(p) for p in (*seen, resolved))
+        raise RecipeError.single("$.extends", f"cycle in extends: {chain}", source=str(path))
+    table = read_toml(path)
+    parents = table.pop("extends", None)
+    if parents is None:
+        return table
+    if isinstance(parents, str):
+        parents = [parents]
+    if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+        raise RecipeError.single("$.extends", "expected a path or a list of paths",
+                                 source=str(path))
+    base: Table = {}
+    for parent in parents:
+        parent_path = (path.parent / parent).expanduser()
+        if not parent_path.is_file():
+            raise RecipeError.single("$.extends", f"extended recipe {str(parent_path)!r} "
+                                     "not found", source=str(path))
+        base = merge(base, _load_chain(parent_path, (*seen, resolved)))
+    return merge(base, table)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``key.path=value``; the value is read as a TOML value, else kept as a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    parts = key.split(".")
+    if not sep or not key or not all(p.strip() for p in parts):
+        raise RecipeError.single("--set", f"expected key.path=value, got {text!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return [p.strip() for p in parts], value
+
+
+def apply_overrides(table: Mapping[str, Any], overrides: Iterable[str]) -> Table:
+    """Apply ``--set`` strings in order. Setting ``X.use`` to a new name replaces table X."""
+    result: Table = copy.deepcopy(dict(table))
+    for text in overrides:
+        parts, value = parse_override(text)
+        node = result
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                path = "$." + ".".join(parts[: i + 1])
+                raise RecipeError.single(path, f"--set {text!r}: {path} is a value, not a table")
+            node = child
+        last = parts[-1]
+        if last == "use" and node.get("use") not in (None, value):
+            node.clear()
+        node[last] = value
+    return result

@@ -1,0 +1,187 @@
+"""The typed form of a recipe: run parameters plus one chosen component per table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import tomli_w
+
+from ..errors import RecipeError, UnknownComponentError
+from ..params import param
+from ..registry import Registry
+from ..structuring import Problems, structure_params, unstructure_params
+from ..suggest import did_you_mean
+from .loading import Table, apply_overrides, load_raw, merge
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _device(_instance: object, attribute: attrs.Attribute, value: str) -> None:
+    if not _DEVICE.match(value):
+        raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda or cuda:N: {value!r}")
+
+
+_positive = attrs.validators.gt(0)
+_non_negative = attrs.validators.ge(0)
+
+
+@attrs.frozen
+class RunParams:
+    """The ``[run]`` table: how long and how the trainer runs."""
+
+    steps: int = param(2000, "training steps (one D update and one G update each)",
+                       validator=_positive)
+    batch_size: int = param(128, "images per batch (paper: 128)", validator=_positive)
+    seed: int = param(0, "seed of weights, latents and data order", validator=_non_negative)
+    device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N",
+                        validator=_device)
+    num_workers: int = param(0, "data-loader worker processes", validator=_non_negative)
+    log_every: int = param(50, "steps between reading losses back from the device",
+                           validator=_positive)
+    sample_every: int = param(500, "steps between sample grids", validator=_positive)
+    checkpoint_every: int = param(1000, "steps between checkpoints", validator=_positive)
+    keep_last: int = param(3, "checkpoints kept by rotation", validator=_positive)
+    sample_count: int = param(64, "images in each sample grid", validator=_positive)
+    d_steps: int = param(1, "discriminator updates per generator update", validator=_positive)
+    out: str | None = param(None, "run directory; unset: runs/<recipe name>")
+
+
+@attrs.frozen
+class ComponentChoice:
+    """One component table: the registered ``name`` of ``kind`` and its structured params."""
+
+    kind: str
+    name: str
+    params: Any
+    path: str
+
+    def create(self, registry: Registry, **deps: Any) -> Any:
+        """Instantiate the component from ``registry``."""
+        return registry.create(self.kind, self.name, self.params, **deps)
+
+    def to_table(self) -> Table:
+        """``{"use": name, **params}`` with every default filled in."""
+        return {"use": self.name, **unstructure_params(self.params)}
+
+
+#: Recipe table path -> component kind.
+COMPONENT_TABLES: dict[str, str] = {
+    "dataset": "dataset",
+    "generator": "generator",
+    "discriminator": "discriminator",
+    "loss": "loss",
+    "optimizer.generator": "optimizer",
+    "optimizer.discriminator": "optimizer",
+}
+
+#: Tables filled in when a recipe leaves them out.
+DEFAULTS: Table = {
+    "loss": {"use": "bce"},
+    "optimizer": {"generator": {"use": "adam"}, "discriminator": {"use": "adam"}},
+}
+
+_TOP_LEVEL = ("run", "dataset", "generator", "discriminator", "loss", "optimizer")
+
+
+@attrs.frozen
+class Recipe:
+    """A fully resolved, validated recipe."""
+
+    run: RunParams
+    components: dict[str, ComponentChoice]
+    source: str | None = None
+
+    def __getitem__(self, table: str) -> ComponentChoice:
+        return self.components[table]
+
+    def to_dict(self) -> Table:
+        """The resolved recipe as plain data: every table, every default filled in."""
+        result: Table = {"run": unstructure_params(self.run)}
+        for table, choice in self.components.items():
+            node = result
+            *parents, last = table.split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = choice.to_table()
+        return result
+
+    def to_toml(self) -> str:
+        """The resolved recipe as one flat TOML file (no ``extends``)."""
+        return tomli_w.dumps(self.to_dict())
+
+
+def _lookup(table: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = table
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def build_recipe(table: Mapping[str, Any], registry: Registry,
+                 source: str | None = None) -> Recipe:
+    """Validate a merged recipe table, reporting every problem at once."""
+    table = merge(DEFAULTS, table)
+    problems: Problems = []
+    for key in table:
+        if key not in _TOP_LEVEL:
+            problems.append((f"$.{key}", f"unknown table{did_you_mean(key, _TOP_LEVEL)}"))
+    optimizer = table.get("optimizer")
+    if isinstance(optimizer, Mapping):
+        for key in optimizer:
+            if key not in ("generator", "discriminator"):
+                hint = did_you_mean(key, ("generator", "discriminator"))
+                problems.append((f"$.optimizer.{key}", f"unknown table{hint}"))
+
+    run: RunParams | None = None
+    try:
+        run = structure_params(RunParams, table.get("run", {}), "$.run")
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+
+    components: dict[str, ComponentChoice] = {}
+    for dotted, kind in COMPONENT_TABLES.items():
+        path = f"$.{dotted}"
+        data = _lookup(table, dotted)
+        if data is None:
+            problems.append((path, f"missing table [{dotted}] (add one with use = \"...\")"))
+            continue
+        if not isinstance(data, Mapping):
+            problems.append((path, f"expected a table, got {type(data).__name__}"))
+            continue
+        name = data.get("use")
+        if not isinstance(name, str):
+            problems.append((f"{path}.use", f"required: the registered {kind} name"))
+            continue
+        try:
+            registry.get(kind, name)
+        except UnknownComponentError as exc:
+            problems.append((f"{path}.use", str(exc)))
+            continue
+        params = {k: v for k, v in data.items() if k != "use"}
+        try:
+            components[dotted] = ComponentChoice(
+                kind, name, registry.structure(kind, name, params, path), path)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RecipeError(problems, source=source)
+    assert run is not None
+    return Recipe(run=run, components=components, source=source)
+
+
+def load_recipe(path: str | Path, registry: Registry, overrides: Iterable[str] = ()) -> Recipe:
+    """Load ``path`` with its ``extends`` chain, apply ``--set`` overrides and validate."""
+    source = str(path)
+    try:
+        table = apply_overrides(load_raw(path), overrides)
+        return build_recipe(table, registry, source=source)
+    except RecipeError as exc:
+        if exc.source is None:
+            raise RecipeError(exc.problems, source=source) from None
+        raise

@@ -1,0 +1,292 @@
+"""The trainer: written against the component interfaces only; it knows no model by name."""
+
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import math
+import signal
+import threading
+import time
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from .._version import __version__
+from ..errors import CheckpointError, TrainingError, UsageError
+from ..plugins import Plugins
+from ..recipe import Recipe
+from .build import build_networks, resolve_device
+from .checkpoint import (checkpoint_name, latest_checkpoint, load_module_state,
+                         optimizer_from_flat, optimizer_to_flat, read_checkpoint, rotate,
+                         write_checkpoint)
+from .data import real_batches
+from .metrics_log import MetricsLog
+from .progress import TrainingProgress
+from .rng import capture_rng, restore_rng
+from .run_dir import RunDirectory
+from .samples import generate, image_grid, write_grid
+
+
+@attrs.frozen
+class TrainResult:
+    """What a finished (or cleanly interrupted) run left behind."""
+
+    run_dir: Path
+    step: int
+    checkpoint: Path | None
+    interrupted: bool
+    last_metrics: dict[str, float]
+
+
+class Trainer:
+    """Trains one recipe in one run directory. Create, optionally :meth:`restore`, then
+    :meth:`fit`."""
+
+    def __init__(self, recipe: Recipe, plugins: Plugins, run_dir: str | Path, *,
+                 progress: bool = True) -> None:
+        self.recipe = recipe
+        self.plugins = plugins
+        self.dirs = RunDirectory(Path(run_dir))
+        self.show_progress = progress
+        run = recipe.run
+        registry = plugins.registry
+        self.device = resolve_device(run.device)
+        self.dataset = recipe["dataset"].create(registry)
+        spec = self.dataset.image_spec
+        generator, discriminator = build_networks(recipe, registry, spec)
+        self.generator = generator.to(self.device)
+        self.discriminator = discriminator.to(self.device)
+        self.loss = recipe["loss"].create(registry)
+        self.opt_g = recipe["optimizer.generator"].create(registry).build(
+            self.generator.parameters(), self.device)
+        self.opt_d = recipe["optimizer.discriminator"].create(registry).build(
+            self.discriminator.parameters(), self.device)
+        self.latent_rng = torch.Generator(device=self.device).manual_seed(run.seed)
+        fixed_rng = torch.Generator().manual_seed(run.seed + 1)
+        self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
+            self.device)
+        self.step = 0
+        self._stop_requested = False
+
+    # -- state --------------------------------------------------------------------------
+
+    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Every tensor needed to continue exactly, and the optimizers' JSON-able rest."""
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, module in (("generator", self.generator),
+                               ("discriminator", self.discriminator)):
+            tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
+        optimizers: dict[str, Any] = {}
+        for name, opt in (("generator", self.opt_g), ("discriminator", self.opt_d)):
+            flat, rest = optimizer_to_flat(f"optimizer/{name}", opt)
+            tensors.update(flat)
+            optimizers[name] = rest
+        tensors.update(capture_rng(self.latent_rng))
+        return tensors, optimizers
+
+    def versions(self) -> dict[str, str]:
+        """Versions of ganforge, torch and every loaded plugin distribution."""
+        found = {"ganforge": __version__, "torch": torch.__version__}
+        for record in self.plugins.records:
+            if record.status == "loaded" and record.version:
+                found[record.distribution] = record.version
+        return found
+
+    def save_checkpoint(self) -> Path:
+        """Write the checkpoint of the current step, then rotate older ones."""
+        tensors, optimizers = self.state_tensors()
+        bad = [k for k, v in tensors.items() if v.is_floating_point()
+               and not torch.isfinite(v).all()]
+        if bad:
+            raise TrainingError(f"step {self.step}: refusing to checkpoint non-finite state "
+                                f"({', '.join(bad[:3])})")
+        path = self.dirs.checkpoints / checkpoint_name(self.step)
+        write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
+                         versions=self.versions(), optimizers=optimizers)
+        rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
+        self.plugins.hook.ganforge_checkpoint_saved(step=self.step, path=path)
+        return path
+
+    def restore(self, path: str | Path) -> None:
+        """Load a checkpoint of this recipe; only the ``[run]`` table may differ."""
+        contents = read_checkpoint(path)
+        saved = tomllib.loads(contents.recipe_toml)
+        current = self.recipe.to_dict()
+        differing = sorted(k for k in set(saved) | set(current)
+                           if k != "run" and saved.get(k) != current.get(k))
+        if differing:
+            raise CheckpointError(f"{path}: made by a different recipe (tables "
+                                  f"{', '.join(differing)} differ); only [run] may change")
+        load_module_state(self.generator, contents.section("generator"), "generator", path)
+        load_module_state(self.discriminator, contents.section("discriminator"),
+                          "discriminator", path)
+        try:
+            self.opt_g.load_state_dict(optimizer_from_flat(
+                contents.section("optimizer/generator"), contents.optimizers["generator"]))
+            self.opt_d.load_state_dict(optimizer_from_flat(
+                contents.section("optimizer/discriminator"),
+                contents.optimizers["discriminator"]))
+            restore_rng(contents.tensors, self.latent_rng)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
+                from None
+        self.step = contents.step
+
+    # -- training -----------------------------------------------------------------------
+
+    def _train_step(self, batches: Iterator[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """D update(s), then the G update. Returns detached losses, still on the device."""
+        run = self.recipe.run
+        G, D = self.generator, self.discriminator
+        fake = loss_d = None
+        for i in range(run.d_steps):
+            real = next(batches).to(self.device, non_blocking=True)
+            z = G.sample_latent(real.shape[0], self.latent_rng, self.device)
+            if i == run.d_steps - 1:
+                fake = G(z)  # kept with its graph: the G update reuses it
+            else:
+                with torch.no_grad():
+                    fake = G(z)
+            loss_d = self.loss.discriminator_loss(D, real, fake.detach())
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+        assert fake is not None and loss_d is not None
+        D.requires_grad_(False)  # no gradients into D's parameters during the G update
+        try:
+            loss_g = self.loss.generator_loss(D, fake)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        finally:
+            D.requires_grad_(True)
+        return loss_d.detach(), loss_g.detach()
+
+    def write_samples(self) -> Path:
+        """Write the grid of the fixed latent batch for the current step."""
+        grid = image_grid(generate(self.generator, self.fixed_z))
+        path = write_grid(grid, self.dirs.sample_path(self.step))
+        self._log.image_grid(self.step, grid)
+        self.plugins.hook.ganforge_sample_written(step=self.step, path=path)
+        return path
+
+    def _request_stop(self, signum: int, frame: Any) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    def fit(self) -> TrainResult:
+        """Train from the current step to ``run.steps``; Ctrl-C stops at the next step
+        boundary with a checkpoint (a second Ctrl-C aborts at once)."""
+        run = self.recipe.run
+        self.dirs.create()
+        start = self.step
+        self._log = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
+        batches = real_batches(self.dataset, run.batch_size, run.seed, start * run.d_steps,
+                               run.num_workers, pin_memory=self.device.type == "cuda")
+        previous_handler = None
+        if threading.current_thread() is threading.main_thread():
+            previous_handler = signal.signal(signal.SIGINT, self._request_stop)
+        self.plugins.hook.ganforge_run_started(run_dir=self.dirs.root,
+                                               recipe=self.recipe.to_dict(), step=start)
+        progress = TrainingProgress(run.steps, start, enabled=self.show_progress)
+        zero = torch.zeros((), device=self.device)
+        sum_d, sum_g, count = zero.clone(), zero.clone(), 0
+        last_time, last_step = time.perf_counter(), start
+        metrics: dict[str, float] = {}
+        checkpoint: Path | None = None
+        try:
+            with progress:
+                while self.step < run.steps and not self._stop_requested:
+                    loss_d, loss_g = self._train_step(batches)
+                    sum_d += loss_d
+                    sum_g += loss_g
+                    count += 1
+                    self.step += 1
+                    step = self.step
+                    progress.advance(step)
+                    last = step == run.steps
+                    if step % run.log_every == 0 or last:
+                        # The only host synchronisation: once every log_every steps.
+                        now = time.perf_counter()
+                        metrics = {
+                            "loss_d": sum_d.item() / count,
+                            "loss_g": sum_g.item() / count,
+                            "images_per_s": (step - last_step) * run.batch_size
+                            / max(now - last_time, 1e-9),
+                            "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
+                        }
+                        self._check_finite(metrics, step - count + 1)
+                        self._log.scalars(step, metrics)
+                        self.plugins.hook.ganforge_log(step=step, metrics=metrics)
+                        progress.logged(step, metrics)
+                        sum_d.zero_()
+                        sum_g.zero_()
+                        count = 0
+                        last_time, last_step = now, step
+                    if step % run.sample_every == 0 or last:
+                        self.write_samples()
+                    if step % run.checkpoint_every == 0 or last:
+                        checkpoint = self.save_checkpoint()
+                if self._stop_requested and self.step > start and (
+                        checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
+                    checkpoint = self.save_checkpoint()
+                    progress.note(f"interrupted: checkpoint {checkpoint} written")
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+            self._log.close()
+            del batches
+        if not self._stop_requested:
+            self.plugins.hook.ganforge_run_finished(run_dir=self.dirs.root, step=self.step)
+        return TrainResult(self.dirs.root, self.step, checkpoint or
+                           latest_checkpoint(self.dirs.checkpoints),
+                           self._stop_requested, metrics)
+
+    @staticmethod
+    def _check_finite(metrics: dict[str, float], first_step: int) -> None:
+        for key, network in (("loss_d", "discriminator"), ("loss_g", "generator")):
+            if not math.isfinite(metrics[key]):
+                raise TrainingError(
+                    f"{network} loss became non-finite between steps {first_step} and "
+                    f"the step logged; the run stopped and no non-finite checkpoint was written")
+
+
+def installed_version(distribution: str) -> str:
+    """The installed version of ``distribution``, or ``""``."""
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train ``recipe`` in ``run_dir``: a new run, or with ``resume`` the continuation of
+    the newest complete checkpoint there. An existing run is never overwritten."""
+    dirs = RunDirectory(Path(run_dir))
+    checkpoint = None
+    if resume:
+        checkpoint = latest_checkpoint(dirs.checkpoints)
+        if checkpoint is None:
+            raise UsageError(f"--resume: no complete checkpoint in {dirs.checkpoints}")
+    elif dirs.has_run():
+        raise UsageError(f"run directory {dirs.root} already holds a run; pass --resume to "
+                         "continue it or --out for a new directory")
+    trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
+    if checkpoint is not None:
+        trainer.restore(checkpoint)
+    dirs.create()
+    write_text_atomic(dirs.recipe, recipe.to_toml())
+    return trainer.fit()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` without ever leaving it half-written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

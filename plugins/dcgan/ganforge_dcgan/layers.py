@@ -1,0 +1,39 @@
+"""Shared pieces of the DCGAN networks: size arithmetic, normalisation and initialisation."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+from torch import nn
+
+#: Image sizes DCGAN supports; the number of blocks follows from the size.
+IMAGE_SIZES = (32, 64, 128)
+
+
+def image_size_validator(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    """Allow ``None`` (take it from the dataset) or one of :data:`IMAGE_SIZES`."""
+    if value is not None and value not in IMAGE_SIZES:
+        raise ValueError(f"'{attribute.name}' must be one of {list(IMAGE_SIZES)}: {value}")
+
+
+def num_resolution_steps(image_size: int) -> int:
+    """Number of x2 resolution changes between 4x4 and ``image_size`` (3 for 32, 4 for 64)."""
+    return int(math.log2(image_size // 4))
+
+
+def norm(channels: int, batchnorm: bool) -> nn.Module:
+    """BatchNorm, or nothing when the recipe ablates it."""
+    return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
+
+
+def init_weights(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
