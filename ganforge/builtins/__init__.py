@@ -11,6 +11,7 @@ def ganforge_register(registry: Registry) -> None:
     """Register the built-in loss, optimizer and datasets."""
     from .datasets import DigitsDataset, ImageFolderDataset, SyntheticDataset
     from .losses import BCELoss
+    from .lsun import LSUNDataset
     from .optimizers import AdamOptimizer
 
     registry.register("loss", "bce", BCELoss)
@@ -18,3 +19,4 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("dataset", "digits", DigitsDataset)
     registry.register("dataset", "synthetic", SyntheticDataset)
     registry.register("dataset", "image_folder", ImageFolderDataset)
+    registry.register("dataset", "lsun", LSUNDataset)

@@ -49,6 +49,9 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
                  num_workers: int, pin_memory: bool) -> Iterator[torch.Tensor]:
     """An endless iterator over batches of real images, from global batch ``start_batch``."""
     sampler = EpochBatchSampler(len(dataset), batch_size, seed, start_batch)
+    # The loader draws its workers' base seed from this generator, not from torch's global
+    # RNG, so starting (or resuming) a loader leaves the checkpointed RNG state untouched.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                        pin_memory=pin_memory, persistent_workers=num_workers > 0)
+                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                        generator=torch.Generator().manual_seed(seed))
     return iter(loader)

@@ -1,0 +1,96 @@
+"""Shared fixtures: plugins, tiny recipes, and fake installed plugin distributions."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ganforge import load_plugins
+from ganforge.plugins import Plugins
+
+TINY_RECIPE = """
+[run]
+steps = 6
+batch_size = 8
+seed = 0
+device = "cpu"
+log_every = 2
+sample_every = 3
+checkpoint_every = 3
+keep_last = 5
+sample_count = 4
+
+[dataset]
+use = "synthetic"
+count = 40
+image_size = 32
+channels = 3
+
+[generator]
+use = "dcgan"
+latent_dim = 8
+width = 4
+
+[discriminator]
+use = "dcgan"
+width = 4
+"""
+
+
+@pytest.fixture(autouse=True)
+def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests start with no plugin switches from the developer's shell."""
+    monkeypatch.delenv("GANFORGE_STRICT_PLUGINS", raising=False)
+    monkeypatch.delenv("GANFORGE_DISABLE_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def plugins() -> Plugins:
+    return load_plugins()
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path: Path) -> Path:
+    """A recipe that trains in well under a second on a CPU."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_RECIPE, encoding="utf-8")
+    return path
+
+
+FakeDist = Callable[..., Path]
+
+
+@pytest.fixture
+def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDist:
+    """Install a throw-away distribution with a ``ganforge`` entry point on ``sys.path``.
+
+    ``fake_dist("ganforge-broken", "broken_plugin", "raise ImportError('boom')")`` makes
+    ``importlib.metadata`` find entry point ``broken = broken_plugin`` exactly as it finds
+    a pip-installed plugin.
+    """
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    created: list[str] = []
+
+    def make(dist: str, module: str, source: str, entry: str | None = None) -> Path:
+        (site / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n",
+                                       encoding="utf-8")
+        name = entry or module.removesuffix("_plugin")
+        (info / "entry_points.txt").write_text(f"[ganforge]\n{name} = {module}\n",
+                                               encoding="utf-8")
+        created.append(module)
+        importlib.invalidate_caches()
+        return site
+
+    yield make
+    for module in created:
+        sys.modules.pop(module, None)

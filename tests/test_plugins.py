@@ -1,0 +1,121 @@
+"""Plugin discovery through entry points, and what happens when a plugin misbehaves."""
+
+from __future__ import annotations
+
+import pytest
+
+from ganforge import load_plugins
+from ganforge.errors import PluginError
+
+GOOD = """
+import attrs
+from ganforge import Loss, hookimpl
+
+class ZeroLoss(Loss):
+    '''Always zero.'''
+    @attrs.frozen
+    class Params:
+        pass
+    def discriminator_loss(self, d, real, fake):
+        return d(real).sum() * 0
+    def generator_loss(self, d, fake):
+        return d(fake).sum() * 0
+
+@hookimpl
+def ganforge_register(registry):
+    registry.register("loss", "zero", ZeroLoss)
+"""
+
+
+def _record(plugins, name):
+    return next(r for r in plugins.records if r.name == name)
+
+
+def test_builtins_and_dcgan_come_through_the_same_hook(plugins) -> None:
+    names = {r.name: r for r in plugins.records}
+    assert names["builtins"].status == "loaded"
+    assert names["dcgan"].status == "loaded"
+    assert names["dcgan"].distribution == "ganforge-dcgan"
+    registry = plugins.registry
+    assert registry.entry("generator", "dcgan").origin == names["dcgan"].label
+    assert registry.entry("loss", "bce").origin == names["builtins"].label
+    assert {e.name for e in registry.list("dataset")} >= {"digits", "synthetic", "image_folder"}
+
+
+def test_third_party_plugin_found_by_entry_point(fake_dist) -> None:
+    fake_dist("ganforge-zero", "zero_plugin", GOOD)
+    plugins = load_plugins()
+    assert _record(plugins, "zero").status == "loaded"
+    assert _record(plugins, "zero").distribution == "ganforge-zero"
+    assert plugins.registry.get("loss", "zero").__name__ == "ZeroLoss"
+
+
+def test_plugin_that_fails_to_import_is_reported_and_skipped(fake_dist) -> None:
+    fake_dist("ganforge-broken", "broken_plugin", "raise ImportError('no module named tensorflow')")
+    plugins = load_plugins()
+    record = _record(plugins, "broken")
+    assert record.status == "failed"
+    assert record.distribution == "ganforge-broken" and record.version == "1.2.3"
+    assert "ImportError: no module named tensorflow" in record.error
+    assert plugins.problems == [record]
+    assert ("generator", "dcgan") in plugins.registry  # the others keep working
+
+
+def test_strict_switch_makes_a_broken_plugin_fatal(fake_dist, monkeypatch) -> None:
+    fake_dist("ganforge-broken", "broken_plugin", "raise ImportError('boom')")
+    monkeypatch.setenv("GANFORGE_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match=r"plugin 'broken' \(ganforge-broken 1.2.3\).*boom"):
+        load_plugins()
+
+
+def test_disable_list_blocks_plugins(fake_dist, monkeypatch) -> None:
+    fake_dist("ganforge-broken", "broken_plugin", "raise ImportError('boom')")
+    monkeypatch.setenv("GANFORGE_DISABLE_PLUGINS", "broken, dcgan")
+    plugins = load_plugins()
+    assert _record(plugins, "broken").status == "disabled"
+    assert _record(plugins, "dcgan").status == "disabled"
+    assert ("generator", "dcgan") not in plugins.registry
+    assert plugins.problems == []
+
+
+def test_plugin_raising_inside_the_hook_is_withdrawn(fake_dist) -> None:
+    fake_dist("ganforge-half", "half_plugin", GOOD.replace(
+        'registry.register("loss", "zero", ZeroLoss)',
+        'registry.register("loss", "zero", ZeroLoss)\n    raise RuntimeError("late failure")'))
+    plugins = load_plugins()
+    record = _record(plugins, "half")
+    assert record.status == "failed" and "RuntimeError: late failure" in record.error
+    assert ("loss", "zero") not in plugins.registry
+
+
+def test_duplicate_name_names_both_plugins(fake_dist) -> None:
+    fake_dist("ganforge-dup", "dup_plugin", GOOD.replace('"loss", "zero"', '"loss", "bce"'))
+    plugins = load_plugins()
+    record = _record(plugins, "dup")
+    assert record.status == "failed"
+    assert "plugin 'builtins' (ganforge 0.1.0)" in record.error
+    assert "plugin 'dup' (ganforge-dup 1.2.3)" in record.error
+    assert plugins.registry.get("loss", "bce").__name__ == "BCELoss"
+
+
+def test_non_component_registration_is_reported(fake_dist) -> None:
+    fake_dist("ganforge-odd", "odd_plugin", """
+        from ganforge import hookimpl
+        @hookimpl
+        def ganforge_register(registry):
+            registry.register("generator", "odd", object)
+    """)
+    record = _record(load_plugins(), "odd")
+    assert record.status == "failed" and "not a subclass" in record.error
+
+
+def test_misspelt_hook_is_reported(fake_dist) -> None:
+    fake_dist("ganforge-typo", "typo_plugin", """
+        from ganforge import hookimpl
+        @hookimpl
+        def ganforge_regster(registry):
+            pass
+    """)
+    record = _record(load_plugins(), "typo")
+    assert record.status == "failed"
+    assert "did you mean 'ganforge_register'" in record.error
