@@ -40,8 +40,16 @@ __all__ = ["__version__", *_EXPORTS]
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import GanforgeError, RecipeError
     from .hookspecs import hookimpl, hookspec
-    from .interfaces import (Component, Dataset, Discriminator, Generator, ImageSpec, Loss,
-                             Optimizer, resolve_image_spec)
+    from .interfaces import (
+        Component,
+        Dataset,
+        Discriminator,
+        Generator,
+        ImageSpec,
+        Loss,
+        Optimizer,
+        resolve_image_spec,
+    )
     from .kinds import KINDS
     from .params import param
     from .plugins import Plugins, load_plugins

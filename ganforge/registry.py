@@ -16,8 +16,8 @@ import attrs
 from .errors import RegistrationError, UnknownComponentError
 from .kinds import KINDS
 from .params import is_params_class
-from .suggest import did_you_mean
 from .structuring import structure_params
+from .suggest import did_you_mean
 
 
 @attrs.frozen

@@ -20,9 +20,16 @@ from ..errors import CheckpointError, TrainingError, UsageError
 from ..plugins import Plugins
 from ..recipe import Recipe
 from .build import build_networks, resolve_device
-from .checkpoint import (checkpoint_name, latest_checkpoint, load_module_state,
-                         optimizer_from_flat, optimizer_to_flat, read_checkpoint, rotate,
-                         write_checkpoint)
+from .checkpoint import (
+    checkpoint_name,
+    latest_checkpoint,
+    load_module_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_checkpoint,
+    rotate,
+    write_checkpoint,
+)
 from .data import real_batches
 from .metrics_log import MetricsLog
 from .progress import TrainingProgress

@@ -1,0 +1,26 @@
+"""Developer sessions: ``nox -s tests`` (the README's test command) and ``nox -s lint``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint"]
+nox.options.reuse_existing_virtualenvs = True
+
+PACKAGES = ["-e", ".[test]", "-e", "plugins/dcgan"]
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """Install ganforge and the DCGAN plugin, then run the test suite."""
+    # torch and torchvision are resolved together from the registry (CUDA build; it runs on
+    # the CPU too); never a lone local CPU-only torch wheel, with which torchvision fails.
+    session.install(*PACKAGES)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff over the sources, plugins, tests and benchmarks."""
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "ganforge", "plugins", "tests", "noxfile.py")
