@@ -143,7 +143,30 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def __getitem__(self, index: int) -> torch.Tensor: ...
+    def __getitem__(self, index: int) -> Any:
+        """The image at ``index`` (float, [-1, 1], CHW), or a
+        :class:`ganforge.datasets.policy.Skipped` marker under ``on_error = "skip"``."""
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random augmentation of a whole batch, on the training device.
+
+        The trainer passes its own checkpointed generator, so augmented runs still resume
+        exactly. The default is no augmentation.
+        """
+        return images
+
+    def resident_images(self) -> torch.Tensor | None:
+        """The whole dataset as one uint8 NCHW tensor when it is held in memory, else None.
+
+        A dataset that returns a tensor here and ``residency == "device"`` is indexed by the
+        trainer directly on the training device, with no data loader at all.
+        """
+        return None
+
+    @property
+    def residency(self) -> str:
+        """``"none"`` (read per item), ``"host"`` or ``"device"`` (held whole)."""
+        return "none"
 
 
 #: Base class of each kind, used by the registry to reject non-components.

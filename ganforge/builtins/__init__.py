@@ -9,9 +9,13 @@ from ..registry import Registry
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
     """Register the built-in loss, optimizer and datasets."""
-    from .datasets import DigitsDataset, ImageFolderDataset, SyntheticDataset
+    from ..datasets.digits import DigitsDataset
+    from ..datasets.image_folder import ImageFolderDataset
+    from ..datasets.lsun import LSUNDataset
+    from ..datasets.prepared import PreparedDataset
+    from ..datasets.synthetic import SyntheticDataset
+    from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset
     from .losses import BCELoss
-    from .lsun import LSUNDataset
     from .optimizers import AdamOptimizer
 
     registry.register("loss", "bce", BCELoss)
@@ -20,3 +24,7 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("dataset", "synthetic", SyntheticDataset)
     registry.register("dataset", "image_folder", ImageFolderDataset)
     registry.register("dataset", "lsun", LSUNDataset)
+    registry.register("dataset", "prepared", PreparedDataset)
+    registry.register("dataset", "cifar10", CIFAR10Dataset)
+    registry.register("dataset", "mnist", MNISTDataset)
+    registry.register("dataset", "celeba", CelebADataset)

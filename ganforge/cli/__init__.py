@@ -1,6 +1,7 @@
 """The ``ganforge`` command line (Typer + rich). Importing it does not import torch."""
 
 from . import commands as _commands  # noqa: F401  (defines the commands on ``app``)
+from . import data_commands as _data_commands  # noqa: F401  (the ``data`` sub-commands)
 from .app import app, main
 
 __all__ = ["app", "main"]

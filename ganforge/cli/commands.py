@@ -60,6 +60,9 @@ def run(
     console = stderr()
     status = "interrupted" if result.interrupted else "finished"
     console.print(f"{status} at step {result.step}: {result.run_dir}")
+    if result.skipped_images:
+        console.print(f"{result.skipped_images} bad images skipped; listed in "
+                      f"{result.run_dir / 'skipped.jsonl'}")
     if result.checkpoint:
         console.print(f"checkpoint: {result.checkpoint}")
         console.print(f"samples:    {result.run_dir / 'samples'}")

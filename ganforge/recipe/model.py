@@ -40,6 +40,9 @@ class RunParams:
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N",
                         validator=_device)
     num_workers: int = param(0, "data-loader worker processes", validator=_non_negative)
+    pin_memory: bool | None = param(None, "pin host batches; unset: on when training on CUDA")
+    persistent_workers: bool = param(True, "keep loader workers alive between epochs")
+    prefetch_factor: int = param(2, "batches each worker loads ahead", validator=_positive)
     log_every: int = param(50, "steps between reading losses back from the device",
                            validator=_positive)
     sample_every: int = param(500, "steps between sample grids", validator=_positive)

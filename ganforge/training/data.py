@@ -2,17 +2,23 @@
 
 Batch ``b`` of a run is a pure function of ``(seed, b)``: epoch ``b // batches_per_epoch``
 is a permutation drawn from ``seed`` and the epoch number, and the last partial batch of
-each epoch is dropped so every batch has the same shape. A resumed run starts at the batch
-where the checkpoint stopped, so it sees exactly the images the uninterrupted run saw.
+each epoch is dropped (``drop_last`` is always on) so every batch has the same shape. A
+resumed run starts at the batch where the checkpoint stopped, so it sees exactly the
+images the uninterrupted run saw. Under ``torch.distributed`` each of ``world_size`` ranks
+takes its own slice of every global batch.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..datasets.decoding import to_unit_range
+from ..datasets.policy import ImageBatch, collate_images
 from ..errors import DataError
 from ..interfaces import Dataset
 
@@ -20,12 +26,15 @@ from ..interfaces import Dataset
 class EpochBatchSampler:
     """Yields lists of indices forever, starting at global batch ``start``."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0) -> None:
-        if size < batch_size:
+    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        global_batch = batch_size * world_size
+        if size < global_batch:
             raise DataError(f"the dataset has {size} images, fewer than batch_size "
-                            f"{batch_size}")
+                            f"{batch_size}" + (f" x {world_size} ranks" if world_size > 1 else ""))
         self.size, self.batch_size, self.seed, self.start = size, batch_size, seed, start
-        self.batches_per_epoch = size // batch_size
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = size // global_batch
 
     def epoch_of(self, batch: int) -> int:
         """The epoch that global batch ``batch`` belongs to."""
@@ -37,21 +46,52 @@ class EpochBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         batch = self.start
+        width = self.batch_size * self.world_size
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
         while True:
             epoch, offset = divmod(batch, self.batches_per_epoch)
             order = self._permutation(epoch)
             for i in range(offset, self.batches_per_epoch):
-                yield order[i * self.batch_size:(i + 1) * self.batch_size].tolist()
+                yield order[i * width:(i + 1) * width][mine].tolist()
             batch = (epoch + 1) * self.batches_per_epoch
 
 
-def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
-                 num_workers: int, pin_memory: bool) -> Iterator[torch.Tensor]:
-    """An endless iterator over batches of real images, from global batch ``start_batch``."""
-    sampler = EpochBatchSampler(len(dataset), batch_size, seed, start_batch)
+def seed_worker(worker_id: int) -> None:
+    """Seed Python's and NumPy's RNGs in a loader worker from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _resident_batches(images: torch.Tensor, sampler: EpochBatchSampler,
+                      device: torch.device) -> Iterator[ImageBatch]:
+    images = images.to(device)
+    for indices in sampler:
+        index = torch.tensor(indices, device=device)
+        yield ImageBatch(to_unit_range(images.index_select(0, index)))
+
+
+def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int, *,
+                 num_workers: int, device: torch.device, pin_memory: bool,
+                 persistent_workers: bool = True, prefetch_factor: int = 2,
+                 rank: int = 0, world_size: int = 1) -> Iterator[ImageBatch]:
+    """An endless iterator over batches of real images, from global batch ``start_batch``.
+
+    A dataset held whole on the device (``residency == "device"``) is indexed there with no
+    loader; any other goes through a ``DataLoader`` with the given settings.
+    """
+    sampler = EpochBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
+    if dataset.residency == "device":
+        resident = dataset.resident_images()
+        if resident is not None:
+            return _resident_batches(resident, sampler, device)
+    workers = num_workers > 0
     # The loader draws its workers' base seed from this generator, not from torch's global
     # RNG, so starting (or resuming) a loader leaves the checkpointed RNG state untouched.
     loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                        pin_memory=pin_memory, persistent_workers=num_workers > 0,
+                        collate_fn=collate_images, pin_memory=pin_memory,
+                        persistent_workers=workers and persistent_workers,
+                        prefetch_factor=prefetch_factor if workers else None,
+                        worker_init_fn=seed_worker if workers else None,
                         generator=torch.Generator().manual_seed(seed))
     return iter(loader)

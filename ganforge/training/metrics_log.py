@@ -4,8 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TextIO
 
 import torch
+
+
+def open_jsonl(path: Path, start_step: int) -> TextIO:
+    """Open a step-stamped JSON-lines log for appending, for a run starting at ``start_step``:
+    a new run starts it empty; a resumed one drops the lines of steps after ``start_step``."""
+    if start_step > 0 and path.exists():
+        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= start_step]
+        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    elif start_step == 0:
+        path.write_text("", encoding="utf-8")
+    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - the caller closes it
 
 
 class MetricsLog:
@@ -19,13 +32,7 @@ class MetricsLog:
         from torch.utils.tensorboard import SummaryWriter
 
         self.jsonl = jsonl
-        if start_step > 0 and jsonl.exists():
-            kept = [line for line in jsonl.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= start_step]
-            jsonl.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-        elif start_step == 0:
-            jsonl.write_text("", encoding="utf-8")
-        self._file = open(jsonl, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open_jsonl(jsonl, start_step)
         self.writer = SummaryWriter(log_dir=str(tensorboard),
                                     purge_step=start_step + 1 if start_step else None)
 

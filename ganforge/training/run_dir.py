@@ -32,6 +32,11 @@ class RunDirectory:
         return self.root / "metrics.jsonl"
 
     @property
+    def skipped(self) -> Path:
+        """Images skipped under ``on_error = "skip"``, one JSON object each."""
+        return self.root / "skipped.jsonl"
+
+    @property
     def tensorboard(self) -> Path:
         return self.root / "tb"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
+import json
 import math
 import signal
 import threading
@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from .._version import __version__
+from ..datasets.policy import ImageBatch
 from ..errors import CheckpointError, TrainingError, UsageError
 from ..plugins import Plugins
 from ..recipe import Recipe
@@ -31,7 +32,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import real_batches
-from .metrics_log import MetricsLog
+from .metrics_log import MetricsLog, open_jsonl
 from .progress import TrainingProgress
 from .rng import capture_rng, restore_rng
 from .run_dir import RunDirectory
@@ -47,6 +48,8 @@ class TrainResult:
     checkpoint: Path | None
     interrupted: bool
     last_metrics: dict[str, float]
+    #: Bad images skipped in this session (listed in ``skipped.jsonl``).
+    skipped_images: int = 0
 
 
 class Trainer:
@@ -77,6 +80,8 @@ class Trainer:
         self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
             self.device)
         self.step = 0
+        #: Images skipped under ``on_error = "skip"`` in this session.
+        self.skipped_count = 0
         self._stop_requested = False
 
     # -- state --------------------------------------------------------------------------
@@ -145,13 +150,27 @@ class Trainer:
 
     # -- training -----------------------------------------------------------------------
 
-    def _train_step(self, batches: Iterator[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _next_real(self, batches: Iterator[ImageBatch]) -> torch.Tensor:
+        """The next batch of real images on the device, augmented; skipped images recorded."""
+        while True:
+            batch = next(batches)
+            for item in batch.skipped:
+                self._skipped_file.write(json.dumps(
+                    {"step": self.step + 1, "key": item.key, "reason": item.reason}) + "\n")
+            if batch.skipped:
+                self._skipped_file.flush()
+                self.skipped_count += len(batch.skipped)
+            if batch.images.shape[0]:
+                real = batch.images.to(self.device, non_blocking=True)
+                return self.dataset.augment(real, self.latent_rng)
+
+    def _train_step(self, batches: Iterator[ImageBatch]) -> tuple[torch.Tensor, torch.Tensor]:
         """D update(s), then the G update. Returns detached losses, still on the device."""
         run = self.recipe.run
         G, D = self.generator, self.discriminator
         fake = loss_d = None
         for i in range(run.d_steps):
-            real = next(batches).to(self.device, non_blocking=True)
+            real = self._next_real(batches)
             z = G.sample_latent(real.shape[0], self.latent_rng, self.device)
             if i == run.d_steps - 1:
                 fake = G(z)  # kept with its graph: the G update reuses it
@@ -193,8 +212,12 @@ class Trainer:
         self.dirs.create()
         start = self.step
         self._log = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
+        self._skipped_file = open_jsonl(self.dirs.skipped, start)
+        pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
         batches = real_batches(self.dataset, run.batch_size, run.seed, start * run.d_steps,
-                               run.num_workers, pin_memory=self.device.type == "cuda")
+                               num_workers=run.num_workers, device=self.device, pin_memory=pin,
+                               persistent_workers=run.persistent_workers,
+                               prefetch_factor=run.prefetch_factor)
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._request_stop)
@@ -226,6 +249,7 @@ class Trainer:
                             "images_per_s": (step - last_step) * run.batch_size
                             / max(now - last_time, 1e-9),
                             "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
+                            "skipped_images": float(self.skipped_count),
                         }
                         self._check_finite(metrics, step - count + 1)
                         self._log.scalars(step, metrics)
@@ -247,12 +271,13 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
             self._log.close()
+            self._skipped_file.close()
             del batches
         if not self._stop_requested:
             self.plugins.hook.ganforge_run_finished(run_dir=self.dirs.root, step=self.step)
         return TrainResult(self.dirs.root, self.step, checkpoint or
                            latest_checkpoint(self.dirs.checkpoints),
-                           self._stop_requested, metrics)
+                           self._stop_requested, metrics, self.skipped_count)
 
     @staticmethod
     def _check_finite(metrics: dict[str, float], first_step: int) -> None:
@@ -261,14 +286,6 @@ class Trainer:
                 raise TrainingError(
                     f"{network} loss became non-finite between steps {first_step} and "
                     f"the step logged; the run stopped and no non-finite checkpoint was written")
-
-
-def installed_version(distribution: str) -> str:
-    """The installed version of ``distribution``, or ``""``."""
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return ""
 
 
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,

@@ -1,0 +1,122 @@
+"""``ganforge data prepare`` and ``ganforge data inspect``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import UsageError
+from .app import app, reports_errors, stderr
+from .commands import SetOption, _plugins
+
+if TYPE_CHECKING:
+    from ..plugins import Plugins
+
+data_app = typer.Typer(help="Prepare and inspect datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+SourceArgument = typer.Argument(..., metavar="RECIPE_OR_DATASET", show_default=False,
+                                help="A recipe file (its [dataset] table) or a dataset name.")
+
+
+def dataset_source(source: str, overrides: list[str] | None,
+                   plugins: Plugins) -> tuple[dict[str, Any], int]:
+    """The dataset table ``{"use": name, **params}`` (validated) and the recipe's seed.
+
+    With a recipe, ``--set`` takes recipe paths (``dataset.image_size=64``); with a dataset
+    name, it takes that dataset's params (``image_size=64``).
+    """
+    from ..recipe import apply_overrides, load_raw
+    from ..structuring import structure_params, unstructure_params
+
+    path = Path(source)
+    if path.suffix == ".toml" or path.is_file():
+        table = apply_overrides(load_raw(path), overrides or [])
+        data = dict(table.get("dataset") or {})
+        if "use" not in data:
+            raise UsageError(f"{source}: the recipe has no [dataset] table with use = \"...\"")
+        seed = table.get("run", {}).get("seed", 0)
+    else:
+        data = {"use": source, **apply_overrides({}, overrides or [])}
+        seed = 0
+    name = data.pop("use")
+    cls = plugins.registry.get("dataset", name)
+    params = structure_params(cls.Params, data, "$.dataset")
+    return {"use": name, **unstructure_params(params)}, int(seed)
+
+
+def _build(table: dict[str, Any], plugins: Plugins) -> Any:
+    params = {k: v for k, v in table.items() if k != "use"}
+    return plugins.registry.create("dataset", table["use"], params)
+
+
+@data_app.command("prepare")
+@reports_errors
+def prepare(
+    source: str = SourceArgument,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the prepared shards."),
+    overrides: list[str] = SetOption,
+    workers: int | None = typer.Option(None, "--workers", "-j",
+                                       help="Decoding processes (default: all cores)."),
+    shard_size: int = typer.Option(4096, "--shard-size", min=1, help="Images per shard."),
+) -> None:
+    """Decode a dataset once into uint8 shards (resumable; use 'prepared' to read them)."""
+    from ..datasets.prepared import prepare_dataset
+
+    plugins = _plugins()
+    table, _seed = dataset_source(source, overrides, plugins)
+    dataset = _build(table, plugins)
+    report = prepare_dataset(dataset, table, out, shard_size=shard_size, workers=workers)
+    spec = dataset.image_spec
+    console = stderr()
+    console.print(f"prepared {report.count} images ({spec.channels}x{spec.size}x{spec.size}) "
+                  f"in {report.seconds:.1f} s: {report.shards_written} shards written, "
+                  f"{report.shards_reused} reused, {report.skipped} skipped")
+    console.print(f"use it with: [dataset] use = \"prepared\", root = \"{out}\", "
+                  f"image_size = {spec.size}, channels = {spec.channels}")
+
+
+@data_app.command("inspect")
+@reports_errors
+def inspect(
+    source: str = SourceArgument,
+    overrides: list[str] = SetOption,
+    scan: int = typer.Option(1000, "--scan", min=0,
+                             help="Decode this many images looking for errors (0: all)."),
+    out: Path = typer.Option(Path("real.png"), "--out", "-o",
+                             help="PNG grid of real images as the trainer sees them."),
+    n: int = typer.Option(64, "--n", min=1, help="Images in the grid."),
+) -> None:
+    """Count images, find decode errors, and write a grid of real training images."""
+    import torch
+
+    from ..datasets.inspection import scan_dataset
+    from ..training.data import real_batches
+    from ..training.samples import image_grid, write_grid
+
+    plugins = _plugins()
+    table, seed = dataset_source(source, overrides, plugins)
+    dataset = _build(table, plugins)
+    report = scan_dataset(dataset, scan)
+    console = Console()
+    spec = dataset.image_spec
+    console.print(f"dataset {table['use']!r}: {report.count} images, "
+                  f"{spec.channels}x{spec.size}x{spec.size}")
+    console.print(f"decoded {report.scanned}: {len(report.bad)} bad")
+    if report.bad:
+        bad = Table("image", "problem", title="bad images")
+        for key, reason in report.bad[:20]:
+            bad.add_row(key, reason)
+        console.print(bad)
+        if len(report.bad) > 20:
+            console.print(f"... and {len(report.bad) - 20} more")
+    batches = real_batches(dataset, min(n, len(dataset)), seed, 0, num_workers=0,
+                           device=torch.device("cpu"), pin_memory=False)
+    images = next(batches).images
+    images = dataset.augment(images, torch.Generator().manual_seed(seed))
+    write_grid(image_grid(images), out)
+    console.print(f"wrote {images.shape[0]} real images to {out}")

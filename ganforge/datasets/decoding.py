@@ -1,0 +1,97 @@
+"""Decoding one encoded image (file or bytes) into a uint8 tensor, whatever its mode.
+
+Every odd case a scraped dataset holds is either converted correctly or refused with a
+:class:`BadImage` error naming the image:
+
+- grey (``L``, ``1``), palette (``P``), CMYK, YCbCr: converted by Pillow;
+- alpha (``RGBA``, ``LA``, ``PA``, palette with transparency): composited onto white, so
+  transparent pixels do not turn into whatever colour happened to be stored under them;
+- 16-bit and 32-bit integer (``I;16``, ``I``) and float (``F``) images: rescaled to 8 bits
+  (Pillow's own conversion clips them to white);
+- EXIF orientation is applied;
+- truncated, zero-byte and undecodable data, and decompression bombs (more than
+  :data:`MAX_PIXELS` pixels), are refused.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision.transforms.v2 import functional as TF
+
+from ..errors import DataError
+
+#: Images larger than this are refused as decompression bombs (about 16k x 16k).
+MAX_PIXELS = 16384 * 16384
+
+
+class BadImage(DataError):
+    """An image that cannot be decoded; the message names it."""
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    array = np.asarray(img)
+    if img.mode.startswith("I;16") or (img.mode == "I" and array.max(initial=0) <= 65535):
+        array = array.astype(np.float64) / 257.0
+    elif img.mode == "F" and array.max(initial=0) <= 1.0:
+        array = array.astype(np.float64) * 255.0
+    return Image.fromarray(np.clip(np.rint(array), 0, 255).astype(np.uint8), mode="L")
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def decode_image(source: bytes | Path, channels: int, name: str | None = None) -> torch.Tensor:
+    """Decode ``source`` to a uint8 tensor of shape ``(channels, H, W)``; ``channels`` is 1
+    or 3. Raises :class:`BadImage` naming ``name`` (default: the path) on any failure."""
+    label = name or str(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+            with opened as img:
+                if img.width * img.height > MAX_PIXELS:
+                    raise BadImage(f"{label}: {img.width}x{img.height} pixels is over the "
+                                   f"limit of {MAX_PIXELS} (decompression bomb?)")
+                img.load()  # decode now, so truncated data fails here
+                img = ImageOps.exif_transpose(img)
+                if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+                    img = _to_8bit(img)
+                has_alpha = img.mode in ("RGBA", "LA", "PA") or (
+                    img.mode == "P" and "transparency" in img.info)
+                if has_alpha:
+                    img = _flatten_alpha(img)
+                img = img.convert("L" if channels == 1 else "RGB")
+                return TF.pil_to_tensor(img)
+    except BadImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImage(f"{label}: refused as a decompression bomb: {exc}") from None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise BadImage(f"{label}: cannot decode image: {reason}") from None
+
+
+def resize_center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to ``size`` (antialiased), then center-crop a square, as
+    the PyTorch DCGAN example prepares LSUN."""
+    image = TF.resize(image, [size], antialias=True)
+    return TF.center_crop(image, [size, size])
+
+
+def to_unit_range(image: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return image.float().div_(127.5).sub_(1.0)
+
+
+def load_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
+    """Decode, resize, crop and scale one image file to a float training tensor."""
+    return to_unit_range(resize_center_crop(decode_image(path, channels), image_size))

@@ -1,0 +1,124 @@
+"""``lsun``: LSUN scene categories read straight from the official lmdb layout.
+
+``<root>/<category>_lmdb/`` holds one lmdb per category whose values are encoded WebP or
+JPEG images. The lmdb is opened lazily in each process that reads it (so the dataset works
+with fork and spawn workers); the key list comes from :mod:`.lmdb_index`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from ..errors import DataError
+from ..interfaces import Dataset, ImageSpec
+from ..params import param
+from .augment import random_hflip
+from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
+from .lmdb_index import KeyIndex, load_key_index, open_lmdb
+from .policy import Skipped, on_error_validator
+
+DOWNLOAD_HINT = ("get it with the LSUN project's download.py (python download.py -c bedroom), "
+                 "unzip it there, or point the recipe at it with --set dataset.root=PATH")
+
+
+def _limit(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value <= 0:
+        raise ValueError(f"'{attribute.name}' must be > 0 or unset: {value}")
+
+
+class LSUNDataset(Dataset):
+    """LSUN scenes (e.g. ``bedroom_train``) from ``<root>/<category>_lmdb`` folders."""
+
+    @attrs.frozen
+    class Params:
+        """Where the lmdb folders are and how to shape the images."""
+
+        root: str = param("data/lsun", "folder holding <category>_lmdb folders")
+        categories: tuple[str, ...] = param(("bedroom_train",),
+                                            "categories, concatenated in this order")
+        image_size: int = param(64, "shorter side resized to this, then center crop",
+                                validator=attrs.validators.and_(attrs.validators.ge(4),
+                                                                attrs.validators.le(1024)))
+        channels: int = param(3, "1 (grey) or 3 (RGB)",
+                              validator=attrs.validators.in_([1, 3]))
+        hflip: bool = param(False, "mirror images left-right at random during training")
+        limit: int | None = param(None, "use only the first N images (quick runs)",
+                                  validator=_limit)
+        on_error: str = param("fail", "a bad image: 'fail' (error naming it) or 'skip'",
+                              validator=on_error_validator)
+
+    def __init__(self, params: Params, progress: bool = True) -> None:
+        super().__init__(params)
+        root = Path(params.root).expanduser()
+        if not params.categories:
+            raise DataError("lsun: categories is empty")
+        self.paths = [root / f"{c}_lmdb" for c in params.categories]
+        for path in self.paths:
+            if not (path / "data.mdb").is_file():
+                raise DataError(f"lsun: no LSUN lmdb at {str(path)!r}; {DOWNLOAD_HINT}")
+        self.indexes: list[KeyIndex] = [load_key_index(p, progress) for p in self.paths]
+        self.starts: list[int] = [0]
+        for index in self.indexes:
+            self.starts.append(self.starts[-1] + len(index))
+        total = self.starts[-1]
+        self.length = min(total, params.limit) if params.limit else total
+        if self.length == 0:
+            raise DataError(f"lsun: {str(root)!r} holds no images")
+        self._envs: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    @classmethod
+    def image_spec_for(cls, params: Params) -> ImageSpec:
+        return ImageSpec(channels=params.channels, size=params.image_size)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_envs"] = {}  # lmdb handles never cross a process boundary
+        return state
+
+    def _env(self, category: int) -> Any:
+        if self._pid != os.getpid():  # forked worker: handles of the parent are not ours
+            self._envs, self._pid = {}, os.getpid()
+        env = self._envs.get(category)
+        if env is None:
+            env = self._envs[category] = open_lmdb(self.paths[category])
+        return env
+
+    def locate(self, index: int) -> tuple[int, bytes]:
+        """(category number, lmdb key) of global ``index``."""
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        category = bisect.bisect_right(self.starts, index) - 1
+        return category, self.indexes[category][index - self.starts[category]]
+
+    def uint8_item(self, index: int) -> torch.Tensor | Skipped:
+        """The preprocessed image as uint8 (what ``data prepare`` stores)."""
+        category, key = self.locate(index)
+        name = f"{self.params.categories[category]}:{key.decode('utf-8', 'replace')}"
+        with self._env(category).begin(buffers=False) as txn:
+            data = txn.get(key)
+        try:
+            if not data:
+                raise BadImage(f"{name}: empty value")
+            image = decode_image(bytes(data), self.params.channels, name=name)
+        except BadImage as exc:
+            if self.params.on_error == "skip":
+                return Skipped(name, str(exc))
+            raise
+        return resize_center_crop(image, self.params.image_size)
+
+    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
+        item = self.uint8_item(index)
+        return item if isinstance(item, Skipped) else to_unit_range(item)
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return random_hflip(images, generator) if self.params.hflip else images
