@@ -76,6 +76,7 @@ def test_index_is_cached_beside_the_data_and_reused(plugins, tmp_path: Path,
         patch.setattr(lmdb_index, "_read_keys", must_not_walk)
         again = lsun(plugins, tmp_path)
     assert [again.locate(i) for i in range(6)] == [first.locate(i) for i in range(6)]
+    lmdb_index.close_lmdb_handles()  # lmdb: one handle per database per process
     add_entry(path, b"0000-new")  # the database changes: the cache is stale
     grown = lsun(plugins, tmp_path)
     assert len(grown) == 7 and grown.locate(0)[1] == b"0000-new"

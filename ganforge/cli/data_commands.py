@@ -92,10 +92,7 @@ def inspect(
     n: int = typer.Option(64, "--n", min=1, help="Images in the grid."),
 ) -> None:
     """Count images, find decode errors, and write a grid of real training images."""
-    import torch
-
-    from ..datasets.inspection import scan_dataset
-    from ..training.data import real_batches
+    from ..datasets.inspection import first_real_images, scan_dataset
     from ..training.samples import image_grid, write_grid
 
     plugins = _plugins()
@@ -114,9 +111,6 @@ def inspect(
         console.print(bad)
         if len(report.bad) > 20:
             console.print(f"... and {len(report.bad) - 20} more")
-    batches = real_batches(dataset, min(n, len(dataset)), seed, 0, num_workers=0,
-                           device=torch.device("cpu"), pin_memory=False)
-    images = next(batches).images
-    images = dataset.augment(images, torch.Generator().manual_seed(seed))
+    images = first_real_images(dataset, n, seed)
     write_grid(image_grid(images), out)
     console.print(f"wrote {images.shape[0]} real images to {out}")

@@ -75,7 +75,10 @@ def decode_image(source: bytes | Path, channels: int, name: str | None = None) -
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(f"{label}: refused as a decompression bomb: {exc}") from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+    except UnidentifiedImageError:
+        raise BadImage(f"{label}: cannot decode image: not a recognised image format") \
+            from None
+    except (OSError, ValueError, SyntaxError) as exc:
         reason = str(exc) or type(exc).__name__
         raise BadImage(f"{label}: cannot decode image: {reason}") from None
 

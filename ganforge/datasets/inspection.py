@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from ..interfaces import Dataset
-from .decoding import BadImage
+from .decoding import BadImage, to_unit_range
 from .policy import Skipped
 from .prepared import uint8_item
 
@@ -63,3 +63,23 @@ def scan_dataset(dataset: Dataset, limit: int = 0, workers: int | None = None,
             bad.extend(r for r in results if r is not None)
             bar.advance(task, len(results))
     return ScanReport(count, scanned, bad)
+
+
+def first_real_images(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
+    """The first ``n`` good images in the order a run with ``seed`` sees them, augmented
+    as in training; bad images are passed over whatever the policy."""
+    from ..training.data import EpochBatchSampler
+
+    order = next(iter(EpochBatchSampler(len(dataset), len(dataset), seed)))
+    images: list[torch.Tensor] = []
+    for index in order:
+        try:
+            item = uint8_item(dataset, index)
+        except BadImage:
+            continue
+        if not isinstance(item, Skipped):
+            images.append(to_unit_range(item))
+        if len(images) == n:
+            break
+    batch = torch.stack(images)
+    return dataset.augment(batch, torch.Generator().manual_seed(seed))

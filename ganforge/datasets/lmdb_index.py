@@ -24,15 +24,37 @@ from ..errors import DataError
 INDEX_FORMAT = 1
 
 
+#: lmdb allows one open environment per database per process, so handles are shared within
+#: a process. LMDB handles must not cross a fork either: they are closed just before any
+#: fork (data-loader workers) and reopened lazily on both sides.
+_OPEN: dict[str, Any] = {}
+
+
+def close_lmdb_handles() -> None:
+    """Close every lmdb handle of this process (they reopen on next use); needed before
+    this process opens one of those databases for writing."""
+    for env in _OPEN.values():
+        env.close()
+    _OPEN.clear()
+
+
+os.register_at_fork(before=close_lmdb_handles)
+
+
 def open_lmdb(path: Path) -> Any:
-    """Open an lmdb folder read-only, without locks (safe for many reader processes)."""
+    """This process's read-only, lock-free handle on the lmdb folder ``path``."""
     import lmdb
 
-    try:
-        return lmdb.open(str(path), readonly=True, lock=False, readahead=False,
-                         meminit=False, max_readers=1024, subdir=True)
-    except lmdb.Error as exc:
-        raise DataError(f"{path}: not a readable lmdb: {exc}") from None
+    key = str(path.resolve())
+    env = _OPEN.get(key)
+    if env is None:
+        try:
+            env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
+                            meminit=False, max_readers=1024, subdir=True)
+        except lmdb.Error as exc:
+            raise DataError(f"{path}: not a readable lmdb: {exc}") from None
+        _OPEN[key] = env
+    return env
 
 
 def fingerprint(path: Path, entries: int) -> dict[str, Any]:
@@ -104,16 +126,13 @@ def _write(folder: Path, keys: list[bytes], fp: dict[str, Any]) -> None:
 def load_key_index(lmdb_path: Path, progress: bool = True) -> KeyIndex:
     """The cached key index of ``lmdb_path``, built (with a progress bar) if missing or stale."""
     env = open_lmdb(lmdb_path)
-    try:
-        entries = env.stat()["entries"]
-        fp = fingerprint(lmdb_path, entries)
-        folders = _cache_folders(lmdb_path)
-        for folder in folders:
-            if _valid(folder, fp):
-                return KeyIndex(folder)
-        keys = _read_keys(env, entries, lmdb_path.name, progress)
-    finally:
-        env.close()
+    entries = env.stat()["entries"]
+    fp = fingerprint(lmdb_path, entries)
+    folders = _cache_folders(lmdb_path)
+    for folder in folders:
+        if _valid(folder, fp):
+            return KeyIndex(folder)
+    keys = _read_keys(env, entries, lmdb_path.name, progress)
     for folder in folders:
         try:
             _write(folder, keys, fp)

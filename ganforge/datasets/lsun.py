@@ -8,7 +8,6 @@ with fork and spawn workers); the key list comes from :mod:`.lmdb_index`.
 from __future__ import annotations
 
 import bisect
-import os
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +69,6 @@ class LSUNDataset(Dataset):
         self.length = min(total, params.limit) if params.limit else total
         if self.length == 0:
             raise DataError(f"lsun: {str(root)!r} holds no images")
-        self._envs: dict[int, Any] = {}
-        self._pid = os.getpid()
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
@@ -80,18 +77,9 @@ class LSUNDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_envs"] = {}  # lmdb handles never cross a process boundary
-        return state
-
     def _env(self, category: int) -> Any:
-        if self._pid != os.getpid():  # forked worker: handles of the parent are not ours
-            self._envs, self._pid = {}, os.getpid()
-        env = self._envs.get(category)
-        if env is None:
-            env = self._envs[category] = open_lmdb(self.paths[category])
-        return env
+        # Opened on first use in each process (fork or spawn worker), never pickled.
+        return open_lmdb(self.paths[category])
 
     def locate(self, index: int) -> tuple[int, bytes]:
         """(category number, lmdb key) of global ``index``."""
