@@ -157,3 +157,10 @@ def test_epoch_batch_sampler_is_a_function_of_seed_and_position() -> None:
     assert [next(other) for _ in range(3)] != first[:3]
     with pytest.raises(Exception, match="fewer than batch_size"):
         EpochBatchSampler(2, 3, seed=0)
+
+
+def test_ranks_split_each_global_batch() -> None:
+    single = iter(EpochBatchSampler(20, 6, seed=3))
+    ranks = [iter(EpochBatchSampler(20, 3, seed=3, rank=r, world_size=2)) for r in range(2)]
+    for _ in range(5):  # 3 global batches per epoch: crosses an epoch boundary
+        assert next(single) == next(ranks[0]) + next(ranks[1])
