@@ -85,11 +85,11 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
     manager.add_hookspecs(hookspecs)
     records: dict[str, PluginRecord] = {}
 
-    def fail(record: PluginRecord, error: BaseException) -> None:
+    def fail(record: PluginRecord, error: BaseException, key: str | None = None) -> None:
         message = f"{type(error).__name__}: {error}".splitlines()[0]
-        records[record.name] = attrs.evolve(record, status="failed", error=message)
-        if record.name in manager.list_name_plugin() and manager.get_plugin(record.name):
-            manager.unregister(name=record.name)
+        records[key or record.name] = attrs.evolve(record, status="failed", error=message)
+        if key is None and manager.get_plugin(record.name) is not None:
+            manager.unregister(name=record.name)  # its observer hooks must not fire either
         if strict:
             raise PluginError(f"{record.label} failed: {message}") from error
 
@@ -119,8 +119,10 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
 
     registry = Registry()
     for record, plugin in candidates:
-        if record.name in records:  # same name twice: the first one wins
-            fail(record, PluginError(f"plugin name {record.name!r} is already taken"))
+        if record.name in records:  # same name twice: the first one wins, untouched
+            fail(record, PluginError(f"plugin name {record.name!r} is already taken by "
+                                     f"{records[record.name].label}"),
+                 key=f"{record.name} ({record.distribution})")
             continue
         records[record.name] = record
         try:

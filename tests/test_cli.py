@@ -151,3 +151,11 @@ def test_missing_lsun_data_is_one_line(cli, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert result.output.startswith("error: lsun: no LSUN lmdb at")
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_brackets_in_errors_print_literally(cli, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[generator]\nuse = "dcgan"\n[discriminator]\nuse = "dcgan"\n')
+    result = cli("resolve", recipe)
+    assert result.exit_code == 2
+    assert "missing table [dataset] (add one with use = " in result.output

@@ -119,3 +119,32 @@ def test_misspelt_hook_is_reported(fake_dist) -> None:
     record = _record(load_plugins(), "typo")
     assert record.status == "failed"
     assert "did you mean 'ganforge_register'" in record.error
+
+
+def test_failed_plugin_hooks_do_not_fire(fake_dist) -> None:
+    fake_dist("ganforge-noisy", "noisy_plugin", """
+        from ganforge import hookimpl
+        CALLS = []
+        @hookimpl
+        def ganforge_register(registry):
+            raise RuntimeError("broken registration")
+        @hookimpl
+        def ganforge_log(step, metrics):
+            CALLS.append(step)
+    """)
+    plugins = load_plugins()
+    assert next(r for r in plugins.records if r.name == "noisy").status == "failed"
+    plugins.hook.ganforge_log(step=1, metrics={})
+    import noisy_plugin
+    assert noisy_plugin.CALLS == []
+
+
+def test_second_plugin_with_a_taken_name_leaves_the_first_alone() -> None:
+    import types
+
+    impostor = types.ModuleType("impostor")
+    plugins = load_plugins(extra=[("dcgan", impostor)])
+    dcgan = [r for r in plugins.records if r.distribution == "ganforge-dcgan"]
+    assert len(dcgan) == 1 and dcgan[0].status == "loaded"
+    failed = [r for r in plugins.records if r.status == "failed"]
+    assert len(failed) == 1 and "already taken by plugin 'dcgan'" in failed[0].error

@@ -176,3 +176,27 @@ def test_image_folder_skip_policy_in_a_run(plugins, tiny_recipe: Path, tmp_path:
     lines = (tmp_path / "run" / "skipped.jsonl").read_text().splitlines()
     assert [json.loads(x)["step"] for x in lines] == [1, 2]
     assert all("05-broken.jpg" in json.loads(x)["key"] for x in lines)
+
+
+def test_resume_is_exact_across_batches_that_were_all_skipped(plugins, tiny_recipe: Path,
+                                                               tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)).save(
+            folder / f"good{i}.png")
+        (folder / f"bad{i}.jpg").write_bytes(b"not a jpeg")
+    sets = ["dataset.use=image_folder", f"dataset.root={folder}", "dataset.image_size=32",
+            "dataset.on_error=skip", "run.batch_size=2"]
+
+    def run(out, *extra, resume=False):
+        recipe = load_recipe(tiny_recipe, plugins.registry, [*sets, *extra])
+        return train(recipe, plugins, tmp_path / out, resume=resume, progress=False)
+
+    straight = run("a")
+    assert straight.skipped_images > 0
+    run("b", "run.steps=3")
+    resumed = run("b", resume=True)
+    a, b = load_file(straight.checkpoint), load_file(resumed.checkpoint)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []

@@ -104,7 +104,7 @@ def test_overrides_apply_in_order_and_use_change_replaces() -> None:
     out = apply_overrides(table, ["loss.use=hinge", "loss.margin=2", "run.seed=4"])
     assert out["loss"] == {"use": "hinge", "margin": 2}
     assert out["run"] == {"steps": 1, "seed": 4}
-    with pytest.raises(RecipeError, match=r"\$\.run\.steps is a value, not a table"):
+    with pytest.raises(RecipeError, match=r"\$\.run\.steps: is a value, not a table"):
         apply_overrides(table, ["run.steps.x=1"])
 
 

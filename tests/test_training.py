@@ -120,8 +120,13 @@ def test_resume_needs_a_checkpoint(plugins, tiny_recipe: Path, tmp_path: Path) -
 
 def test_resume_refuses_another_recipe(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
     run(plugins, tiny_recipe, tmp_path / "run", "run.steps=3")
-    with pytest.raises(CheckpointError, match="tables generator differ"):
+    with pytest.raises(CheckpointError, match=r"\(generator differ\)"):
         run(plugins, tiny_recipe, tmp_path / "run", "generator.width=8", resume=True)
+    with pytest.raises(CheckpointError, match=r"\(run.batch_size, run.seed differ\)"):
+        run(plugins, tiny_recipe, tmp_path / "run", "run.seed=1", "run.batch_size=4",
+            resume=True)
+    resumed = run(plugins, tiny_recipe, tmp_path / "run", "run.log_every=1", resume=True)
+    assert resumed.step == 6
 
 
 def test_rotation_keeps_the_newest(plugins, tiny_recipe: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .._version import __version__
 from ..errors import GanforgeError
@@ -55,7 +56,8 @@ def reports_errors(command: F) -> F:
             if _debug():
                 raise
             for line in str(exc).splitlines() or [type(exc).__name__]:
-                stderr().print(f"[red]error:[/red] {line}", markup=True, highlight=False)
+                # The message is data, not markup: "[run]" must print as "[run]".
+                stderr().print(f"[red]error:[/red] {escape(line)}", markup=True, highlight=False)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
@@ -66,8 +68,8 @@ def reports_errors(command: F) -> F:
             if _debug():
                 raise
             first = (str(exc).splitlines() or [""])[0]
-            stderr().print(f"[red]error:[/red] internal error: {type(exc).__name__}: {first} "
-                           "(run with --debug for the traceback)", markup=True)
+            stderr().print(f"[red]error:[/red] internal error: {type(exc).__name__}: "
+                           f"{escape(first)} (run with --debug for the traceback)", markup=True)
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

@@ -125,8 +125,9 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
         default = "(required)" if field.default is attrs.NOTHING else repr(
             field.default.factory() if isinstance(field.default, attrs.Factory)
             else field.default)
-        type_name = getattr(field.type, "__name__", None) or str(field.type)
-        table.add_row(field.name, str(type_name).replace("typing.", ""), default,
+        kind = field.type
+        type_name = kind.__name__ if isinstance(kind, type) else str(kind)
+        table.add_row(field.name, type_name.replace("typing.", ""), default,
                       param_doc(field))
     console.print(table)
 

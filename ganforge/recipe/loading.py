@@ -101,7 +101,7 @@ def apply_overrides(table: Mapping[str, Any], overrides: Iterable[str]) -> Table
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 path = "$." + ".".join(parts[: i + 1])
-                raise RecipeError.single(path, f"--set {text!r}: {path} is a value, not a table")
+                raise RecipeError.single(path, f"is a value, not a table (--set {text!r})")
             node = child
         last = parts[-1]
         if last == "use" and node.get("use") not in (None, value):

@@ -22,7 +22,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 def _device(_instance: object, attribute: attrs.Attribute, value: str) -> None:
     if not _DEVICE.match(value):
-        raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda or cuda:N: {value!r}")
+        raise ValueError(f"'{attribute.name}' must be auto, cpu, cuda, cuda:N or mps: {value!r}")
 
 
 _positive = attrs.validators.gt(0)

@@ -7,8 +7,9 @@ Layout of the tensor names::
     rng/torch_cpu   rng/latent   rng/cuda/<i>
 
 Metadata (all strings): ``ganforge.format``, ``ganforge.step``, ``ganforge.recipe`` (the
-resolved TOML), ``ganforge.versions`` and ``ganforge.optimizers`` (param groups and
-non-tensor state, as JSON). No pickle anywhere.
+resolved TOML), ``ganforge.versions``, ``ganforge.optimizers`` (param groups and
+non-tensor state, as JSON) and ``ganforge.trainer`` (the trainer's counters, as JSON).
+No pickle anywhere.
 
 Files are written to a hidden temporary file, flushed, fsynced and renamed, so a reader
 never sees a partial checkpoint under a final name.
@@ -47,6 +48,8 @@ class CheckpointContents:
     versions: dict[str, str]
     optimizers: dict[str, Any]
     tensors: dict[str, torch.Tensor]
+    #: The trainer's own counters (batches consumed, best metric, ...), as JSON.
+    trainer: dict[str, Any] = attrs.field(factory=dict)
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix/`` with the prefix removed (e.g. a module's state dict)."""
@@ -98,7 +101,8 @@ def optimizer_from_flat(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, 
 
 def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: int,
                      recipe_toml: str, versions: Mapping[str, str],
-                     optimizers: Mapping[str, Any]) -> Path:
+                     optimizers: Mapping[str, Any],
+                     trainer: Mapping[str, Any] | None = None) -> Path:
     """Write one checkpoint atomically: temporary file, fsync, rename, fsync the folder."""
     metadata = {
         "ganforge.format": FORMAT_VERSION,
@@ -106,6 +110,7 @@ def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: i
         "ganforge.recipe": recipe_toml,
         "ganforge.versions": json.dumps(dict(versions), sort_keys=True),
         "ganforge.optimizers": json.dumps(dict(optimizers), sort_keys=True),
+        "ganforge.trainer": json.dumps(dict(trainer or {}), sort_keys=True),
     }
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = save_bytes(host, metadata=metadata)
@@ -193,6 +198,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             versions=json.loads(metadata.get("ganforge.versions", "{}")),
             optimizers=json.loads(metadata.get("ganforge.optimizers", "{}")),
             tensors=tensors,
+            trainer=json.loads(metadata.get("ganforge.trainer", "{}")),
         )
     except (KeyError, ValueError) as exc:
         raise CheckpointError(f"{path}: broken ganforge metadata: {exc}") from None

@@ -39,6 +39,10 @@ from .run_dir import RunDirectory
 from .samples import generate, image_grid, write_grid
 
 
+#: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
+RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count")
+
+
 @attrs.frozen
 class TrainResult:
     """What a finished (or cleanly interrupted) run left behind."""
@@ -80,6 +84,8 @@ class Trainer:
         self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
             self.device)
         self.step = 0
+        #: Real batches drawn so far: where a resumed run's data order continues.
+        self.batches_seen = 0
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
         self._stop_requested = False
@@ -108,6 +114,10 @@ class Trainer:
                 found[record.distribution] = record.version
         return found
 
+    def counters(self) -> dict[str, Any]:
+        """Trainer state that is not a tensor, saved in every checkpoint."""
+        return {"batches_seen": self.batches_seen}
+
     def save_checkpoint(self) -> Path:
         """Write the checkpoint of the current step, then rotate older ones."""
         tensors, optimizers = self.state_tensors()
@@ -118,7 +128,8 @@ class Trainer:
                                 f"({', '.join(bad[:3])})")
         path = self.dirs.checkpoints / checkpoint_name(self.step)
         write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
-                         versions=self.versions(), optimizers=optimizers)
+                         versions=self.versions(), optimizers=optimizers,
+                         trainer=self.counters())
         rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
         self.plugins.hook.ganforge_checkpoint_saved(step=self.step, path=path)
         return path
@@ -130,9 +141,12 @@ class Trainer:
         current = self.recipe.to_dict()
         differing = sorted(k for k in set(saved) | set(current)
                            if k != "run" and saved.get(k) != current.get(k))
+        differing += sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
+                            if saved.get("run", {}).get(k) != current["run"].get(k))
         if differing:
-            raise CheckpointError(f"{path}: made by a different recipe (tables "
-                                  f"{', '.join(differing)} differ); only [run] may change")
+            raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
+                                  "differ); a resumed run may change only how long and how it "
+                                  "runs, not what it computes")
         load_module_state(self.generator, contents.section("generator"), "generator", path)
         load_module_state(self.discriminator, contents.section("discriminator"),
                           "discriminator", path)
@@ -147,6 +161,8 @@ class Trainer:
             raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
                 from None
         self.step = contents.step
+        self.batches_seen = int(contents.trainer.get("batches_seen",
+                                                     contents.step * self.recipe.run.d_steps))
 
     # -- training -----------------------------------------------------------------------
 
@@ -154,6 +170,7 @@ class Trainer:
         """The next batch of real images on the device, augmented; skipped images recorded."""
         while True:
             batch = next(batches)
+            self.batches_seen += 1
             for item in batch.skipped:
                 self._skipped_file.write(json.dumps(
                     {"step": self.step + 1, "key": item.key, "reason": item.reason}) + "\n")
@@ -214,7 +231,7 @@ class Trainer:
         self._log = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
         self._skipped_file = open_jsonl(self.dirs.skipped, start)
         pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
-        batches = real_batches(self.dataset, run.batch_size, run.seed, start * run.d_steps,
+        batches = real_batches(self.dataset, run.batch_size, run.seed, self.batches_seen,
                                num_workers=run.num_workers, device=self.device, pin_memory=pin,
                                persistent_workers=run.persistent_workers,
                                prefetch_factor=run.prefetch_factor)
