@@ -18,6 +18,7 @@ _EXPORTS = {
     "Loss": "interfaces",
     "Optimizer": "interfaces",
     "Dataset": "interfaces",
+    "Metric": "interfaces",
     "ImageSpec": "interfaces",
     "resolve_image_spec": "interfaces",
     "KINDS": "kinds",

@@ -169,6 +169,28 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
         return "none"
 
 
+class Metric(Component):
+    """Scores generated images, usually against real ones, from extracted features.
+
+    ``Params`` must subclass :class:`ganforge.evaluation.metrics.MetricParams` (how many
+    images, which feature extractor). The evaluation driver extracts features once per
+    extractor and passes them to :meth:`score`.
+    """
+
+    #: True when larger values are better (Inception Score), False for distances.
+    higher_is_better: ClassVar[bool] = False
+    #: Whether :meth:`score` needs real-image features.
+    needs_real: ClassVar[bool] = True
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @abc.abstractmethod
+    def score(self, fake: Any, real: Any) -> tuple[float, dict[str, float]]:
+        """The metric's value and any extra figures (e.g. a standard deviation), from
+        ``FeatureSet`` objects of generated and (if ``needs_real``) real images."""
+
+
 #: Base class of each kind, used by the registry to reject non-components.
 BASE_CLASSES: dict[str, type] = {
     "generator": Generator,
@@ -176,4 +198,5 @@ BASE_CLASSES: dict[str, type] = {
     "loss": Loss,
     "optimizer": Optimizer,
     "dataset": Dataset,
+    "metric": Metric,
 }

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["generator", "discriminator", "loss", "optimizer", "dataset"]
+Kind = Literal["generator", "discriminator", "loss", "optimizer", "dataset", "metric"]
 
 #: Every kind, in the order the CLI lists them.
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "dataset")
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "dataset",
+                          "metric")

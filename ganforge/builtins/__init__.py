@@ -8,13 +8,14 @@ from ..registry import Registry
 
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
-    """Register the built-in loss, optimizer and datasets."""
+    """Register the built-in loss, optimizer, datasets and metrics."""
     from ..datasets.digits import DigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
     from ..datasets.prepared import PreparedDataset
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset
+    from ..evaluation.metrics import FID, KID, InceptionScore
     from .losses import BCELoss
     from .optimizers import AdamOptimizer
 
@@ -28,3 +29,6 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("dataset", "cifar10", CIFAR10Dataset)
     registry.register("dataset", "mnist", MNISTDataset)
     registry.register("dataset", "celeba", CelebADataset)
+    registry.register("metric", "fid", FID)
+    registry.register("metric", "kid", KID)
+    registry.register("metric", "inception_score", InceptionScore)

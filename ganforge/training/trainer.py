@@ -38,7 +38,6 @@ from .rng import capture_rng, restore_rng
 from .run_dir import RunDirectory
 from .samples import generate, image_grid, write_grid
 
-
 #: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
 RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count")
 
