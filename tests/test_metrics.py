@@ -91,7 +91,7 @@ def test_kid_estimator_against_brute_force() -> None:
     def k(a, b):
         return (a @ b / 5 + 1) ** 3
 
-    m, n = len(x), len(y)
+    m = len(x)
     xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
     yy = sum(k(y[i], y[j]) for i in range(30) for j in range(30) if i != j) / (30 * 29)
     xy = sum(k(x[i], y[j]) for i in range(m) for j in range(30)) / (m * 30)
