@@ -43,10 +43,12 @@ width = 4
 
 
 @pytest.fixture(autouse=True)
-def _plugin_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start with no plugin switches from the developer's shell."""
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests start with no plugin switches from the developer's shell, and a cache
+    directory of their own (never the user's ~/.cache/ganforge)."""
     monkeypatch.delenv("GANFORGE_STRICT_PLUGINS", raising=False)
     monkeypatch.delenv("GANFORGE_DISABLE_PLUGINS", raising=False)
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture

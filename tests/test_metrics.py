@@ -177,3 +177,22 @@ def test_inception_score_needs_logits(plugins) -> None:
     metric = plugins.registry.create("metric", "inception_score", {"extractor": "pixels"})
     with pytest.raises(ValueError, match="needs an extractor with class logits"):
         metric.score(FeatureSet(torch.zeros(4, 2)), None)
+
+
+def test_tf1_resize_equals_torch_fidelity() -> None:
+    from torch_fidelity.interpolate_compat_tensorflow import (
+        interpolate_bilinear_2d_like_tensorflow1x,
+    )
+
+    from ganforge.evaluation.resize import resize_for_inception
+
+    g = torch.Generator().manual_seed(0)
+    for size in (32, 64, 100):
+        images = torch.randint(0, 256, (2, 3, size, size), generator=g).float()
+        ours = resize_for_inception(images, 299, "tf1")
+        theirs = interpolate_bilinear_2d_like_tensorflow1x(images, size=(299, 299),
+                                                           align_corners=False)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=5e-3)  # of 0..255
+    antialiased = resize_for_inception(images, 299, "antialias")
+    assert antialiased.shape == (2, 3, 299, 299)
+    assert not torch.allclose(antialiased, ours, atol=1e-2)  # the two modes really differ

@@ -2,6 +2,7 @@
 
 from . import commands as _commands  # noqa: F401  (defines the commands on ``app``)
 from . import data_commands as _data_commands  # noqa: F401  (the ``data`` sub-commands)
+from . import eval_commands as _eval_commands  # noqa: F401  (eval, probe)
 from . import latent_commands as _latent_commands  # noqa: F401  (interpolate, arithmetic)
 from .app import app, main
 

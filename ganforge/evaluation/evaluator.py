@@ -137,7 +137,7 @@ def real_features(dataset: Dataset, dataset_table: Mapping[str, Any],
     return FeatureSet(result)
 
 
-ExtractorFactory = Callable[[str, str | None, bool, torch.device], FeatureExtractor]
+ExtractorFactory = Callable[[str, str | None, bool, torch.device, str], FeatureExtractor]
 
 
 class Evaluator:
@@ -161,10 +161,10 @@ class Evaluator:
         self._real: dict[tuple, FeatureSet] = {}
 
     def _extractor(self, p: Any) -> FeatureExtractor:
-        key = (p.extractor, p.inception_weights)
+        key = (p.extractor, p.inception_weights, p.resize)
         if key not in self._extractors:
             self._extractors[key] = self.extractor_factory(p.extractor, p.inception_weights,
-                                                           p.download, self.device)
+                                                           p.download, self.device, p.resize)
         return self._extractors[key]
 
     def run(self, generator: Generator, step: int | None = None) -> list[MetricResult]:
@@ -172,10 +172,10 @@ class Evaluator:
         groups: dict[tuple, list[str]] = {}
         for label, (_name, metric) in self.metrics.items():
             p = metric.params
-            groups.setdefault((p.extractor, p.inception_weights, p.seed, p.batch_size),
-                              []).append(label)
+            groups.setdefault((p.extractor, p.inception_weights, p.resize, p.seed,
+                               p.batch_size), []).append(label)
         results: list[MetricResult] = []
-        for (_, _, seed, batch_size), labels in groups.items():
+        for (*_, seed, batch_size), labels in groups.items():
             params = [self.metrics[label][1].params for label in labels]
             extractor = self._extractor(params[0])
             started = time.perf_counter()

@@ -57,32 +57,46 @@ class PixelExtractor:
 
 
 class InceptionExtractor:
-    """The FID Inception network (TensorFlow-ported 2015-12-05 weights, pool3 features)."""
+    """The FID Inception network (TensorFlow-ported 2015-12-05 weights, pool3 features).
 
-    name = "fid-inception-2015-12-05"
-    resize = "bilinear to 299x299 (align_corners=False); grey images repeated to RGB"
+    Images in [-1, 1] are quantised to uint8 (as a saved PNG would be), resized to 299x299
+    (see :mod:`.resize`), normalised with ``(x - 128) / 128`` as the TensorFlow graph does,
+    and grey images are repeated to RGB.
+    """
 
     def __init__(self, weights: str | Path | None = None, download: bool = False,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", resize: str = "antialias") -> None:
         from .inception import load_fid_inception
+        from .resize import RESIZE_MODES
 
+        if resize not in RESIZE_MODES:
+            raise UsageError(f"unknown resize {resize!r}: use one of {', '.join(RESIZE_MODES)}")
         self.device = torch.device(device)
+        self.mode = resize
+        self.name = f"fid-inception-2015-12-05/{resize}"
+        self.resize = {"antialias": "uint8, antialiased bilinear to 299x299 (torchmetrics)",
+                       "tf1": "uint8, TF1 bilinear to 299x299 (torch-fidelity, TF FID)"}[resize]
         self.network = load_fid_inception(weights, download=download, device=self.device)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.to(self.device, torch.float32)
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        features, logits = self.network(images)
+        from .inception import INPUT_SIZE
+        from .resize import resize_for_inception
+
+        quantised = images.to(self.device).float().add(1).mul(127.5).round().clamp(0, 255)
+        if quantised.shape[1] == 1:
+            quantised = quantised.expand(-1, 3, -1, -1)
+        x = resize_for_inception(quantised, INPUT_SIZE, self.mode).sub(128.0).div(128.0)
+        features, logits = self.network(x)
         return features.float().cpu(), logits.float().cpu()
 
 
 def make_extractor(name: str, weights: str | None = None, download: bool = False,
-                   device: torch.device | str = "cpu") -> FeatureExtractor:
+                   device: torch.device | str = "cpu", resize: str = "antialias"
+                   ) -> FeatureExtractor:
     """Build the extractor a metric's params name."""
     if name == "inception":
-        return InceptionExtractor(weights, download, device)
+        return InceptionExtractor(weights, download, device, resize)
     if name == "pixels":
         return PixelExtractor()
     raise UsageError(f"unknown feature extractor {name!r}: use 'inception' or 'pixels'")

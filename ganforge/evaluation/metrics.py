@@ -31,6 +31,9 @@ class MetricParams:
     inception_weights: str | None = param(None, "path of pt_inception-2015-12-05-6726825d.pth;"
                                           " unset: the user cache")
     download: bool = param(False, "fetch the Inception weights into the cache if missing")
+    resize: str = param("antialias", "to 299x299: 'antialias' (torchmetrics' default) or "
+                        "'tf1' (TensorFlow 1 bilinear, as torch-fidelity and the TF FID code)",
+                        validator=attrs.validators.in_(["antialias", "tf1"]))
     batch_size: int = param(100, "images per extraction batch", validator=_positive)
     seed: int = param(0, "seed of the generated latents and of the real-image selection")
 

@@ -6,11 +6,20 @@ structured into each component's ``Params`` (:func:`load_recipe`). The result is
 """
 
 from .loading import apply_overrides, load_raw, merge, parse_override, read_toml
-from .model import COMPONENT_TABLES, ComponentChoice, Recipe, RunParams, build_recipe, load_recipe
+from .model import (
+                    COMPONENT_TABLES,
+                    ComponentChoice,
+                    EvalParams,
+                    Recipe,
+                    RunParams,
+                    build_recipe,
+                    load_recipe,
+)
 
 __all__ = [
     "COMPONENT_TABLES",
     "ComponentChoice",
+    "EvalParams",
     "Recipe",
     "RunParams",
     "apply_overrides",

@@ -54,6 +54,16 @@ class RunParams:
 
 
 @attrs.frozen
+class EvalParams:
+    """The ``[eval]`` table: metrics computed during training (``[eval.metrics.<label>]``)."""
+
+    every: int = param(0, "steps between evaluations (and at the last step); 0: never",
+                       validator=_non_negative)
+    best: str | None = param(None, "label of the metric that picks checkpoints/best-<label>; "
+                             "unset: the first metric")
+
+
+@attrs.frozen
 class ComponentChoice:
     """One component table: the registered ``name`` of ``kind`` and its structured params."""
 
@@ -87,7 +97,7 @@ DEFAULTS: Table = {
     "optimizer": {"generator": {"use": "adam"}, "discriminator": {"use": "adam"}},
 }
 
-_TOP_LEVEL = ("run", "dataset", "generator", "discriminator", "loss", "optimizer")
+_TOP_LEVEL = ("run", "eval", "dataset", "generator", "discriminator", "loss", "optimizer")
 
 
 @attrs.frozen
@@ -97,13 +107,26 @@ class Recipe:
     run: RunParams
     components: dict[str, ComponentChoice]
     source: str | None = None
+    eval: EvalParams = attrs.field(factory=EvalParams)
+
+    @property
+    def metrics(self) -> dict[str, ComponentChoice]:
+        """``[eval.metrics.<label>]`` tables by label, in recipe order."""
+        prefix = "eval.metrics."
+        return {k[len(prefix):]: v for k, v in self.components.items() if k.startswith(prefix)}
+
+    @property
+    def best_metric(self) -> str | None:
+        """The label of the metric that picks the best checkpoint, if any metric is set."""
+        return self.eval.best or next(iter(self.metrics), None)
 
     def __getitem__(self, table: str) -> ComponentChoice:
         return self.components[table]
 
     def to_dict(self) -> Table:
         """The resolved recipe as plain data: every table, every default filled in."""
-        result: Table = {"run": unstructure_params(self.run)}
+        result: Table = {"run": unstructure_params(self.run),
+                         "eval": unstructure_params(self.eval)}
         for table, choice in self.components.items():
             node = result
             *parents, last = table.split(".")
@@ -172,10 +195,51 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
                 kind, name, registry.structure(kind, name, params, path), path)
         except RecipeError as exc:
             problems.extend(exc.problems)
+    evaluation = _build_eval(table.get("eval", {}), registry, components, problems)
     if problems:
         raise RecipeError(problems, source=source)
-    assert run is not None
-    return Recipe(run=run, components=components, source=source)
+    assert run is not None and evaluation is not None
+    return Recipe(run=run, components=components, source=source, eval=evaluation)
+
+
+def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentChoice],
+                problems: Problems) -> EvalParams | None:
+    """Structure ``[eval]``: its own params plus one metric component per label."""
+    if not isinstance(data, Mapping):
+        problems.append(("$.eval", f"expected a table, got {type(data).__name__}"))
+        return None
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, Mapping):
+        problems.append(("$.eval.metrics", "expected a table of [eval.metrics.<label>] tables"))
+        metrics = {}
+    evaluation = None
+    try:
+        evaluation = structure_params(EvalParams, {k: v for k, v in data.items()
+                                                   if k != "metrics"}, "$.eval")
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+    for label, metric in metrics.items():
+        path = f"$.eval.metrics.{label}"
+        if not isinstance(metric, Mapping) or not isinstance(metric.get("use"), str):
+            problems.append((f"{path}.use", "required: the registered metric name"))
+            continue
+        try:
+            registry.get("metric", metric["use"])
+            params = {k: v for k, v in metric.items() if k != "use"}
+            components[f"eval.metrics.{label}"] = ComponentChoice(
+                "metric", metric["use"], registry.structure("metric", metric["use"], params,
+                                                            path), path)
+        except UnknownComponentError as exc:
+            problems.append((f"{path}.use", str(exc)))
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if evaluation is not None:
+        if evaluation.every and not metrics:
+            problems.append(("$.eval.every", "set, but no [eval.metrics.<label>] table"))
+        if evaluation.best is not None and evaluation.best not in metrics:
+            problems.append(("$.eval.best", f"no metric labelled {evaluation.best!r}"
+                             f"{did_you_mean(evaluation.best, metrics)}"))
+    return evaluation
 
 
 def load_recipe(path: str | Path, registry: Registry, overrides: Iterable[str] = ()) -> Recipe:

@@ -85,6 +85,9 @@ class Trainer:
         self.step = 0
         #: Real batches drawn so far: where a resumed run's data order continues.
         self.batches_seen = 0
+        #: ``{"label", "value", "step"}`` of the best evaluation so far, or None.
+        self.best: dict[str, Any] | None = None
+        self._evaluator: Any = None
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
         self._stop_requested = False
@@ -115,21 +118,24 @@ class Trainer:
 
     def counters(self) -> dict[str, Any]:
         """Trainer state that is not a tensor, saved in every checkpoint."""
-        return {"batches_seen": self.batches_seen}
+        return {"batches_seen": self.batches_seen, "best": self.best}
 
-    def save_checkpoint(self) -> Path:
-        """Write the checkpoint of the current step, then rotate older ones."""
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Write the checkpoint of the current step (to ``path``, default the rotating
+        ``step-N`` name), then rotate older ``step-N`` ones."""
         tensors, optimizers = self.state_tensors()
         bad = [k for k, v in tensors.items() if v.is_floating_point()
                and not torch.isfinite(v).all()]
         if bad:
             raise TrainingError(f"step {self.step}: refusing to checkpoint non-finite state "
                                 f"({', '.join(bad[:3])})")
-        path = self.dirs.checkpoints / checkpoint_name(self.step)
+        rotating = path is None
+        path = path or self.dirs.checkpoints / checkpoint_name(self.step)
         write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
                          versions=self.versions(), optimizers=optimizers,
                          trainer=self.counters())
-        rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
+        if rotating:
+            rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
         self.plugins.hook.ganforge_checkpoint_saved(step=self.step, path=path)
         return path
 
@@ -139,7 +145,7 @@ class Trainer:
         saved = tomllib.loads(contents.recipe_toml)
         current = self.recipe.to_dict()
         differing = sorted(k for k in set(saved) | set(current)
-                           if k != "run" and saved.get(k) != current.get(k))
+                           if k not in ("run", "eval") and saved.get(k) != current.get(k))
         differing += sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
                             if saved.get("run", {}).get(k) != current["run"].get(k))
         if differing:
@@ -162,6 +168,7 @@ class Trainer:
         self.step = contents.step
         self.batches_seen = int(contents.trainer.get("batches_seen",
                                                      contents.step * self.recipe.run.d_steps))
+        self.best = contents.trainer.get("best")
 
     # -- training -----------------------------------------------------------------------
 
@@ -215,6 +222,31 @@ class Trainer:
         self._log.image_grid(self.step, grid)
         self.plugins.hook.ganforge_sample_written(step=self.step, path=path)
         return path
+
+    def evaluate(self, progress: TrainingProgress) -> dict[str, float]:
+        """Run the recipe's metrics now; keep ``best-<label>.safetensors`` when the chosen
+        metric improves. Returns the values logged (``eval/<label>``, ``eval/seconds``)."""
+        from ..evaluation.evaluator import Evaluator
+
+        if self._evaluator is None:
+            metrics = {label: (choice.name, choice.create(self.plugins.registry))
+                       for label, choice in self.recipe.metrics.items()}
+            self._evaluator = Evaluator(metrics, self.dataset,
+                                        self.recipe["dataset"].to_table(), self.device)
+        started = time.perf_counter()
+        results = self._evaluator.run(self.generator, self.step)
+        values = {f"eval/{r.label}": r.value for r in results}
+        values["eval/seconds"] = time.perf_counter() - started
+        for result in results:
+            progress.note(f"step {self.step}: {result.summary()}")
+        chosen = next(r for r in results if r.label == self.recipe.best_metric)
+        better = self.best is None or (
+            chosen.value > self.best["value"] if chosen.higher_is_better
+            else chosen.value < self.best["value"])
+        if better:
+            self.best = {"label": chosen.label, "value": chosen.value, "step": self.step}
+            self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
+        return values
 
     def _request_stop(self, signum: int, frame: Any) -> None:
         if self._stop_requested:
@@ -275,6 +307,12 @@ class Trainer:
                         sum_g.zero_()
                         count = 0
                         last_time, last_step = now, step
+                    every = self.recipe.eval.every
+                    if every and (step % every == 0 or last):
+                        values = self.evaluate(progress)
+                        self._log.scalars(step, values)
+                        self.plugins.hook.ganforge_log(step=step, metrics=values)
+                        metrics.update(values)
                     if step % run.sample_every == 0 or last:
                         self.write_samples()
                     if step % run.checkpoint_every == 0 or last:

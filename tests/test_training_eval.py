@@ -1,0 +1,76 @@
+"""Metrics during training: logged, best checkpoint kept apart, training unperturbed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ganforge.errors import RecipeError
+from ganforge.recipe import load_recipe
+from ganforge.training import train
+from ganforge.training.checkpoint import read_checkpoint
+
+EVAL = ["eval.every=2", "eval.metrics.fid.use=fid", "eval.metrics.fid.extractor=pixels",
+        "eval.metrics.fid.n_fake=16", "eval.metrics.fid.n_real=24",
+        "eval.metrics.kid.use=kid", "eval.metrics.kid.extractor=pixels",
+        "eval.metrics.kid.n_fake=16", "eval.metrics.kid.n_real=24",
+        "eval.metrics.kid.subset_size=8", "eval.metrics.kid.subsets=4"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def run(plugins, recipe: Path, out: Path, *overrides: str, resume: bool = False):
+    return train(load_recipe(recipe, plugins.registry, overrides), plugins, out,
+                 resume=resume, progress=False)
+
+
+def test_metrics_logged_and_best_kept_apart(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    result = run(plugins, tiny_recipe, tmp_path / "run", *EVAL, "run.keep_last=1")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [x for x in lines if "eval/fid" in x]
+    assert [x["step"] for x in evals] == [2, 4, 6]
+    assert all(x["eval/fid"] > 0 and "eval/kid" in x and x["eval/seconds"] > 0 for x in evals)
+    names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert names[-1] == "step-0000006.safetensors" and len(names) == 2  # rotation: keep 1
+    best = tmp_path / "run" / "checkpoints" / "best-fid.safetensors"
+    assert names[0] == best.name
+    contents = read_checkpoint(best)
+    best_step = min(evals, key=lambda x: x["eval/fid"])["step"]
+    assert contents.step == best_step
+    assert contents.trainer["best"]["value"] == pytest.approx(
+        min(x["eval/fid"] for x in evals))
+    assert read_checkpoint(result.checkpoint).trainer["best"]["step"] == best_step
+
+
+def test_evaluation_does_not_change_training(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    plain = run(plugins, tiny_recipe, tmp_path / "plain")
+    evaluated = run(plugins, tiny_recipe, tmp_path / "eval", *EVAL)
+    a, b = load_file(plain.checkpoint), load_file(evaluated.checkpoint)
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+def test_eval_settings_may_change_on_resume(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    run(plugins, tiny_recipe, tmp_path / "run", "run.steps=3")
+    resumed = run(plugins, tiny_recipe, tmp_path / "run", *EVAL, resume=True)
+    assert resumed.step == 6 and "eval/fid" in resumed.last_metrics
+
+
+def test_eval_table_errors(plugins, tiny_recipe: Path) -> None:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tiny_recipe, plugins.registry, ["eval.every=5", "eval.best=fdi"])
+    problems = dict(info.value.problems)
+    assert problems["$.eval.every"] == "set, but no [eval.metrics.<label>] table"
+    assert problems["$.eval.best"] == "no metric labelled 'fdi'"
+    with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.use: unknown metric 'fdi', "
+                       "did you mean 'fid'"):
+        load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fdi"])
+    with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.extractor: 'extractor' must"):
+        load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fid",
+                                                    "eval.metrics.x.extractor=vgg"])
