@@ -64,6 +64,27 @@ def tiny_recipe(tmp_path: Path) -> Path:
     return path
 
 
+QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.toml"
+QUICKSTART_STEPS = 300
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's quickstart, shortened to 300 steps, trained once per test session
+    through the CLI (about 20 s on 2 cores). Returns the run directory."""
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+
+    out = tmp_path_factory.mktemp("quickstart") / "run"
+    result = CliRunner().invoke(app, [
+        "run", str(QUICKSTART), "--out", str(out), "--quiet",
+        "--set", f"run.steps={QUICKSTART_STEPS}", "--set", "run.sample_every=100",
+        "--set", f"run.checkpoint_every={QUICKSTART_STEPS}", "--set", "run.device=cpu"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 FakeDist = Callable[..., Path]
 
 

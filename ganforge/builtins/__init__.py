@@ -14,7 +14,7 @@ def ganforge_register(registry: Registry) -> None:
     from ..datasets.lsun import LSUNDataset
     from ..datasets.prepared import PreparedDataset
     from ..datasets.synthetic import SyntheticDataset
-    from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset
+    from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
     from ..evaluation.metrics import FID, KID, InceptionScore
     from .losses import BCELoss
     from .optimizers import AdamOptimizer
@@ -29,6 +29,7 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("dataset", "cifar10", CIFAR10Dataset)
     registry.register("dataset", "mnist", MNISTDataset)
     registry.register("dataset", "celeba", CelebADataset)
+    registry.register("dataset", "svhn", SVHNDataset)
     registry.register("metric", "fid", FID)
     registry.register("metric", "kid", KID)
     registry.register("metric", "inception_score", InceptionScore)

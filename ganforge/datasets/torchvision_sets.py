@@ -152,3 +152,29 @@ class CelebADataset(_TorchvisionDataset):
 
     def _targets(self) -> Any:
         return self.inner.identity.flatten()
+
+
+class SVHNDataset(_TorchvisionDataset):
+    """SVHN street-view house numbers (32x32 colour digits) through torchvision."""
+
+    title, tv_class = "SVHN", "SVHN"
+    layout = "train_32x32.mat / test_32x32.mat / extra_32x32.mat"
+    source_url = "http://ufldl.stanford.edu/housenumbers/"
+
+    @attrs.frozen
+    class Params:
+        """Where SVHN is, which split, and how to shape it."""
+
+        root: str = param("data/svhn", "folder holding the .mat files")
+        split: str = param("train", "'train' (73,257), 'test' (26,032) or 'extra' (531,131)",
+                           validator=attrs.validators.in_(["train", "test", "extra"]))
+        image_size: int = param(32, "output size", validator=image_size_validator)
+        channels: int = param(3, "1 or 3", validator=channels_validator)
+        download: bool = param(False, "download into root when missing (needs internet)")
+        hflip: bool = param(False, "mirror images left-right at random (rarely wanted)")
+
+    def split_kwargs(self, params: Any) -> dict[str, Any]:
+        return {"split": params.split}
+
+    def _targets(self) -> Any:
+        return self.inner.labels
