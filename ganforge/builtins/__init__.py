@@ -16,10 +16,11 @@ def ganforge_register(registry: Registry) -> None:
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
     from ..evaluation.metrics import FID, KID, InceptionScore
-    from .losses import BCELoss
+    from .losses import BCELoss, HingeLoss
     from .optimizers import AdamOptimizer
 
     registry.register("loss", "bce", BCELoss)
+    registry.register("loss", "hinge", HingeLoss)
     registry.register("optimizer", "adam", AdamOptimizer)
     registry.register("dataset", "digits", DigitsDataset)
     registry.register("dataset", "synthetic", SyntheticDataset)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..interfaces import Loss
+from ..params import param
 
 
 class BCELoss(Loss):
@@ -31,3 +32,24 @@ class BCELoss(Loss):
 
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         return F.softplus(-discriminator(fake)).mean()
+
+
+class HingeLoss(Loss):
+    """The hinge loss (Lim & Ye, 2017; used by SAGAN and BigGAN).
+
+    D minimises ``relu(margin - D(x)) + relu(margin + D(G(z)))``; G minimises ``-D(G(z))``.
+    """
+
+    @attrs.frozen
+    class Params:
+        """Margin of the hinge."""
+
+        margin: float = param(1.0, "hinge margin", validator=attrs.validators.gt(0.0))
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
+                           fake: torch.Tensor) -> torch.Tensor:
+        m = self.params.margin
+        return F.relu(m - discriminator(real)).mean() + F.relu(m + discriminator(fake)).mean()
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
+        return -discriminator(fake).mean()

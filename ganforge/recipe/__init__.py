@@ -5,7 +5,7 @@ structured into each component's ``Params`` (:func:`load_recipe`). The result is
 :class:`Recipe` that renders back to one flat TOML file (:meth:`Recipe.to_toml`).
 """
 
-from .loading import apply_overrides, load_raw, merge, parse_override, read_toml
+from .loading import apply_overrides, load_raw, merge, parse_override, read_toml, set_path
 from .model import (
                     COMPONENT_TABLES,
                     ComponentChoice,
@@ -29,4 +29,5 @@ __all__ = [
     "merge",
     "parse_override",
     "read_toml",
+    "set_path",
 ]

@@ -91,20 +91,29 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return [p.strip() for p in parts], value
 
 
+def set_path(table: Table, parts: list[str], value: Any, label: str = "") -> None:
+    """Set ``table[parts[0]][parts[1]]... = value`` in place, creating tables on the way.
+
+    Setting ``X.use`` to a different name clears table X first: the old component's params
+    do not apply to the new one. ``label`` names the override in errors.
+    """
+    node = table
+    for i, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            path = "$." + ".".join(parts[: i + 1])
+            raise RecipeError.single(path, f"is a value, not a table ({label})")
+        node = child
+    last = parts[-1]
+    if last == "use" and node.get("use") not in (None, value):
+        node.clear()
+    node[last] = copy.deepcopy(value)
+
+
 def apply_overrides(table: Mapping[str, Any], overrides: Iterable[str]) -> Table:
     """Apply ``--set`` strings in order. Setting ``X.use`` to a new name replaces table X."""
     result: Table = copy.deepcopy(dict(table))
     for text in overrides:
         parts, value = parse_override(text)
-        node = result
-        for i, part in enumerate(parts[:-1]):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                path = "$." + ".".join(parts[: i + 1])
-                raise RecipeError.single(path, f"is a value, not a table (--set {text!r})")
-            node = child
-        last = parts[-1]
-        if last == "use" and node.get("use") not in (None, value):
-            node.clear()
-        node[last] = value
+        set_path(result, parts, value, f"--set {text!r}")
     return result

@@ -88,6 +88,8 @@ class Trainer:
         #: ``{"label", "value", "step"}`` of the best evaluation so far, or None.
         self.best: dict[str, Any] | None = None
         self._evaluator: Any = None
+        self._elapsed_before = 0.0
+        self._session_start: float | None = None
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
         self._stop_requested = False
@@ -118,7 +120,13 @@ class Trainer:
 
     def counters(self) -> dict[str, Any]:
         """Trainer state that is not a tensor, saved in every checkpoint."""
-        return {"batches_seen": self.batches_seen, "best": self.best}
+        return {"batches_seen": self.batches_seen, "best": self.best,
+                "elapsed_s": self.elapsed_s()}
+
+    def elapsed_s(self) -> float:
+        """Training wall time of this run so far, earlier sessions included."""
+        session = time.perf_counter() - self._session_start if self._session_start else 0.0
+        return self._elapsed_before + session
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         """Write the checkpoint of the current step (to ``path``, default the rotating
@@ -169,6 +177,7 @@ class Trainer:
         self.batches_seen = int(contents.trainer.get("batches_seen",
                                                      contents.step * self.recipe.run.d_steps))
         self.best = contents.trainer.get("best")
+        self._elapsed_before = float(contents.trainer.get("elapsed_s", 0.0))
 
     # -- training -----------------------------------------------------------------------
 
@@ -272,6 +281,7 @@ class Trainer:
         self.plugins.hook.ganforge_run_started(run_dir=self.dirs.root,
                                                recipe=self.recipe.to_dict(), step=start)
         progress = TrainingProgress(run.steps, start, enabled=self.show_progress)
+        self._session_start = time.perf_counter()
         zero = torch.zeros((), device=self.device)
         sum_d, sum_g, count = zero.clone(), zero.clone(), 0
         last_time, last_step = time.perf_counter(), start
@@ -298,6 +308,7 @@ class Trainer:
                             / max(now - last_time, 1e-9),
                             "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
                             "skipped_images": float(self.skipped_count),
+                            "elapsed_s": self.elapsed_s(),
                         }
                         self._check_finite(metrics, step - count + 1)
                         self._log.scalars(step, metrics)

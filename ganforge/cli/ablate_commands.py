@@ -1,0 +1,112 @@
+"""``ganforge ablate``: run every variant of a sweep recipe and summarise them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import TrainingError
+from .app import app, reports_errors, stderr
+from .commands import RecipeArgument, SetOption, _plugins
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if isinstance(value, list | dict | bool) or value is None \
+        else str(value)
+
+
+@app.command()
+@reports_errors
+def ablate(
+    recipe: Path = RecipeArgument,
+    overrides: list[str] = SetOption,
+    out: Path | None = typer.Option(None, "--out", "-o",
+                                    help="Sweep directory (default: runs/<recipe name>)."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="List the variants and their differences; run nothing."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                             help="Variants run in parallel (one per GPU when there are "
+                                  "several; CPU processes otherwise)."),
+    report: bool = typer.Option(False, "--report",
+                                help="Also write samples.png and curves.png in the sweep "
+                                     "directory."),
+) -> None:
+    """Run every variant of a sweep recipe ([sweep] table); resumable: run it again to
+    finish an interrupted sweep without redoing finished variants."""
+    from ..sweep.plan import differences, plan_sweep
+    from ..sweep.report import curves_plot, samples_sheet
+    from ..sweep.results import collect
+    from ..sweep.runner import run_plan, run_state
+
+    plugins = _plugins()
+    plan = plan_sweep(recipe, plugins.registry, overrides or [], out)
+    console = Console()
+    if dry_run:
+        table = Table(title=f"{recipe}: {len(plan.variants)} variants x "
+                            f"{len(plan.runs) // max(1, len(plan.variants))} seeds "
+                            f"-> {plan.out}")
+        for column in ("variant", "seeds", "state", "differences from the base"):
+            table.add_column(column)
+        for variant in plan.variants:
+            runs = [r for r in plan.runs if r.variant == variant]
+            diff = differences(plan.base, runs[0].recipe)
+            text = "\n".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in diff.items())
+            states = ", ".join(sorted({run_state(r) for r in runs}))
+            table.add_row(variant, ", ".join(str(r.seed) for r in runs), states,
+                          text or "(the base)")
+        console.print(table)
+        return
+    plan.out.mkdir(parents=True, exist_ok=True)
+    (plan.out / "sweep.json").write_text(json.dumps({
+        "recipe": str(recipe), "overrides": overrides or [],
+        "runs": [{"variant": r.variant, "seed": r.seed, "overrides": r.overrides,
+                  "run_dir": str(r.run_dir)} for r in plan.runs]}, indent=1))
+    err = stderr()
+
+    def on_event(outcome: Any, done: int, total: int) -> None:
+        colour = {"finished": "green", "skipped": "cyan", "failed": "red"}[outcome.status]
+        extra = f" in {outcome.seconds:.0f} s" if outcome.seconds else ""
+        extra += f": {outcome.error}" if outcome.error else ""
+        err.print(f"[{done}/{total}] [{colour}]{outcome.status}[/{colour}] "
+                  f"{outcome.variant} seed {outcome.seed}{extra}", markup=True)
+
+    err.print(f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in {plan.out}, "
+              f"{jobs} at a time")
+    outcomes = run_plan(plan, jobs, on_event)
+    _rows, summary = collect(plan, plugins.registry)
+    _print_summary(console, summary)
+    console.print(f"results: {plan.out / 'results.csv'}, {plan.out / 'results.jsonl'}, "
+                  f"{plan.out / 'summary.csv'}")
+    if report:
+        sheet = samples_sheet(plan, plan.out / "samples.png")
+        curves = curves_plot(plan, plan.out / "curves.png")
+        console.print(f"report: {sheet}, {curves}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise TrainingError(f"{len(failed)} of {len(outcomes)} runs failed; run the same "
+                            "command again to retry them")
+
+
+def _print_summary(console: Console, summary: list[dict[str, Any]]) -> None:
+    if not summary:
+        return
+    keys = [k[:-5] for k in summary[0] if k.endswith("_mean")]
+    shown = [k for k in keys if k.endswith(("_final", "_best"))] + [
+        k for k in ("loss_d", "loss_g", "images_per_s", "elapsed_s") if k in keys]
+    table = Table(title="ablation summary (mean ± std over seeds)")
+    table.add_column("variant")
+    table.add_column("seeds")
+    for key in shown:
+        table.add_column(key)
+    for row in summary:
+        table.add_row(row["variant"], str(row["seeds"]), *(
+            f"{row[f'{k}_mean']:.4g} ± {row[f'{k}_std']:.2g}" if f"{k}_mean" in row else "-"
+            for k in shown))
+    console.print(table)

@@ -1,0 +1,211 @@
+"""From a sweep recipe to a validated plan: one resolved recipe per variant and seed.
+
+```toml
+extends = "../quickstart.toml"
+
+[sweep]
+mode = "grid"                 # axes combined as a grid (default) or "zip"ped
+seeds = [0, 1, 2]             # every variant is run once per seed
+include_base = true           # with named variants: also run the base recipe
+
+[sweep.axes]                  # recipe paths -> lists of values
+"optimizer.generator.lr" = [2e-4, 1e-3]
+
+[sweep.variants.no_bn]        # a named variant: a table of overrides
+"generator.batchnorm" = false
+"discriminator.batchnorm" = false
+```
+
+Variants are the named ones (plus ``base``) crossed with the axis combinations; every
+variant's recipe is built and validated before anything runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..errors import RecipeError
+from ..params import param
+from ..recipe import Recipe, apply_overrides, build_recipe, load_raw, set_path
+from ..registry import Registry
+from ..structuring import structure_params
+
+
+@attrs.frozen
+class SweepParams:
+    """The ``[sweep]`` table's own keys."""
+
+    mode: str = param("grid", "how axes combine: 'grid' (every combination) or 'zip'",
+                      validator=attrs.validators.in_(["grid", "zip"]))
+    seeds: tuple[int, ...] | None = param(None, "seeds each variant runs with; unset: run.seed")
+    include_base: bool = param(True, "with named variants, also run the unchanged base")
+
+
+@attrs.frozen
+class PlannedRun:
+    """One run of the sweep: a variant at one seed."""
+
+    variant: str
+    seed: int
+    overrides: dict[str, Any]
+    recipe: Recipe
+    run_dir: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} (seed {self.seed})"
+
+
+@attrs.frozen
+class SweepPlan:
+    """Every run of a sweep, in order, and the base it varies."""
+
+    source: Path
+    out: Path
+    params: SweepParams
+    base: Recipe
+    runs: list[PlannedRun]
+
+    @property
+    def variants(self) -> list[str]:
+        """Variant ids in order, without repeats."""
+        return list(dict.fromkeys(r.variant for r in self.runs))
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return format(value, "g")
+    if isinstance(value, list | tuple):
+        return "-".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def variant_id(overrides: Mapping[str, Any]) -> str:
+    """A stable, readable id: ``lr=0.001_batchnorm=false``. Equal tokens (the same lr for G
+    and D) appear once; a short key that is ambiguous gets its parent table too."""
+    def key(path: str, depth: int) -> str:
+        return ".".join(path.split(".")[-depth:])
+
+    tokens: list[str] = []
+    shorts: dict[str, set[str]] = {}
+    for path, value in overrides.items():
+        shorts.setdefault(key(path, 1), set()).add(_format_value(value))
+    for path, value in overrides.items():
+        depth = 1 if len(shorts[key(path, 1)]) == 1 else 2
+        token = f"{key(path, depth)}={_format_value(value)}"
+        if token not in tokens:
+            tokens.append(token)
+    text = "_".join(tokens) or "base"
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", text)
+
+
+def _axis_combinations(axes: Mapping[str, list[Any]], mode: str) -> list[dict[str, Any]]:
+    if not axes:
+        return [{}]
+    paths = list(axes)
+    if mode == "zip":
+        return [dict(zip(paths, values, strict=True)) for values in zip(*axes.values(),
+                                                                          strict=True)]
+    return [dict(zip(paths, values, strict=True))
+            for values in itertools.product(*axes.values())]
+
+
+def _check_axes(axes: Any, mode: str) -> list[tuple[str, str]]:
+    problems = []
+    if not isinstance(axes, Mapping):
+        return [("$.sweep.axes", "expected a table of recipe paths -> lists of values")]
+    lengths = set()
+    for path, values in axes.items():
+        if not isinstance(values, list) or not values:
+            problems.append((f"$.sweep.axes.{path}", "expected a non-empty list of values"))
+        else:
+            lengths.add(len(values))
+    if mode == "zip" and len(lengths) > 1:
+        problems.append(("$.sweep.axes", f"mode = 'zip' needs lists of one length, got "
+                         f"{sorted(lengths)}"))
+    return problems
+
+
+def plan_sweep(path: str | Path, registry: Registry, overrides: Iterable[str] = (),
+               out: Path | None = None) -> SweepPlan:
+    """Expand and validate the sweep in ``path``; every problem of every variant is
+    reported at once, each prefixed with its variant's name."""
+    path = Path(path)
+    raw = apply_overrides(load_raw(path), overrides)
+    sweep = raw.pop("sweep", None)
+    if not isinstance(sweep, Mapping):
+        raise RecipeError.single("$.sweep", "no [sweep] table: this recipe has no variants "
+                                 "(run it with 'ganforge run')", source=str(path))
+    sweep = dict(sweep)
+    axes = sweep.pop("axes", {})
+    named = sweep.pop("variants", {})
+    params = structure_params(SweepParams, sweep, "$.sweep")
+    problems = _check_axes(axes, params.mode)
+    if not isinstance(named, Mapping) or not all(isinstance(v, Mapping) for v in named.values()):
+        problems.append(("$.sweep.variants", "expected [sweep.variants.<name>] tables"))
+        named = {}
+    if not axes and not named:
+        problems.append(("$.sweep", "needs [sweep.axes] or [sweep.variants.<name>]"))
+    if problems:
+        raise RecipeError(problems, source=str(path))
+    base = build_recipe(raw, registry, source=str(path))
+    seeds = list(params.seeds) if params.seeds else [base.run.seed]
+    families: list[tuple[str | None, dict[str, Any]]] = []
+    if not named or params.include_base:
+        families.append((None if not named else "base", {}))
+    families += [(name, dict(values)) for name, values in named.items()]
+    out = out or Path(base.run.out or Path("runs") / path.stem)
+    runs: list[PlannedRun] = []
+    problems = []
+    for (name, fixed), combo in itertools.product(families, _axis_combinations(axes,
+                                                                               params.mode)):
+        changes = {**fixed, **combo}
+        axis_part = variant_id(combo) if combo else ""
+        vid = "_".join(p for p in (name, axis_part) if p) or "base"
+        for seed in seeds:
+            table = copy.deepcopy(raw)
+            try:
+                for dotted, value in changes.items():
+                    set_path(table, dotted.split("."), value, f"variant {vid!r}")
+                set_path(table, ["run", "seed"], seed, "seeds")
+                recipe = build_recipe(table, registry, source=str(path))
+            except RecipeError as exc:
+                problems += [(f"variant {vid!r}: {p}", m) for p, m in exc.problems]
+                break
+            runs.append(PlannedRun(vid, seed, changes, recipe, out / vid / f"seed-{seed}"))
+    if problems:
+        raise RecipeError(problems, source=str(path))
+    ids = [r.variant for r in runs]
+    if len(set(zip(ids, (r.seed for r in runs), strict=True))) != len(runs):
+        raise RecipeError.single("$.sweep", "two variants have the same id; rename the "
+                                 "named variants", source=str(path))
+    return SweepPlan(path, out, params, base, runs)
+
+
+def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def differences(base: Recipe, variant: Recipe) -> dict[str, tuple[Any, Any]]:
+    """Resolved values that differ from the base: ``path -> (base value, variant value)``
+    (the run seed is left out: seeds are listed on their own)."""
+    a, b = flatten(base.to_dict()), flatten(variant.to_dict())
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k != "run.seed"}
