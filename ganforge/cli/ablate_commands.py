@@ -48,6 +48,8 @@ def ablate(
     plugins = _plugins()
     plan = plan_sweep(recipe, plugins.registry, overrides or [], out)
     console = Console()
+    if not console.is_terminal:  # logs and files: do not squeeze the tables into 80 columns
+        console = Console(width=160)
     if dry_run:
         table = Table(title=f"{recipe}: {len(plan.variants)} variants x "
                             f"{len(plan.runs) // max(1, len(plan.variants))} seeds "
