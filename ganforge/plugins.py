@@ -53,13 +53,51 @@ class Plugins:
 
     @property
     def hook(self) -> Any:
-        """The pluggy hook relay, for broadcast hooks (``plugins.hook.ganforge_log(...)``)."""
+        """The pluggy hook relay (observer hooks go through :meth:`broadcast` instead)."""
         return self.manager.hook
 
     @property
     def problems(self) -> list[PluginRecord]:
         """Plugins that failed to import or to register."""
         return [r for r in self.records if r.status == "failed"]
+
+    def broadcast(self, hook_name: str, strict: bool | None = None,
+                  warn: Any = None, **kwargs: Any) -> list[Any]:
+        """Call every implementation of an observer hook, each isolated from the others.
+
+        A plugin that raises is reported (``warn(message)``, default: a line on stderr)
+        with its name and distribution, unregistered for the rest of the process, and
+        the call goes on with the other plugins; with the strict switch it is fatal.
+        Returns the non-None results.
+        """
+        strict = _env_flag("GANFORGE_STRICT_PLUGINS") if strict is None else strict
+        results = []
+        caller = getattr(self.manager.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):
+            try:
+                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except Exception as error:
+                record = next((r for r in self.records if r.name == impl.plugin_name), None)
+                label = record.label if record else f"plugin {impl.plugin_name!r}"
+                message = (f"{label} raised in {hook_name}: "
+                           f"{type(error).__name__}: {error}").splitlines()[0]
+                if strict:
+                    raise PluginError(message) from error
+                self.manager.unregister(name=impl.plugin_name)
+                if record is not None:
+                    self.records[self.records.index(record)] = attrs.evolve(
+                        record, status="failed", error=message)
+                (warn or _warn)(f"{message}; the plugin is disabled for the rest of this run")
+                continue
+            if result is not None:
+                results.append(result)
+        return results
+
+
+def _warn(message: str) -> None:
+    import sys
+
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _env_flag(name: str) -> bool:

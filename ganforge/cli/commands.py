@@ -168,8 +168,8 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
     for label, module in (("generator", generator), ("discriminator", discriminator)):
         count = sum(p.numel() for p in module.parameters())
         console.print(f"{label} {resolved[label].name!r}: {count:,} parameters")
-    results = [r for batch in loaded.hook.ganforge_check(
-        generator=generator, discriminator=discriminator) if batch for r in batch]
+    results = [r for batch in loaded.broadcast(
+        "ganforge_check", generator=generator, discriminator=discriminator) for r in batch]
     if not results:
         console.print("no plugin audits these networks")
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import signal
 import threading
 import time
@@ -32,6 +31,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import real_batches
+from .divergence import DivergenceWatch, gradient_norm
 from .metrics_log import MetricsLog, open_jsonl
 from .progress import TrainingProgress
 from .rng import capture_rng, restore_rng
@@ -82,6 +82,11 @@ class Trainer:
         fixed_rng = torch.Generator().manual_seed(run.seed + 1)
         self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
             self.device)
+        self._params_d = list(self.discriminator.parameters())
+        self._params_g = list(self.generator.parameters())
+        self._watch = DivergenceWatch(self.device)
+        #: Rollbacks after a divergence (``run.on_divergence = "rollback"``).
+        self.rollbacks = 0
         self.step = 0
         #: Real batches drawn so far: where a resumed run's data order continues.
         self.batches_seen = 0
@@ -121,7 +126,7 @@ class Trainer:
     def counters(self) -> dict[str, Any]:
         """Trainer state that is not a tensor, saved in every checkpoint."""
         return {"batches_seen": self.batches_seen, "best": self.best,
-                "elapsed_s": self.elapsed_s()}
+                "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks}
 
     def elapsed_s(self) -> float:
         """Training wall time of this run so far, earlier sessions included."""
@@ -144,7 +149,7 @@ class Trainer:
                          trainer=self.counters())
         if rotating:
             rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
-        self.plugins.hook.ganforge_checkpoint_saved(step=self.step, path=path)
+        self.plugins.broadcast("ganforge_checkpoint_saved", step=self.step, path=path)
         return path
 
     def restore(self, path: str | Path) -> None:
@@ -178,6 +183,8 @@ class Trainer:
                                                      contents.step * self.recipe.run.d_steps))
         self.best = contents.trainer.get("best")
         self._elapsed_before = float(contents.trainer.get("elapsed_s", 0.0))
+        self.rollbacks = int(contents.trainer.get("rollbacks", 0))
+        self._watch.reset()
 
     # -- training -----------------------------------------------------------------------
 
@@ -212,6 +219,8 @@ class Trainer:
             loss_d = self.loss.discriminator_loss(D, real, fake.detach())
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
+            self._watch.observe("discriminator", self.step + 1, loss_d,
+                                gradient_norm(self._params_d))
             self.opt_d.step()
         assert fake is not None and loss_d is not None
         D.requires_grad_(False)  # no gradients into D's parameters during the G update
@@ -219,6 +228,8 @@ class Trainer:
             loss_g = self.loss.generator_loss(D, fake)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
+            self._watch.observe("generator", self.step + 1, loss_g,
+                                gradient_norm(self._params_g))
             self.opt_g.step()
         finally:
             D.requires_grad_(True)
@@ -229,7 +240,7 @@ class Trainer:
         grid = image_grid(generate(self.generator, self.fixed_z))
         path = write_grid(grid, self.dirs.sample_path(self.step))
         self._log.image_grid(self.step, grid)
-        self.plugins.hook.ganforge_sample_written(step=self.step, path=path)
+        self.plugins.broadcast("ganforge_sample_written", step=self.step, path=path)
         return path
 
     def evaluate(self, progress: TrainingProgress) -> dict[str, float]:
@@ -278,8 +289,8 @@ class Trainer:
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._request_stop)
-        self.plugins.hook.ganforge_run_started(run_dir=self.dirs.root,
-                                               recipe=self.recipe.to_dict(), step=start)
+        self.plugins.broadcast("ganforge_run_started", run_dir=self.dirs.root,
+                               recipe=self.recipe.to_dict(), step=start)
         progress = TrainingProgress(run.steps, start, enabled=self.show_progress)
         self._session_start = time.perf_counter()
         zero = torch.zeros((), device=self.device)
@@ -298,8 +309,21 @@ class Trainer:
                     step = self.step
                     progress.advance(step)
                     last = step == run.steps
-                    if step % run.log_every == 0 or last:
-                        # The only host synchronisation: once every log_every steps.
+                    every = self.recipe.eval.every
+                    due = {"log": step % run.log_every == 0 or last,
+                           "eval": bool(every) and (step % every == 0 or last),
+                           "sample": step % run.sample_every == 0 or last,
+                           "checkpoint": step % run.checkpoint_every == 0 or last}
+                    if any(due.values()):
+                        diverged = self._watch.check()  # a sync we pay for anyway
+                        if diverged is not None:
+                            self._on_divergence(*diverged, progress)
+                            sum_d.zero_()
+                            sum_g.zero_()
+                            count, last_time, last_step = 0, time.perf_counter(), self.step
+                            continue
+                    if due["log"]:
+                        # Host synchronisation happens only on such steps.
                         now = time.perf_counter()
                         metrics = {
                             "loss_d": sum_d.item() / count,
@@ -310,23 +334,21 @@ class Trainer:
                             "skipped_images": float(self.skipped_count),
                             "elapsed_s": self.elapsed_s(),
                         }
-                        self._check_finite(metrics, step - count + 1)
                         self._log.scalars(step, metrics)
-                        self.plugins.hook.ganforge_log(step=step, metrics=metrics)
+                        self.plugins.broadcast("ganforge_log", step=step, metrics=metrics)
                         progress.logged(step, metrics)
                         sum_d.zero_()
                         sum_g.zero_()
                         count = 0
                         last_time, last_step = now, step
-                    every = self.recipe.eval.every
-                    if every and (step % every == 0 or last):
+                    if due["eval"]:
                         values = self.evaluate(progress)
                         self._log.scalars(step, values)
-                        self.plugins.hook.ganforge_log(step=step, metrics=values)
+                        self.plugins.broadcast("ganforge_log", step=step, metrics=values)
                         metrics.update(values)
-                    if step % run.sample_every == 0 or last:
+                    if due["sample"]:
                         self.write_samples()
-                    if step % run.checkpoint_every == 0 or last:
+                    if due["checkpoint"]:
                         checkpoint = self.save_checkpoint()
                 if self._stop_requested and self.step > start and (
                         checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
@@ -339,18 +361,38 @@ class Trainer:
             self._skipped_file.close()
             del batches
         if not self._stop_requested:
-            self.plugins.hook.ganforge_run_finished(run_dir=self.dirs.root, step=self.step)
+            self.plugins.broadcast("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
         return TrainResult(self.dirs.root, self.step, checkpoint or
                            latest_checkpoint(self.dirs.checkpoints),
                            self._stop_requested, metrics, self.skipped_count)
 
-    @staticmethod
-    def _check_finite(metrics: dict[str, float], first_step: int) -> None:
-        for key, network in (("loss_d", "discriminator"), ("loss_g", "generator")):
-            if not math.isfinite(metrics[key]):
-                raise TrainingError(
-                    f"{network} loss became non-finite between steps {first_step} and "
-                    f"the step logged; the run stopped and no non-finite checkpoint was written")
+    def _on_divergence(self, network: str, first_bad: int, progress: TrainingProgress) -> None:
+        """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
+        and latents (``run.on_divergence``); every rollback is logged."""
+        run = self.recipe.run
+        checkpoint = latest_checkpoint(self.dirs.checkpoints)
+        what = (f"the {network} diverged at step {first_bad}: non-finite loss or gradient "
+                f"(detected at step {self.step})")
+        if run.on_divergence == "stop" or checkpoint is None or \
+                self.rollbacks >= run.max_rollbacks:
+            reason = ("" if run.on_divergence == "stop" else
+                      "; no checkpoint to roll back to" if checkpoint is None else
+                      f"; {self.rollbacks} rollbacks already (run.max_rollbacks)")
+            keep = f"; the last checkpoint {checkpoint} holds finite state" if checkpoint else ""
+            raise TrainingError(f"{what}{reason}; the run stopped{keep}")
+        detected, batches_seen = self.step, self.batches_seen
+        self.restore(checkpoint)
+        self.rollbacks += 1
+        # Go on past the batches that diverged, with latents the failed attempt did not use.
+        self.batches_seen = batches_seen
+        self.latent_rng.manual_seed(self.recipe.run.seed * 1_000_003 + self.rollbacks)
+        record = {"step": self.step, "rollback": self.rollbacks, "network": network,
+                  "first_bad_step": first_bad, "detected_at": detected,
+                  "checkpoint": checkpoint.name}
+        with open(self.dirs.root / "rollbacks.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        progress.note(f"{what}; rolled back to {checkpoint.name} "
+                      f"(rollback {self.rollbacks} of at most {run.max_rollbacks})")
 
 
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
