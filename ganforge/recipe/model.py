@@ -50,6 +50,11 @@ class RunParams:
     keep_last: int = param(3, "checkpoints kept by rotation", validator=_positive)
     sample_count: int = param(64, "images in each sample grid", validator=_positive)
     d_steps: int = param(1, "discriminator updates per generator update", validator=_positive)
+    on_divergence: str = param("stop", "a non-finite loss or gradient: 'stop' the run, or "
+                               "'rollback' to the last checkpoint and go on with new batches",
+                               validator=attrs.validators.in_(["stop", "rollback"]))
+    max_rollbacks: int = param(3, "rollbacks allowed before the run stops anyway",
+                               validator=_non_negative)
     out: str | None = param(None, "run directory; unset: runs/<recipe name>")
 
 
