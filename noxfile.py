@@ -24,3 +24,13 @@ def lint(session: nox.Session) -> None:
     """ruff over the sources, plugins, tests and benchmarks."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "ganforge", "plugins", "tests", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def kill_loop(session: nox.Session) -> None:
+    """The long kill test: many random SIGKILLs during training (see
+    tests/test_kill_safety.py; the normal suite runs 3)."""
+    session.install(*PACKAGES)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "tests/test_kill_safety.py",
+                env={"GANFORGE_KILL_ITERATIONS": session.posargs[0] if session.posargs
+                     else "30"})

@@ -148,3 +148,56 @@ def test_second_plugin_with_a_taken_name_leaves_the_first_alone() -> None:
     assert len(dcgan) == 1 and dcgan[0].status == "loaded"
     failed = [r for r in plugins.records if r.status == "failed"]
     assert len(failed) == 1 and "already taken by plugin 'dcgan'" in failed[0].error
+
+
+def test_plugin_raising_in_an_observer_hook_does_not_stop_training(tiny_recipe, tmp_path,
+                                                                     capsys) -> None:
+    import types
+
+    from ganforge import hookimpl
+    from ganforge.recipe import load_recipe
+    from ganforge.training import train
+
+    calls = []
+    broken, fine = types.ModuleType("broken_observer"), types.ModuleType("fine_observer")
+
+    @hookimpl
+    def failing_log(step, metrics):
+        raise RuntimeError("observer bug")
+
+    @hookimpl
+    def counting_log(step, metrics):
+        calls.append(step)
+
+    broken.ganforge_log, fine.ganforge_log = failing_log, counting_log
+    plugins = load_plugins(extra=[("broken_observer", broken), ("fine_observer", fine)])
+    recipe = load_recipe(tiny_recipe, plugins.registry)
+    result = train(recipe, plugins, tmp_path / "run", progress=False)
+    assert result.step == 6 and calls == [2, 4, 6]
+    err = capsys.readouterr().err
+    assert err.count("plugin 'broken_observer'") == 1  # reported once, then disabled
+    assert "raised in ganforge_log: RuntimeError: observer bug" in err
+    record = next(r for r in plugins.records if r.name == "broken_observer")
+    assert record.status == "failed"
+
+
+def test_strict_switch_makes_a_failing_observer_fatal(tiny_recipe, tmp_path,
+                                                      monkeypatch) -> None:
+    import types
+
+    from ganforge import hookimpl
+    from ganforge.recipe import load_recipe
+    from ganforge.training import train
+
+    broken = types.ModuleType("broken_observer")
+
+    @hookimpl
+    def failing_log(step, metrics):
+        raise RuntimeError("observer bug")
+
+    broken.ganforge_log = failing_log
+    plugins = load_plugins(extra=[("broken_observer", broken)])
+    monkeypatch.setenv("GANFORGE_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="raised in ganforge_log"):
+        train(load_recipe(tiny_recipe, plugins.registry), plugins, tmp_path / "run",
+              progress=False)

@@ -66,6 +66,9 @@ def run(
     if result.checkpoint:
         console.print(f"checkpoint: {result.checkpoint}")
         console.print(f"samples:    {result.run_dir / 'samples'}")
+    if result.interrupted:
+        console.print(f"resume with: ganforge run {recipe} --out {result.run_dir} --resume")
+        raise typer.Exit(130)
 
 
 @app.command()

@@ -412,6 +412,8 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
     if checkpoint is not None:
         trainer.restore(checkpoint)
     dirs.create()
+    for stale in dirs.checkpoints.glob(".*.safetensors.tmp"):
+        stale.unlink()  # left by a write that was killed: never complete, never used
     write_text_atomic(dirs.recipe, recipe.to_toml())
     return trainer.fit()
 
