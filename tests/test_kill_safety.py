@@ -98,7 +98,7 @@ def test_random_kills_then_exact_resume(plugins, tiny_recipe: Path, tmp_path: Pa
     rng = random.Random(0)
     out = tmp_path / "run"
     seen: dict[str, str] = {}
-    for i in range(iterations):
+    for _ in range(iterations):
         proc = child(tiny_recipe, out, *(["--resume"] if latest_checkpoint(
             out / "checkpoints") else []))
         time.sleep(rng.uniform(4.0, 7.0))  # after start-up, somewhere in training
