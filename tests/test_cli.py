@@ -159,3 +159,33 @@ def test_brackets_in_errors_print_literally(cli, tmp_path: Path) -> None:
     result = cli("resolve", recipe)
     assert result.exit_code == 2
     assert "missing table [dataset] (add one with use = " in result.output
+
+
+@pytest.mark.parametrize(("error", "code", "text"), [
+    ("TrainingError", 1, "error: the generator diverged"),
+    ("DataError", 1, "error: the generator diverged"),
+    ("UsageError", 2, "error: the generator diverged"),
+    ("CheckpointError", 2, "error: the generator diverged"),
+    ("RecipeError", 2, "error: $.x: the generator diverged"),
+    ("KeyboardInterrupt", 130, "interrupted"),
+    ("RuntimeError", 1, "error: internal error: RuntimeError: the generator diverged (run "
+                        "with --debug for the traceback)"),
+])
+def test_exit_code_contract(cli, tiny_recipe: Path, tmp_path: Path, monkeypatch,
+                            error: str, code: int, text: str) -> None:
+    import builtins
+
+    import ganforge.errors as errors
+    import ganforge.training as training
+
+    cls = getattr(errors, error, None) or getattr(builtins, error)
+
+    def failing_train(*args, **kwargs):
+        if cls is errors.RecipeError:
+            raise cls([("$.x", "the generator diverged")])
+        raise cls("the generator diverged")
+
+    monkeypatch.setattr(training, "train", failing_train)
+    result = cli("run", tiny_recipe, "--out", tmp_path / "run")
+    assert result.exit_code == code
+    assert text in result.output and "Traceback" not in result.output
