@@ -8,6 +8,8 @@ problem of one table is reported at once with its path (``$.generator.width``).
 from __future__ import annotations
 
 import functools
+import json
+import re
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -36,7 +38,10 @@ def _strict_int(value: Any, _type: type) -> int:
 def _strict_float(value: Any, _type: type) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {_describe(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer past 1.8e308
+        raise ValueError("expected a number, got an integer too large for a float") from None
 
 
 def _strict_bool(value: Any, _type: type) -> bool:
@@ -66,11 +71,22 @@ def converter() -> cattrs.Converter:
     return conv
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def key_path(path: str, key: Any) -> str:
+    """``path.key``, quoting ``key`` as TOML does unless it is a bare key (``$.run."a b"``),
+    so that a path stays on one line whatever the key holds (a line break, a dot, nothing)."""
+    if isinstance(key, str) and _BARE_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}.{json.dumps(str(key))}"
+
+
 def unknown_key_problems(params_cls: type, data: Mapping[str, Any], path: str) -> Problems:
     """One problem per key of ``data`` that ``params_cls`` has no field for."""
     names = [f.name for f in attrs.fields(params_cls)]
     return [
-        (f"{path}.{key}", f"unknown key{did_you_mean(key, names)}")
+        (key_path(path, key), f"unknown key{did_you_mean(key, names)}")
         for key in data
         if key not in names
     ]

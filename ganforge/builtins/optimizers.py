@@ -30,8 +30,17 @@ class AdamOptimizer(Optimizer):
         betas: tuple[float, float] = param((0.5, 0.999), "beta1 and beta2", validator=_betas)
         eps: float = param(1e-8, "term added to the denominator", validator=_positive)
         weight_decay: float = param(0.0, "L2 penalty", validator=_non_negative)
+        implementation: str = param("auto", "'auto' (fused kernels where torch has them), "
+                                    "'fused', 'foreach' or 'loop'",
+                                    validator=attrs.validators.in_(
+                                        ["auto", "fused", "foreach", "loop"]))
 
     def build(self, parameters: Any, device: torch.device) -> torch.optim.Optimizer:
         p = self.params
+        choice = p.implementation
+        if choice == "auto":
+            choice = "fused" if device.type in ("cuda", "cpu") else "foreach"
+        kwargs = {"fused": {"fused": True}, "foreach": {"foreach": True},
+                  "loop": {"foreach": False}}[choice]
         return torch.optim.Adam(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
-                                weight_decay=p.weight_decay)
+                                weight_decay=p.weight_decay, **kwargs)

@@ -3,6 +3,7 @@ so that ``ganforge --help`` stays fast."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,8 @@ def run(
     resolved = _recipe(recipe, overrides, plugins)
     run_dir = out or Path(resolved.run.out or Path("runs") / recipe.stem)
     result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun, rank 0 reports
     console = stderr()
     status = "interrupted" if result.interrupted else "finished"
     console.print(f"{status} at step {result.step}: {result.run_dir}")

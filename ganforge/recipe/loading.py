@@ -9,8 +9,26 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
+from ..structuring import key_path
 
 Table = dict[str, Any]
+
+
+def _show(path: Path) -> str:
+    """``path`` for a one-line message: quoted if it holds a line break or the like."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _loads(text: str) -> Table:
+    """``tomllib.loads``, failing with a ``ValueError`` (a ``TOMLDecodeError`` for bad syntax)
+    also on what breaks it past its syntax checks: nesting deeper than the stack, and
+    integers of more digits than ``sys.get_int_max_str_digits()`` (a plain ``ValueError``).
+    """
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ValueError("arrays or tables nested too deeply") from None
 
 
 def read_toml(path: Path) -> Table:
@@ -18,13 +36,17 @@ def read_toml(path: Path) -> Table:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise RecipeError.single("$", "recipe file not found", source=str(path)) from None
+        raise RecipeError.single("$", "recipe file not found", source=_show(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError.single("$", f"cannot read recipe: {exc}", source=str(path)) from None
+        raise RecipeError.single("$", f"cannot read recipe: {exc}", source=_show(path)) from None
     try:
-        return tomllib.loads(text)
+        return _loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise RecipeError.single("$", f"TOML syntax error: {exc}", source=str(path)) from None
+        raise RecipeError.single("$", f"TOML syntax error: {exc}", source=_show(path)) from None
+    except ValueError as exc:
+        message = str(exc).split(";")[0]  # not the advice to call sys.set_int_max_str_digits
+        raise RecipeError.single("$", f"cannot read TOML: {message}",
+                                 source=_show(path)) from None
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
@@ -55,8 +77,8 @@ def load_raw(path: str | Path) -> Table:
 def _load_chain(path: Path, seen: tuple[Path, ...]) -> Table:
     resolved = path.resolve()
     if resolved in seen:
-        chain = " -> ".join(str(p) for p in (*seen, resolved))
-        raise RecipeError.single("$.extends", f"cycle in extends: {chain}", source=str(path))
+        chain = " -> ".join(_show(p) for p in (*seen, resolved))
+        raise RecipeError.single("$.extends", f"cycle in extends: {chain}", source=_show(path))
     table = read_toml(path)
     parents = table.pop("extends", None)
     if parents is None:
@@ -65,13 +87,18 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> Table:
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise RecipeError.single("$.extends", "expected a path or a list of paths",
-                                 source=str(path))
+                                 source=_show(path))
     base: Table = {}
     for parent in parents:
-        parent_path = (path.parent / parent).expanduser()
-        if not parent_path.is_file():
+        parent_path = path.parent / parent
+        try:
+            parent_path = parent_path.expanduser()
+            found = parent_path.is_file()
+        except (OSError, RuntimeError, ValueError):  # name too long, ~user unknown, NUL byte
+            found = False
+        if not found:
             raise RecipeError.single("$.extends", f"extended recipe {str(parent_path)!r} "
-                                     "not found", source=str(path))
+                                     "not found", source=_show(path))
         base = merge(base, _load_chain(parent_path, (*seen, resolved)))
     return merge(base, table)
 
@@ -85,8 +112,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise RecipeError.single("--set", f"expected key.path=value, got {text!r}")
     raw = raw.strip()
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
+        value = _loads(f"v = {raw}")["v"]
+    except ValueError:  # tomllib.TOMLDecodeError included
         value = raw
     return [p.strip() for p in parts], value
 
@@ -101,7 +128,9 @@ def set_path(table: Table, parts: list[str], value: Any, label: str = "") -> Non
     for i, part in enumerate(parts[:-1]):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            path = "$." + ".".join(parts[: i + 1])
+            path = "$"
+            for name in parts[: i + 1]:
+                path = key_path(path, name)
             raise RecipeError.single(path, f"is a value, not a table ({label})")
         node = child
     last = parts[-1]

@@ -13,7 +13,7 @@ import tomli_w
 from ..errors import RecipeError, UnknownComponentError
 from ..params import param
 from ..registry import Registry
-from ..structuring import Problems, structure_params, unstructure_params
+from ..structuring import Problems, key_path, structure_params, unstructure_params
 from ..suggest import did_you_mean
 from .loading import Table, apply_overrides, load_raw, merge
 
@@ -50,6 +50,13 @@ class RunParams:
     keep_last: int = param(3, "checkpoints kept by rotation", validator=_positive)
     sample_count: int = param(64, "images in each sample grid", validator=_positive)
     d_steps: int = param(1, "discriminator updates per generator update", validator=_positive)
+    precision: str = param("auto", "'auto' (bf16 autocast where the hardware has bf16, "
+                           "else fp32), 'fp32' or 'bf16'",
+                           validator=attrs.validators.in_(["auto", "fp32", "bf16"]))
+    channels_last: bool | None = param(None, "NHWC memory format; unset: on")
+    compile: bool = param(False, "torch.compile G and D (minutes of compile time first)")
+    sync_batchnorm: bool = param(False, "under torchrun: BatchNorm statistics over all "
+                                 "processes (SyncBatchNorm, CUDA only)")
     on_divergence: str = param("stop", "a non-finite loss or gradient: 'stop' the run, or "
                                "'rollback' to the last checkpoint and go on with new batches",
                                validator=attrs.validators.in_(["stop", "rollback"]))
@@ -134,7 +141,7 @@ class Recipe:
                          "eval": unstructure_params(self.eval)}
         for table, choice in self.components.items():
             node = result
-            *parents, last = table.split(".")
+            *parents, last = table.split(".", 2 if table.startswith("eval.metrics.") else -1)
             for part in parents:
                 node = node.setdefault(part, {})
             node[last] = choice.to_table()
@@ -161,13 +168,13 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
     problems: Problems = []
     for key in table:
         if key not in _TOP_LEVEL:
-            problems.append((f"$.{key}", f"unknown table{did_you_mean(key, _TOP_LEVEL)}"))
+            problems.append((key_path("$", key), f"unknown table{did_you_mean(key, _TOP_LEVEL)}"))
     optimizer = table.get("optimizer")
     if isinstance(optimizer, Mapping):
         for key in optimizer:
             if key not in ("generator", "discriminator"):
                 hint = did_you_mean(key, ("generator", "discriminator"))
-                problems.append((f"$.optimizer.{key}", f"unknown table{hint}"))
+                problems.append((key_path("$.optimizer", key), f"unknown table{hint}"))
 
     run: RunParams | None = None
     try:
@@ -224,7 +231,7 @@ def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentCh
     except RecipeError as exc:
         problems.extend(exc.problems)
     for label, metric in metrics.items():
-        path = f"$.eval.metrics.{label}"
+        path = key_path("$.eval.metrics", label)
         if not isinstance(metric, Mapping) or not isinstance(metric.get("use"), str):
             problems.append((f"{path}.use", "required: the registered metric name"))
             continue

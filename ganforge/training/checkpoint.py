@@ -13,11 +13,19 @@ No pickle anywhere.
 
 Files are written to a hidden temporary file, flushed, fsynced and renamed, so a reader
 never sees a partial checkpoint under a final name.
+
+Reading never trusts the file: the safetensors header is checked here (bounded length,
+UTF-8 JSON object, known dtypes, shapes, and byte ranges that tile the data section
+exactly) before the safetensors library sees it, the ganforge metadata is decoded into the
+expected types, and :func:`load_module_state` / :func:`validate_optimizer_state` compare
+tensors with the live model and optimizer key by key.  Every refusal is one
+:class:`~ganforge.errors.CheckpointError` line naming the file and the problem.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
@@ -37,6 +45,14 @@ FORMAT_VERSION = "1"
 _NAME = re.compile(r"^step-(\d{7,})\.safetensors$")
 #: Refuse headers larger than this before parsing them (a hostile length field).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+#: Bytes per element of each safetensors dtype a checkpoint may hold (others are refused).
+DTYPE_BYTES: dict[str, int] = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1,
+    "F8_E5M2FNUZ": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
+    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
+}
+_TENSOR_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
+_STEP = re.compile(r"[0-9]{1,18}")
 
 
 @attrs.frozen
@@ -152,56 +168,312 @@ def rotate(folder: Path, keep_last: int, protect: tuple[Path, ...] = ()) -> list
 
 # -- reading ------------------------------------------------------------------------------
 
-def _check_header(path: Path) -> None:
-    """Refuse files whose safetensors header is not sane, before any parser sees them."""
+# Every character ``str.splitlines`` breaks on, shown escaped so an error stays one line.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
+
+
+def _refuse(path: Path | str, reason: str) -> CheckpointError:
+    """The error for ``path``, as one line whatever the file put in names or values."""
+    return CheckpointError(_one_line(f"{path}: {reason}"))
+
+
+def _q(value: Any, limit: int = 60) -> str:
+    """A name or value from the file, quoted and escaped, cut to ``limit`` characters."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint: {exc.strerror}") from None
+        text = json.dumps(value, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a key given twice (JSON parsers disagree on which wins)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKey(key)
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _kind(value: Any) -> str:
+    """What a decoded JSON value is, in words."""
+    if value is None:
+        return "null"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+             list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _looks_like(head: bytes) -> str:
+    """A hint for a file that is plainly not safetensors."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "; it is a pickle file, and ganforge never unpickles checkpoints"
+    if head.startswith(b"PK\x03\x04"):
+        return "; it is a zip archive (torch.save?), and ganforge reads only safetensors"
+    return ""
+
+
+def _read_header(f: Any, size: int, path: Path) -> dict[str, str]:
+    """Read and check the safetensors header at the start of binary file ``f`` of ``size``
+    bytes, reading at most :data:`MAX_HEADER_BYTES`; returns the ``__metadata__``."""
+    head = f.read(8)
     if len(head) < 8:
-        raise CheckpointError(f"{path}: not a safetensors checkpoint ({size} bytes)")
+        raise _refuse(path, f"not a safetensors checkpoint ({size} bytes, too short for the "
+                            "8-byte header length)")
     (length,) = struct.unpack("<Q", head)
-    if length < 2 or length > MAX_HEADER_BYTES or 8 + length > size:
-        raise CheckpointError(f"{path}: not a safetensors checkpoint "
-                              f"(header length {length}, file size {size})")
+    if length < 2:
+        problem = f"header length {length} is too short for a JSON object"
+    elif length > MAX_HEADER_BYTES:
+        problem = f"header length {length} is over the {MAX_HEADER_BYTES}-byte limit"
+    elif 8 + length > size:
+        problem = f"header length {length} runs past the end of the file ({size} bytes)"
+    else:
+        problem = ""
+    if problem:
+        raise _refuse(path, f"not a safetensors checkpoint: {problem}{_looks_like(head)}")
+    raw = f.read(length)
+    if len(raw) != length:
+        raise _refuse(path, "file shrank while its header was being read")
+    return _check_header_bytes(raw, size - 8 - length, path)
+
+
+def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> dict[str, str]:
+    """Check a header against a data section of ``data_size`` bytes; returns the metadata."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _refuse(path, f"safetensors header is not valid UTF-8 (byte {exc.start} of "
+                            "the header)") from None
+    try:
+        header = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except _DuplicateKey as exc:
+        raise _refuse(path, f"safetensors header has the key {_q(exc.args[0])} twice") from None
+    except (ValueError, RecursionError) as exc:
+        raise _refuse(path, f"safetensors header is not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise _refuse(path, f"safetensors header is not a JSON object "
+                            f"({_kind(header)})")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict):
+        raise _refuse(path, f"__metadata__ is not a JSON object ({_kind(metadata)})")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise _refuse(path, f"__metadata__ must map strings to strings; {_q(key)} is "
+                                f"{_q(value, 30)} ({_kind(value)})")
+    ranges: list[tuple[int, int, str]] = []
+    for name, entry in header.items():
+        ranges.append((*_check_entry(name, entry, data_size, path), name))
+    ranges.sort()
+    position, previous = 0, None
+    for begin, end, name in ranges:
+        if begin < position:
+            raise _refuse(path, f"tensors {_q(previous)} and {_q(name)} overlap (bytes "
+                                f"{begin}..{min(end, position)} of the data section)")
+        if begin > position:
+            after = f"after {_q(previous)}" if previous is not None else "at the start"
+            raise _refuse(path, f"gap of {begin - position} unused bytes {after}, before "
+                                f"{_q(name)} (data_offsets must tile the data section)")
+        position, previous = end, name
+    if position != data_size:
+        raise _refuse(path, f"{data_size - position} bytes of trailing data after the last "
+                            f"tensor (data section {data_size} bytes, tensors end at "
+                            f"{position})")
+    return metadata
+
+
+def _check_entry(name: str, entry: Any, data_size: int, path: Path) -> tuple[int, int]:
+    """Check one tensor entry of a header; returns its ``(begin, end)``."""
+    where = f"tensor {_q(name)}"
+    if not isinstance(entry, dict):
+        raise _refuse(path, f"{where}: entry is not a JSON object")
+    if set(entry) != _TENSOR_FIELDS:
+        raise _refuse(path, f"{where}: entry has fields {_q(sorted(entry))}, expected "
+                            f"{_q(sorted(_TENSOR_FIELDS))}")
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        raise _refuse(path, f"{where}: unknown dtype {_q(dtype, 30)}")
+    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
+        raise _refuse(path, f"{where}: shape {_q(shape, 40)} is not a list of non-negative "
+                            "integers")
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(_is_int(n) and n >= 0 for n in offsets)):
+        raise _refuse(path, f"{where}: data_offsets {_q(offsets, 40)} are not two "
+                            "non-negative integers [begin, end]")
+    begin, end = offsets
+    if begin > end:
+        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] begin after they end")
+    if end > data_size:
+        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] run past the end of the "
+                            f"file (data section {data_size} bytes)")
+    needed = math.prod(shape) * DTYPE_BYTES[dtype]
+    if end - begin != needed:
+        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] hold {end - begin} bytes, "
+                            f"shape {shape} of {dtype} needs {needed}")
+    return begin, end
+
+
+def _check_format(path: Path, metadata: Mapping[str, str]) -> None:
+    if metadata.get("ganforge.format") != FORMAT_VERSION:
+        raise _refuse(path, f"not a ganforge checkpoint "
+                            f"(format {_q(metadata.get('ganforge.format'), 30)})")
+
+
+def _open_header(path: Path) -> dict[str, str]:
+    """Check the header of the file at ``path``; returns its metadata."""
+    try:
+        with open(path, "rb") as f:
+            return _read_header(f, os.fstat(f.fileno()).st_size, path)
+    except OSError as exc:
+        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a checkpoint, without reading its tensors."""
+    """The metadata of a checkpoint, without reading its tensors (the header is checked
+    in full, so a truncated or hostile file is refused here already)."""
     path = Path(path)
-    _check_header(path)
-    try:
+    metadata = _open_header(path)
+    try:  # defence in depth: the library must agree the file is sound
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a valid safetensors checkpoint: {exc}") from None
-    if metadata.get("ganforge.format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: not a ganforge checkpoint "
-                              f"(format {metadata.get('ganforge.format')!r})")
+            f.metadata()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _refuse(path, f"not a valid safetensors checkpoint: {exc}") from None
+    _check_format(path, metadata)
     return metadata
 
 
 def read_checkpoint(path: str | Path) -> CheckpointContents:
-    """Read and decode a whole checkpoint; any problem is a :class:`CheckpointError`."""
+    """Read and decode a whole checkpoint; any problem is a :class:`CheckpointError`.
+
+    The header is checked before the tensors are read, and the bytes handed to the
+    safetensors library are the very bytes that were checked."""
     path = Path(path)
-    metadata = read_metadata(path)
     try:
-        tensors = load_bytes(path.read_bytes())
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read tensors: {exc}") from None
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            metadata = _read_header(f, size, path)
+            _check_format(path, metadata)
+            f.seek(0)
+            data = f.read(size + 1)
+    except OSError as exc:
+        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+    if len(data) != size:
+        raise _refuse(path, f"file changed while being read ({size} bytes, then {len(data)})")
+    # Check again the bytes actually loaded, in case the file changed after the first look.
+    header_length = struct.unpack("<Q", data[:8])[0]
+    if 8 + header_length > size:
+        raise _refuse(path, "file changed while being read (header length)")
+    metadata = _check_header_bytes(data[8:8 + header_length], size - 8 - header_length, path)
+    _check_format(path, metadata)
     try:
-        return CheckpointContents(
-            step=int(metadata["ganforge.step"]),
-            recipe_toml=metadata["ganforge.recipe"],
-            versions=json.loads(metadata.get("ganforge.versions", "{}")),
-            optimizers=json.loads(metadata.get("ganforge.optimizers", "{}")),
-            tensors=tensors,
-            trainer=json.loads(metadata.get("ganforge.trainer", "{}")),
-        )
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{path}: broken ganforge metadata: {exc}") from None
+        tensors = load_bytes(data)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _refuse(path, f"cannot read tensors: {exc}") from None
+    return CheckpointContents(
+        step=_decode_step(path, metadata),
+        recipe_toml=_required(path, metadata, "ganforge.recipe"),
+        versions=_decode_versions(path, metadata),
+        optimizers=_decode_optimizers(path, metadata),
+        tensors=tensors,
+        trainer=_decode_trainer(path, metadata),
+    )
+
+
+def _required(path: Path, metadata: Mapping[str, str], key: str) -> str:
+    if key not in metadata:
+        raise _refuse(path, f"broken ganforge metadata: no {key}")
+    return metadata[key]
+
+
+def _decode_step(path: Path, metadata: Mapping[str, str]) -> int:
+    text = _required(path, metadata, "ganforge.step")
+    if not _STEP.fullmatch(text):
+        raise _refuse(path, f"broken ganforge metadata: ganforge.step {_q(text, 30)} is not a "
+                            "non-negative integer")
+    return int(text)
+
+
+def _decode_json(path: Path, metadata: Mapping[str, str], key: str) -> dict[str, Any]:
+    """Metadata ``key`` decoded as a JSON object (``{}`` when absent)."""
+    try:
+        value = json.loads(metadata.get(key, "{}"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as exc:
+        raise _refuse(path, f"broken ganforge metadata: {key} has the key "
+                            f"{_q(exc.args[0])} twice") from None
+    except (ValueError, RecursionError) as exc:
+        raise _refuse(path, f"broken ganforge metadata: {key} is not valid JSON: "
+                            f"{exc}") from None
+    if not isinstance(value, dict):
+        raise _refuse(path, f"broken ganforge metadata: {key} is not a JSON object "
+                            f"({_kind(value)})")
+    return value
+
+
+def _decode_versions(path: Path, metadata: Mapping[str, str]) -> dict[str, str]:
+    versions = _decode_json(path, metadata, "ganforge.versions")
+    for name, version in versions.items():
+        if not isinstance(version, str):
+            raise _refuse(path, f"broken ganforge metadata: ganforge.versions[{_q(name)}] is "
+                                f"{_q(version, 30)}, not a string")
+    return versions
+
+
+def _decode_optimizers(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
+    optimizers = _decode_json(path, metadata, "ganforge.optimizers")
+    for name, rest in optimizers.items():
+        where = f"broken ganforge metadata: ganforge.optimizers[{_q(name)}]"
+        if not isinstance(rest, dict):
+            raise _refuse(path, f"{where} is not a JSON object")
+        groups = rest.get("param_groups")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            raise _refuse(path, f"{where}.param_groups is not a list of JSON objects")
+        for i, group in enumerate(groups):
+            params = group.get("params")
+            if not isinstance(params, list) or not all(_is_int(p) and p >= 0 for p in params):
+                raise _refuse(path, f"{where}.param_groups[{i}].params is not a list of "
+                                    "non-negative integers")
+        scalars = rest.get("scalars", {})
+        if not isinstance(scalars, dict) or not all(
+                _STEP.fullmatch(k) and isinstance(v, dict) for k, v in scalars.items()):
+            raise _refuse(path, f"{where}.scalars is not a JSON object mapping parameter "
+                                "indices to JSON objects")
+    return optimizers
+
+
+def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
+    trainer = _decode_json(path, metadata, "ganforge.trainer")
+    where = "broken ganforge metadata: ganforge.trainer"
+    seen = trainer.get("batches_seen", 0)
+    if not _is_int(seen) or seen < 0:
+        raise _refuse(path, f"{where}.batches_seen {_q(seen, 30)} is not a non-negative "
+                            "integer")
+    elapsed = trainer.get("elapsed_s", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or not (
+            math.isfinite(elapsed) and elapsed >= 0):
+        raise _refuse(path, f"{where}.elapsed_s {_q(elapsed, 30)} is not a non-negative "
+                            "number")
+    best = trainer.get("best")
+    if best is not None and not isinstance(best, dict):
+        raise _refuse(path, f"{where}.best {_q(best, 30)} is neither null nor a JSON object")
+    return trainer
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
@@ -221,6 +493,10 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def _names(keys: list[str]) -> str:
+    return ", ".join(keys)
+
+
 def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
                       what: str, source: Path | str) -> None:
     """Load ``state`` into ``module`` after checking keys, shapes, dtypes and finiteness,
@@ -230,18 +506,109 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing:
-        problems.append(f"missing {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        problems.append(f"missing {_names(missing)}")
     if extra:
-        problems.append(f"unexpected {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}")
+        problems.append(f"unexpected {_names(extra)}")
     for key in sorted(set(expected) & set(state)):
         want, got = expected[key], state[key]
+        if not isinstance(got, torch.Tensor):
+            problems.append(f"{key}: not a tensor in checkpoint")
+            continue
         if want.shape != got.shape:
             problems.append(f"{key}: shape {list(got.shape)} in checkpoint, "
                             f"{list(want.shape)} in model")
-        elif want.dtype != got.dtype:
+        if want.dtype != got.dtype:
             problems.append(f"{key}: dtype {got.dtype} in checkpoint, {want.dtype} in model")
-        elif got.is_floating_point() and not torch.isfinite(got).all():
+        if (got.is_floating_point() or got.is_complex()) and not torch.isfinite(got).all():
             problems.append(f"{key}: non-finite values")
     if problems:
-        raise CheckpointError(f"{source}: {what} does not match: {'; '.join(problems)}")
+        raise _refuse(source, f"{what} does not match: {'; '.join(problems)}")
     module.load_state_dict(state)
+
+
+def validate_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any],
+                             what: str, source: Path | str) -> None:
+    """Check an optimizer state dict (as :func:`optimizer_from_flat` builds it) against the
+    live ``optimizer`` before ``optimizer.load_state_dict(state_dict)``; touches nothing.
+
+    Refused, each problem named key by key in one :class:`CheckpointError` line: a different
+    number of param groups or of params in a group, parameter indices that are not unique
+    integers, state for a parameter no group lists, a tensor entry (other than a scalar
+    ``step``) whose shape is not its parameter's, whose dtype is not floating, or that holds
+    NaN or infinity, a ``step`` that is not one finite non-negative number, and non-finite
+    numeric hyper-parameters. ``what`` names the optimizer (``"generator"``); keys are shown
+    as ``optimizer/<what>/<param index>/<name>``, e.g.
+    ``optimizer/generator/3/exp_avg: shape [4] in checkpoint, [8, 3] for the parameter``.
+    """
+    prefix = what if what.startswith("optimizer/") else f"optimizer/{what}"
+    fail = f"optimizer {what.removeprefix('optimizer/')} state does not match"
+    groups = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
+    state = state_dict.get("state", {}) if isinstance(state_dict, Mapping) else None
+    if not isinstance(groups, list | tuple) or not isinstance(state, Mapping):
+        raise _refuse(source, f"{fail}: {prefix}: not a state dict with param_groups and state")
+    live_groups = optimizer.param_groups
+    if len(groups) != len(live_groups):
+        raise _refuse(source, f"{fail}: {prefix}: {len(groups)} param groups in checkpoint, "
+                              f"{len(live_groups)} in the optimizer")
+    problems: list[str] = []
+    params: dict[int, torch.Tensor] = {}
+    for g, (saved, live) in enumerate(zip(groups, live_groups, strict=True)):
+        where = f"{prefix}/param_groups/{g}"
+        ids = saved.get("params") if isinstance(saved, Mapping) else None
+        if not isinstance(ids, list | tuple):
+            problems.append(f"{where}: no params list")
+            continue
+        if len(ids) != len(live["params"]):
+            problems.append(f"{where}: {len(ids)} params in checkpoint, "
+                            f"{len(live['params'])} in the optimizer")
+            continue
+        for index, param in zip(ids, live["params"], strict=True):
+            if not _is_int(index) or index in params:
+                problems.append(f"{where}: parameter index {_q(index, 20)} is not a unique "
+                                "integer")
+                continue
+            params[index] = param
+        for key, value in saved.items():
+            numbers = value if isinstance(value, list | tuple) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+                problems.append(f"{where}/{key}: non-finite value {_q(value, 30)}")
+    for index, entry in state.items():
+        param = params.get(index) if _is_int(index) else None
+        if param is None:
+            problems.append(f"{prefix}/{index}: state for a parameter no param group lists")
+            continue
+        if not isinstance(entry, Mapping):
+            problems.append(f"{prefix}/{index}: state is not a mapping")
+            continue
+        for name, value in entry.items():
+            key = f"{prefix}/{index}/{name}"
+            if name == "step":
+                problems.extend(_step_problems(key, value))
+            elif isinstance(value, torch.Tensor):
+                if value.shape != param.shape:
+                    problems.append(f"{key}: shape {list(value.shape)} in checkpoint, "
+                                    f"{list(param.shape)} for the parameter")
+                if not (value.is_floating_point() or (value.is_complex() and param.is_complex())):
+                    problems.append(f"{key}: dtype {value.dtype} in checkpoint, a floating "
+                                    f"dtype expected (the parameter is {param.dtype})")
+                elif not torch.isfinite(value).all():
+                    problems.append(f"{key}: non-finite values")
+    if problems:
+        raise _refuse(source, f"{fail}: {'; '.join(problems)}")
+
+
+def _step_problems(key: str, value: Any) -> list[str]:
+    """Why an optimizer ``step`` entry is not one finite non-negative number (or nothing)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.dim() > 1:
+            return [f"{key}: shape {list(value.shape)} in checkpoint, a scalar expected"]
+        if value.is_complex() or value.dtype == torch.bool:
+            return [f"{key}: dtype {value.dtype} in checkpoint, a real number expected"]
+        number = value.item()
+    elif _is_int(value) or isinstance(value, float):
+        number = value
+    else:
+        return [f"{key}: {_q(value, 30)} is not a number"]
+    if not (math.isfinite(number) and number >= 0):
+        return [f"{key}: {number} is not a finite non-negative step"]
+    return []

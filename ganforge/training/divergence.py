@@ -19,8 +19,7 @@ def gradient_norm(parameters: list[torch.nn.Parameter]) -> torch.Tensor:
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float())
-                                                 for g in grads]))
+    return torch.nn.utils.get_total_norm(grads, 2.0)
 
 
 class DivergenceWatch:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import json
+import os
 import signal
 import threading
 import time
@@ -28,15 +31,18 @@ from .checkpoint import (
     optimizer_to_flat,
     read_checkpoint,
     rotate,
+    validate_optimizer_state,
     write_checkpoint,
 )
 from .data import real_batches
+from .distributed import init_distributed
 from .divergence import DivergenceWatch, gradient_norm
 from .metrics_log import MetricsLog, open_jsonl
 from .progress import TrainingProgress
 from .rng import capture_rng, restore_rng
 from .run_dir import RunDirectory
 from .samples import generate, image_grid, write_grid
+from .speed import resolve_speed
 
 #: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
 RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count")
@@ -67,18 +73,28 @@ class Trainer:
         self.show_progress = progress
         run = recipe.run
         registry = plugins.registry
+        self.dist = init_distributed(run.device)
         self.device = resolve_device(run.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.dataset = recipe["dataset"].create(registry)
         spec = self.dataset.image_spec
         generator, discriminator = build_networks(recipe, registry, spec)
-        self.generator = generator.to(self.device)
-        self.discriminator = discriminator.to(self.device)
+        self.speed = resolve_speed(run.precision, run.channels_last, run.compile, self.device)
+        fmt = self.speed.memory_format
+        self.generator = generator.to(self.device, memory_format=fmt)
+        self.discriminator = discriminator.to(self.device, memory_format=fmt)
+        # Forward passes go through these: compiled when run.compile is on. State dicts
+        # are always taken from the plain modules, so checkpoints do not depend on it.
+        self._G, self._D = self._wrap(self.generator), self._wrap(self.discriminator)
         self.loss = recipe["loss"].create(registry)
         self.opt_g = recipe["optimizer.generator"].create(registry).build(
             self.generator.parameters(), self.device)
         self.opt_d = recipe["optimizer.discriminator"].create(registry).build(
             self.discriminator.parameters(), self.device)
-        self.latent_rng = torch.Generator(device=self.device).manual_seed(run.seed)
+        # Each process draws its own latents (rank 0: exactly the single-process stream).
+        self.latent_rng = torch.Generator(device=self.device).manual_seed(
+            run.seed + 1_000_003 * self.dist.rank)
         fixed_rng = torch.Generator().manual_seed(run.seed + 1)
         self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
             self.device)
@@ -98,6 +114,32 @@ class Trainer:
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
         self._stop_requested = False
+
+    def _notify(self, hook: str, **kwargs: Any) -> None:
+        """Broadcast an observer hook (from rank 0 only under torchrun)."""
+        if self.dist.is_main:
+            self.plugins.broadcast(hook, **kwargs)
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        """What forward passes go through: DDP under torchrun, compiled when asked. State
+        dicts always come from the plain module, so checkpoints do not depend on either."""
+        run = self.recipe.run
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            if run.sync_batchnorm:
+                if self.device.type != "cuda":
+                    raise UsageError("run.sync_batchnorm needs CUDA devices")
+                module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+            # BatchNorm buffers stay per process (as in the paper's single-GPU training);
+            # newer torch names the switch forward_sync_buffers.
+            params = inspect.signature(DistributedDataParallel.__init__).parameters
+            no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers"
+                              in params else {"broadcast_buffers": False})
+            module = DistributedDataParallel(
+                module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                **no_buffer_sync)
+        return torch.compile(module) if self.speed.compile else module
 
     # -- state --------------------------------------------------------------------------
 
@@ -144,12 +186,14 @@ class Trainer:
                                 f"({', '.join(bad[:3])})")
         rotating = path is None
         path = path or self.dirs.checkpoints / checkpoint_name(self.step)
+        if not self.dist.is_main:
+            return path  # rank 0 alone writes; every rank holds the same weights
         write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
                          versions=self.versions(), optimizers=optimizers,
                          trainer=self.counters())
         if rotating:
             rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
-        self.plugins.broadcast("ganforge_checkpoint_saved", step=self.step, path=path)
+        self._notify("ganforge_checkpoint_saved", step=self.step, path=path)
         return path
 
     def restore(self, path: str | Path) -> None:
@@ -169,12 +213,18 @@ class Trainer:
         load_module_state(self.discriminator, contents.section("discriminator"),
                           "discriminator", path)
         try:
-            self.opt_g.load_state_dict(optimizer_from_flat(
-                contents.section("optimizer/generator"), contents.optimizers["generator"]))
-            self.opt_d.load_state_dict(optimizer_from_flat(
-                contents.section("optimizer/discriminator"),
-                contents.optimizers["discriminator"]))
+            for name, optimizer in (("generator", self.opt_g),
+                                    ("discriminator", self.opt_d)):
+                state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
+                                            contents.optimizers[name])
+                validate_optimizer_state(optimizer, state, name, path)
+                optimizer.load_state_dict(state)
+            for optimizer in (self.opt_g, self.opt_d):
+                match_parameter_layout(optimizer)
             restore_rng(contents.tensors, self.latent_rng)
+            if self.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
+                self.latent_rng.manual_seed(self.recipe.run.seed + 1_000_003 * self.dist.rank
+                                            + contents.step)
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
                 from None
@@ -201,46 +251,55 @@ class Trainer:
                 self.skipped_count += len(batch.skipped)
             if batch.images.shape[0]:
                 real = batch.images.to(self.device, non_blocking=True)
-                return self.dataset.augment(real, self.latent_rng)
+                real = self.dataset.augment(real, self.latent_rng)
+                return real.contiguous(memory_format=self.speed.memory_format)
 
     def _train_step(self, batches: Iterator[ImageBatch]) -> tuple[torch.Tensor, torch.Tensor]:
         """D update(s), then the G update. Returns detached losses, still on the device."""
         run = self.recipe.run
-        G, D = self.generator, self.discriminator
+        G, D = self._G, self._D
+        autocast = self.speed.autocast
         fake = loss_d = None
         for i in range(run.d_steps):
             real = self._next_real(batches)
-            z = G.sample_latent(real.shape[0], self.latent_rng, self.device)
-            if i == run.d_steps - 1:
-                fake = G(z)  # kept with its graph: the G update reuses it
-            else:
-                with torch.no_grad():
-                    fake = G(z)
-            loss_d = self.loss.discriminator_loss(D, real, fake.detach())
+            z = self.generator.sample_latent(real.shape[0], self.latent_rng, self.device)
+            with autocast(self.device):
+                if i == run.d_steps - 1:
+                    fake = G(z)  # kept with its graph: the G update reuses it
+                else:
+                    with torch.no_grad():
+                        fake = G(z)
+                loss_d = self.loss.discriminator_loss(D, real, fake.detach()).float()
             self.opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             self._watch.observe("discriminator", self.step + 1, loss_d,
                                 gradient_norm(self._params_d))
             self.opt_d.step()
         assert fake is not None and loss_d is not None
-        D.requires_grad_(False)  # no gradients into D's parameters during the G update
+        self.discriminator.requires_grad_(False)  # no gradients into D during the G update
+        # Under DDP, D's gradients are not all-reduced during the G update (it has none).
+        no_sync = getattr(self._D, "no_sync", contextlib.nullcontext)
         try:
-            loss_g = self.loss.generator_loss(D, fake)
+            with autocast(self.device), no_sync():
+                loss_g = self.loss.generator_loss(D, fake).float()
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self._watch.observe("generator", self.step + 1, loss_g,
                                 gradient_norm(self._params_g))
             self.opt_g.step()
         finally:
-            D.requires_grad_(True)
+            self.discriminator.requires_grad_(True)
         return loss_d.detach(), loss_g.detach()
 
     def write_samples(self) -> Path:
         """Write the grid of the fixed latent batch for the current step."""
+        path = self.dirs.sample_path(self.step)
+        if not self.dist.is_main:
+            return path
         grid = image_grid(generate(self.generator, self.fixed_z))
-        path = write_grid(grid, self.dirs.sample_path(self.step))
+        path = write_grid(grid, path)
         self._log.image_grid(self.step, grid)
-        self.plugins.broadcast("ganforge_sample_written", step=self.step, path=path)
+        self._notify("ganforge_sample_written", step=self.step, path=path)
         return path
 
     def evaluate(self, progress: TrainingProgress) -> dict[str, float]:
@@ -277,21 +336,28 @@ class Trainer:
         """Train from the current step to ``run.steps``; Ctrl-C stops at the next step
         boundary with a checkpoint (a second Ctrl-C aborts at once)."""
         run = self.recipe.run
-        self.dirs.create()
         start = self.step
-        self._log = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
-        self._skipped_file = open_jsonl(self.dirs.skipped, start)
+        if self.dist.is_main:
+            self.dirs.create()
+            self._log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
+            self._skipped_file: Any = open_jsonl(self.dirs.skipped, start)
+        else:  # other ranks write nothing
+            self._log = _NullLog()
+            self._skipped_file = open(os.devnull, "w")  # noqa: SIM115 - closed below
         pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
-        batches = real_batches(self.dataset, run.batch_size, run.seed, self.batches_seen,
-                               num_workers=run.num_workers, device=self.device, pin_memory=pin,
+        batches = real_batches(self.dataset, self.dist.per_rank_batch(run.batch_size), run.seed,
+                               self.batches_seen, num_workers=run.num_workers,
+                               device=self.device, pin_memory=pin,
                                persistent_workers=run.persistent_workers,
-                               prefetch_factor=run.prefetch_factor)
+                               prefetch_factor=run.prefetch_factor, rank=self.dist.rank,
+                               world_size=self.dist.world_size)
         previous_handler = None
         if threading.current_thread() is threading.main_thread():
             previous_handler = signal.signal(signal.SIGINT, self._request_stop)
-        self.plugins.broadcast("ganforge_run_started", run_dir=self.dirs.root,
-                               recipe=self.recipe.to_dict(), step=start)
-        progress = TrainingProgress(run.steps, start, enabled=self.show_progress)
+        self._notify("ganforge_run_started", run_dir=self.dirs.root,
+                     recipe=self.recipe.to_dict(), step=start)
+        progress = TrainingProgress(run.steps, start,
+                                    enabled=self.show_progress and self.dist.is_main)
         self._session_start = time.perf_counter()
         zero = torch.zeros((), device=self.device)
         sum_d, sum_g, count = zero.clone(), zero.clone(), 0
@@ -300,7 +366,8 @@ class Trainer:
         checkpoint: Path | None = None
         try:
             with progress:
-                while self.step < run.steps and not self._stop_requested:
+                while self.step < run.steps and not (self._stop_requested
+                                                     and not self.dist.enabled):
                     loss_d, loss_g = self._train_step(batches)
                     sum_d += loss_d
                     sum_g += loss_g
@@ -315,7 +382,7 @@ class Trainer:
                            "sample": step % run.sample_every == 0 or last,
                            "checkpoint": step % run.checkpoint_every == 0 or last}
                     if any(due.values()):
-                        diverged = self._watch.check()  # a sync we pay for anyway
+                        diverged = self._check_divergence()  # a sync we pay for anyway
                         if diverged is not None:
                             self._on_divergence(*diverged, progress)
                             sum_d.zero_()
@@ -325,9 +392,11 @@ class Trainer:
                     if due["log"]:
                         # Host synchronisation happens only on such steps.
                         now = time.perf_counter()
+                        mean_d, mean_g = self.dist.mean(
+                            [sum_d.item() / count, sum_g.item() / count], self.device)
                         metrics = {
-                            "loss_d": sum_d.item() / count,
-                            "loss_g": sum_g.item() / count,
+                            "loss_d": mean_d,
+                            "loss_g": mean_g,
                             "images_per_s": (step - last_step) * run.batch_size
                             / max(now - last_time, 1e-9),
                             "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
@@ -335,21 +404,28 @@ class Trainer:
                             "elapsed_s": self.elapsed_s(),
                         }
                         self._log.scalars(step, metrics)
-                        self.plugins.broadcast("ganforge_log", step=step, metrics=metrics)
+                        self._notify("ganforge_log", step=step, metrics=metrics)
                         progress.logged(step, metrics)
                         sum_d.zero_()
                         sum_g.zero_()
                         count = 0
                         last_time, last_step = now, step
-                    if due["eval"]:
+                    if due["eval"] and self.dist.is_main:
                         values = self.evaluate(progress)
                         self._log.scalars(step, values)
-                        self.plugins.broadcast("ganforge_log", step=step, metrics=values)
+                        self._notify("ganforge_log", step=step, metrics=values)
                         metrics.update(values)
                     if due["sample"]:
                         self.write_samples()
                     if due["checkpoint"]:
                         checkpoint = self.save_checkpoint()
+                    if self.dist.enabled and any(due.values()):
+                        # Ctrl-C reaches every rank at slightly different steps: they agree
+                        # here, so all of them stop after the same step.
+                        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+                        self._stop_requested = bool(self.dist.maximum(flag).item())
+                        if self._stop_requested:
+                            break
                 if self._stop_requested and self.step > start and (
                         checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
                     checkpoint = self.save_checkpoint()
@@ -361,10 +437,25 @@ class Trainer:
             self._skipped_file.close()
             del batches
         if not self._stop_requested:
-            self.plugins.broadcast("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
+            self._notify("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
         return TrainResult(self.dirs.root, self.step, checkpoint or
                            latest_checkpoint(self.dirs.checkpoints),
                            self._stop_requested, metrics, self.skipped_count)
+
+    def _check_divergence(self) -> tuple[str, int] | None:
+        """The earliest divergence seen by any rank (agreed by all ranks)."""
+        mine = self._watch.check()
+        if not self.dist.enabled:
+            return mine
+        order = ("discriminator", "generator")
+        code = torch.tensor([-1 if mine is None else mine[1],
+                             -1 if mine is None else order.index(mine[0])],
+                            device=self.device)
+        seen = [tuple(t.tolist()) for t in self.dist.gather(code) if t[0] >= 0]
+        if not seen:
+            return None
+        step, network = min(seen)
+        return order[int(network)], int(step)
 
     def _on_divergence(self, network: str, first_bad: int, progress: TrainingProgress) -> None:
         """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
@@ -395,6 +486,29 @@ class Trainer:
                       f"(rollback {self.rollbacks} of at most {run.max_rollbacks})")
 
 
+class _NullLog:
+    """Stands in for the metrics log on ranks that write no files."""
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        pass
+
+    def image_grid(self, step: int, grid: torch.Tensor) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state the memory layout (e.g. channels_last) of its
+    parameter: fused and foreach kernels pair elements by memory position."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape \
+                    and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
+
+
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """Train ``recipe`` in ``run_dir``: a new run, or with ``resume`` the continuation of
@@ -411,10 +525,11 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
     trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
     if checkpoint is not None:
         trainer.restore(checkpoint)
-    dirs.create()
-    for stale in dirs.checkpoints.glob(".*.safetensors.tmp"):
-        stale.unlink()  # left by a write that was killed: never complete, never used
-    write_text_atomic(dirs.recipe, recipe.to_toml())
+    if trainer.dist.is_main:
+        dirs.create()
+        for stale in dirs.checkpoints.glob(".*.safetensors.tmp"):
+            stale.unlink()  # left by a write that was killed: never complete, never used
+        write_text_atomic(dirs.recipe, recipe.to_toml())
     return trainer.fit()
 
 

@@ -1,0 +1,220 @@
+"""Timing ganforge's training step against the plain DCGAN loop of the PyTorch example.
+
+Used by ``ganforge bench RECIPE`` and ``benchmarks/train_step.py``. The plain loop is written
+out here as the example writes it (Sigmoid + ``nn.BCELoss``, real and fake batches through D
+separately, the fake batch reused for the G update, ``.item()`` on both losses every step),
+independent of ganforge's components; ganforge's side is ``Trainer._train_step``. Both run on
+the same uint8 images held on the device, after warm-up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+# -- (a) the plain loop, as the PyTorch DCGAN example writes it ----------------------------
+
+def weights_init(m: nn.Module) -> None:
+    name = m.__class__.__name__
+    if name.find("Conv") != -1:
+        nn.init.normal_(m.weight.data, 0.0, 0.02)
+    elif name.find("BatchNorm") != -1:
+        nn.init.normal_(m.weight.data, 1.0, 0.02)
+        nn.init.constant_(m.bias.data, 0)
+
+
+class PlainGenerator(nn.Module):
+    """The example's netG (64x64: exactly its layers; other sizes add or drop blocks)."""
+
+    def __init__(self, nz: int, ngf: int, nc: int, image_size: int = 64) -> None:
+        super().__init__()
+        blocks = int(math.log2(image_size // 4))
+        mult = 2 ** (blocks - 1)
+        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ngf * mult, 4, 1, 0, bias=False),
+                                   nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
+        while mult > 1:
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
+            mult //= 2
+        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+class PlainDiscriminator(nn.Module):
+    """The example's netD, with its Sigmoid (64x64: exactly its layers)."""
+
+    def __init__(self, ndf: int, nc: int, image_size: int = 64) -> None:
+        super().__init__()
+        blocks = int(math.log2(image_size // 4))
+        layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+                                   nn.LeakyReLU(0.2, inplace=True)]
+        mult = 1
+        for _ in range(blocks - 1):
+            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, inplace=True)]
+            mult *= 2
+        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
+        self.main = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x)
+
+
+def plain_loop(images: torch.Tensor, batch: int, steps: int, warmup: int, width: int,
+               device: torch.device, nz: int = 100) -> float:
+    """Images/s of the example's training loop on uint8 ``images`` held on ``device``."""
+    nc, image_size = images.shape[1], images.shape[-1]
+    netG = PlainGenerator(nz, width, nc, image_size).to(device)
+    netD = PlainDiscriminator(width, nc, image_size).to(device)
+    netG.apply(weights_init)
+    netD.apply(weights_init)
+    criterion = nn.BCELoss()
+    optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real_label, fake_label = 1.0, 0.0
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        index = torch.randint(0, images.shape[0], (batch,), device=device)
+        real_cpu = images.index_select(0, index).float().div_(127.5).sub_(1.0)
+        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+        netD.zero_grad()
+        b_size = real_cpu.size(0)
+        label = torch.full((b_size,), real_label, dtype=torch.float, device=device)
+        output = netD(real_cpu).view(-1)
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        noise = torch.randn(b_size, nz, 1, 1, device=device)
+        fake = netG(noise)
+        label.fill_(fake_label)
+        output = netD(fake.detach()).view(-1)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        errD = errD_real + errD_fake
+        optimizerD.step()
+        # (2) Update G network: maximize log(D(G(z)))
+        netG.zero_grad()
+        label.fill_(real_label)
+        output = netD(fake).view(-1)
+        errG = criterion(output, label)
+        errG.backward()
+        optimizerG.step()
+        errD.item(), errG.item()  # the example prints these every step
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+# -- (b) ganforge's trainer step ------------------------------------------------------------
+
+def trainer_loop(trainer: Any, batches: Any, steps: int, warmup: int, batch: int) -> float:
+    """Images/s of ``Trainer._train_step`` (the whole step: D and G updates, divergence
+    watch, no host synchronisation) on ``batches``."""
+    device = trainer.device
+    start = 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            sync(device)
+            start = time.perf_counter()
+        trainer._train_step(batches)
+        trainer.step += 1
+    sync(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+@attrs.frozen
+class BenchRow:
+    """One batch size's figures."""
+
+    batch: int
+    ganforge: float
+    ganforge_loader: float
+    plain: float | None
+    peak_memory: str
+
+    @property
+    def ratio(self) -> float | None:
+        return None if self.plain is None else self.ganforge / self.plain
+
+    @property
+    def loader_share(self) -> float:
+        """Fraction of a step spent waiting for the data loader."""
+        return max(0.0, 1.0 - self.ganforge_loader / self.ganforge)
+
+
+def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
+                 batches: Sequence[int] | None = None, baseline: bool = True,
+                 run_dir: Path | None = None) -> list[BenchRow]:
+    """Time ganforge's step on ``recipe`` (its dataset held on the device, and through
+    its data loader) and, for DCGAN recipes, the plain example loop on the same images."""
+    import tempfile
+
+    from .recipe import apply_overrides, build_recipe
+    from .training import Trainer
+    from .training.data import real_batches
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in batches or [recipe.run.batch_size]:
+            table = apply_overrides(recipe.to_dict(), [f"run.batch_size={batch}"])
+            variant = build_recipe(table, plugins.registry)
+            trainer = Trainer(variant, plugins, run_dir or Path(tmp) / "run", progress=False)
+            device = trainer.device
+            n = max(2 * batch, min(len(trainer.dataset), 8 * batch))
+            images = torch.stack([uint8(trainer.dataset[i]) for i in range(n)]).to(device)
+            resident = _resident_batches(images, batch, device)
+            ours = trainer_loop(trainer, resident, steps, warmup, batch)
+            memory = peak_memory(device)
+            run = variant.run
+            loader = real_batches(trainer.dataset, batch, run.seed, 0,
+                                  num_workers=run.num_workers, device=device,
+                                  pin_memory=device.type == "cuda")
+            loaded = trainer_loop(trainer, loader, steps, warmup, batch)
+            plain = None
+            if baseline and variant["generator"].name == "dcgan" and \
+                    variant["discriminator"].name == "dcgan":
+                plain = plain_loop(images, batch, steps, warmup,
+                                   variant["generator"].params.width, device,
+                                   variant["generator"].params.latent_dim)
+            rows.append(BenchRow(batch, ours, loaded, plain, memory))
+    return rows
+
+
+def uint8(image: Any) -> torch.Tensor:
+    return image.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def _resident_batches(images: torch.Tensor, batch: int, device: torch.device) -> Any:
+    from .datasets.policy import ImageBatch
+
+    g = torch.Generator().manual_seed(0)
+    while True:
+        index = torch.randint(0, images.shape[0], (batch,), generator=g).to(device)
+        yield ImageBatch(images.index_select(0, index).float().div_(127.5).sub_(1.0))
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory(device: torch.device) -> str:
+    if device.type == "cuda":
+        value = torch.cuda.max_memory_allocated(device) / 2**20
+        torch.cuda.reset_peak_memory_stats(device)
+        return f"{value:.0f} MiB"
+    import resource
+    return f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB (process RSS)"
+
+

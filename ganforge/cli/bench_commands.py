@@ -1,0 +1,53 @@
+"""``ganforge bench``: a recipe's training speed, against the plain DCGAN loop."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .app import app, reports_errors
+from .commands import RecipeArgument, SetOption, _plugins, _recipe
+
+
+@app.command()
+@reports_errors
+def bench(
+    recipe: Path = RecipeArgument,
+    overrides: list[str] = SetOption,
+    steps: int = typer.Option(20, "--steps", min=1, help="Timed steps per measurement."),
+    warmup: int = typer.Option(5, "--warmup", min=1, help="Untimed steps first."),
+    batch: list[int] = typer.Option(None, "--batch", "-b",
+                                    help="Batch sizes (default: the recipe's)."),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline",
+                                  help="Also time the PyTorch example's plain loop "
+                                       "(DCGAN recipes only)."),
+) -> None:
+    """Images/s of a recipe's training step (data on the device and through its loader),
+    peak memory, and the ratio to the plain PyTorch DCGAN loop on the same images."""
+    import tempfile
+
+    import torch
+
+    from ..benchmarking import bench_recipe
+
+    plugins = _plugins()
+    resolved = _recipe(recipe, overrides, plugins)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = bench_recipe(resolved, plugins, steps, warmup, batch or None, baseline,
+                            Path(tmp) / "run")
+    run = resolved.run
+    device = "cuda" if run.device == "auto" and torch.cuda.is_available() else run.device
+    table = Table(title=f"{recipe} on {device} (precision {run.precision}, channels_last "
+                        f"{run.channels_last}, compile {run.compile})")
+    for column in ("batch", "ganforge img/s", "plain loop img/s", "ratio", "loader share",
+                   "peak memory"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.batch), f"{row.ganforge:.1f}",
+                      "-" if row.plain is None else f"{row.plain:.1f}",
+                      "-" if row.ratio is None else f"{row.ratio:.2f}x",
+                      f"{100 * row.loader_share:.0f}%", row.peak_memory)
+    Console().print(table)

@@ -1,0 +1,62 @@
+"""The trainer's speed switches, resolved for the device at hand.
+
+``run.precision``: ``"auto"`` uses bfloat16 autocast where the hardware computes bf16
+natively (CUDA devices that support it; CPUs with AVX512-BF16 or AMX), float32 elsewhere,
+where emulated bf16 is slower than float32. ``run.channels_last``: unset means on (NHWC
+convolutions are faster on both oneDNN CPUs and cuDNN GPUs). ``run.compile``: off by
+default, because compiling costs minutes on a small CPU; ``benchmarks/train_step.py``
+measures each switch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import torch
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 in hardware (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@attrs.frozen
+class SpeedSettings:
+    """What the trainer actually does on this device."""
+
+    bf16: bool
+    channels_last: bool
+    compile: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @contextlib.contextmanager
+    def autocast(self, device: torch.device) -> Iterator[None]:
+        """bfloat16 autocast around forward passes and losses, when on."""
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            yield
+
+
+def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
+                  device: torch.device) -> SpeedSettings:
+    """Turn the recipe's switches (``auto``/unset included) into settings for ``device``."""
+    if precision == "auto":
+        if device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+        else:
+            bf16 = device.type == "cpu" and cpu_has_native_bf16()
+    else:
+        bf16 = precision == "bf16"
+    return SpeedSettings(bf16=bf16, channels_last=True if channels_last is None
+                         else channels_last, compile=compile)
