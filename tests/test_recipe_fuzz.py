@@ -482,9 +482,8 @@ def test_extends_odd_paths_are_not_found(tmp_path: Path, monkeypatch: pytest.Mon
         assert problems["$.extends"].endswith("not found")
 
 
+@pytest.mark.skipif(os.name == "nt", reason="no line breaks in Windows file names")
 def test_file_names_with_line_breaks_stay_on_one_line(tmp_path: Path) -> None:
-    if os.name == "nt":
-        pytest.skip("no line breaks in Windows file names")
     write(tmp_path / "bad\nname.toml", "[run\n")
     write(tmp_path / "cycle\u2028.toml", 'extends = "leaf.toml"\n')
     leaf = write(tmp_path / "leaf.toml", 'extends = ["bad\\nname.toml"]\n')

@@ -1,8 +1,54 @@
-"""Parameter validators and small pieces shared by the image datasets."""
+"""Parameter validators and the base classes shared by the image datasets."""
 
 from __future__ import annotations
 
+import abc
+from pathlib import Path
+
 import attrs
+import torch
+
+from ..interfaces import Dataset
+from .augment import random_hflip
+from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
+from .policy import Skipped
 
 image_size_validator = attrs.validators.and_(attrs.validators.ge(4), attrs.validators.le(1024))
 channels_validator = attrs.validators.in_([1, 3])
+
+
+class Uint8ImageDataset(Dataset):
+    """A dataset whose items are uint8 images (:meth:`uint8_item`, what ``data prepare``
+    stores), scaled to [-1, 1] on access, with the ``hflip`` param as batch augmentation."""
+
+    @abc.abstractmethod
+    def uint8_item(self, index: int) -> torch.Tensor | Skipped:
+        """Item ``index`` as uint8 CHW, or a :class:`Skipped` marker."""
+
+    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
+        item = self.uint8_item(index)
+        return item if isinstance(item, Skipped) else to_unit_range(item)
+
+    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return random_hflip(images, generator) if self.params.hflip else images
+
+
+class EncodedImageDataset(Uint8ImageDataset):
+    """A dataset of encoded image files or blobs: decoding, the shared preprocessing and the
+    ``on_error`` policy. Subclasses say where item ``index`` is (:meth:`encoded`)."""
+
+    @abc.abstractmethod
+    def encoded(self, index: int) -> tuple[bytes | Path, str]:
+        """The encoded image (bytes or a file) and the name errors give it."""
+
+    def uint8_item(self, index: int) -> torch.Tensor | Skipped:
+        source, name = self.encoded(index)
+        try:
+            if isinstance(source, bytes) and not source:
+                raise BadImage(f"{name}: empty value")
+            image = decode_image(source, self.params.channels, name=name)
+        except BadImage as exc:
+            if self.params.on_error == "skip":
+                return Skipped(name, str(exc))
+            raise
+        return resize_center_crop(image, self.params.image_size)

@@ -5,18 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import attrs
-import torch
 
 from ..errors import DataError
-from ..interfaces import Dataset, ImageSpec
+from ..interfaces import ImageSpec
 from ..params import param
-from .augment import random_hflip
-from .common import channels_validator, image_size_validator
-from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
-from .policy import Skipped, on_error_validator
+from .common import EncodedImageDataset, channels_validator, image_size_validator
+from .policy import on_error_validator
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(EncodedImageDataset):
     """Every image file under ``root`` (recursively, sorted), resized and center-cropped."""
 
     @attrs.frozen
@@ -53,20 +50,6 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.files)
 
-    def uint8_item(self, index: int) -> torch.Tensor | Skipped:
-        """The preprocessed image as uint8 (what ``data prepare`` stores)."""
+    def encoded(self, index: int) -> tuple[Path, str]:
         path = self.files[index]
-        try:
-            image = decode_image(path, self.params.channels)
-        except BadImage as exc:
-            if self.params.on_error == "skip":
-                return Skipped(str(path), str(exc))
-            raise
-        return resize_center_crop(image, self.params.image_size)
-
-    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
-        item = self.uint8_item(index)
-        return item if isinstance(item, Skipped) else to_unit_range(item)
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_hflip(images, generator) if self.params.hflip else images
+        return path, str(path)

@@ -12,15 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import torch
 
 from ..errors import DataError
-from ..interfaces import Dataset, ImageSpec
+from ..interfaces import ImageSpec
 from ..params import param
-from .augment import random_hflip
-from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
+from .common import EncodedImageDataset
 from .lmdb_index import KeyIndex, load_key_index, open_lmdb
-from .policy import Skipped, on_error_validator
+from .policy import on_error_validator
 
 DOWNLOAD_HINT = ("get it with the LSUN project's download.py (python download.py -c bedroom), "
                  "unzip it there, or point the recipe at it with --set dataset.root=PATH")
@@ -31,7 +29,7 @@ def _limit(_instance: object, attribute: attrs.Attribute, value: int | None) -> 
         raise ValueError(f"'{attribute.name}' must be > 0 or unset: {value}")
 
 
-class LSUNDataset(Dataset):
+class LSUNDataset(EncodedImageDataset):
     """LSUN scenes (e.g. ``bedroom_train``) from ``<root>/<category>_lmdb`` folders."""
 
     @attrs.frozen
@@ -88,25 +86,9 @@ class LSUNDataset(Dataset):
         category = bisect.bisect_right(self.starts, index) - 1
         return category, self.indexes[category][index - self.starts[category]]
 
-    def uint8_item(self, index: int) -> torch.Tensor | Skipped:
-        """The preprocessed image as uint8 (what ``data prepare`` stores)."""
+    def encoded(self, index: int) -> tuple[bytes, str]:
         category, key = self.locate(index)
         name = f"{self.params.categories[category]}:{key.decode('utf-8', 'replace')}"
         with self._env(category).begin(buffers=False) as txn:
             data = txn.get(key)
-        try:
-            if not data:
-                raise BadImage(f"{name}: empty value")
-            image = decode_image(bytes(data), self.params.channels, name=name)
-        except BadImage as exc:
-            if self.params.on_error == "skip":
-                return Skipped(name, str(exc))
-            raise
-        return resize_center_crop(image, self.params.image_size)
-
-    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
-        item = self.uint8_item(index)
-        return item if isinstance(item, Skipped) else to_unit_range(item)
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_hflip(images, generator) if self.params.hflip else images
+        return bytes(data or b""), name

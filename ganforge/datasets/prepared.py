@@ -30,9 +30,8 @@ from torch.utils.data import DataLoader, Subset
 from ..errors import DataError, UsageError
 from ..interfaces import Dataset, ImageSpec
 from ..params import param
-from .augment import random_hflip
-from .common import channels_validator, image_size_validator
-from .decoding import BadImage, to_unit_range
+from .common import Uint8ImageDataset, channels_validator, image_size_validator
+from .decoding import BadImage
 from .policy import Skipped
 
 FORMAT = 1
@@ -173,7 +172,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise DataError(f"prepared: {path} is not a ganforge manifest: {exc}") from None
 
 
-class PreparedDataset(Dataset):
+class PreparedDataset(Uint8ImageDataset):
     """Images decoded once by ``ganforge data prepare``, read at memory speed."""
 
     @attrs.frozen
@@ -241,15 +240,9 @@ class PreparedDataset(Dataset):
             raise BadImage(f"prepared: cannot read image {index} from "
                            f"{self.files[shard]}: {exc}") from None
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return to_unit_range(self.uint8_item(index))
-
     def resident_images(self) -> torch.Tensor | None:
         return self._resident
 
     @property
     def residency(self) -> str:
         return self.params.in_memory
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_hflip(images, generator) if self.params.hflip else images

@@ -13,11 +13,10 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError
-from ..interfaces import Dataset, ImageSpec
+from ..interfaces import ImageSpec
 from ..params import param
-from .augment import random_hflip
-from .common import channels_validator, image_size_validator
-from .decoding import resize_center_crop, to_unit_range
+from .common import Uint8ImageDataset, channels_validator, image_size_validator
+from .decoding import resize_center_crop
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
@@ -25,7 +24,7 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _TorchvisionDataset(Dataset):
+class _TorchvisionDataset(Uint8ImageDataset):
     """Shared wrapper; subclasses say which torchvision class and files they need."""
 
     #: Human name, torchvision class name, and where the files go (relative to root).
@@ -77,11 +76,6 @@ class _TorchvisionDataset(Dataset):
         image = image.convert("L" if self.params.channels == 1 else "RGB")
         return resize_center_crop(TF.pil_to_tensor(image), self.params.image_size)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return to_unit_range(self.uint8_item(index))
-
-    def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        return random_hflip(images, generator) if self.params.hflip else images
 
 
 _split = attrs.validators.in_(["train", "test"])
