@@ -20,8 +20,9 @@ from ganforge.training import train
 from ganforge.training.checkpoint import read_checkpoint
 
 
-def nan_loss_plugin(network: str, at_call: int):
-    """A BCE loss whose ``network`` loss is NaN on its ``at_call``-th call (once)."""
+def nan_loss_plugin(network: str, at_call: int, forever: bool = False):
+    """A BCE loss whose ``network`` loss is NaN on its ``at_call``-th call (once, or on
+    every call from then on with ``forever``)."""
 
     class FlakyLoss(Loss):
         @attrs.frozen
@@ -32,8 +33,8 @@ def nan_loss_plugin(network: str, at_call: int):
 
         def _maybe_nan(self, which: str, value: torch.Tensor) -> torch.Tensor:
             self.calls[which] += 1
-            return value * float("nan") if which == network and \
-                self.calls[which] == at_call else value
+            hit = self.calls[which] >= at_call if forever else self.calls[which] == at_call
+            return value * float("nan") if which == network and hit else value
 
         def discriminator_loss(self, d, real, fake):
             return self._maybe_nan("discriminator", BCELoss(None).discriminator_loss(d, real,
@@ -106,3 +107,15 @@ def test_no_checkpoint_to_roll_back_to(tiny_recipe: Path, tmp_path: Path) -> Non
     plugins = nan_loss_plugin("discriminator", at_call=1)
     with pytest.raises(TrainingError, match="diverged at step 1.*no checkpoint to roll back"):
         run(plugins, tiny_recipe, tmp_path / "run", "run.on_divergence=rollback")
+
+
+def test_a_divergence_that_keeps_coming_back_stops_at_the_limit(tiny_recipe: Path,
+                                                                 tmp_path: Path) -> None:
+    # Every attempt diverges again before a new checkpoint is written, so each rollback
+    # restores the same checkpoint: the count must not be reset by it.
+    plugins = nan_loss_plugin("discriminator", at_call=4, forever=True)
+    with pytest.raises(TrainingError, match=r"2 rollbacks already \(run.max_rollbacks\)"):
+        run(plugins, tiny_recipe, tmp_path / "run", "run.on_divergence=rollback",
+            "run.max_rollbacks=2")
+    records = [json.loads(x) for x in (tmp_path / "run" / "rollbacks.jsonl").open()]
+    assert [r["rollback"] for r in records] == [1, 2]

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -214,3 +215,26 @@ def test_shipped_ablation_studies_are_valid(plugins) -> None:
             continue
         plan = plan_sweep(path, plugins.registry)
         assert len(plan.variants) >= 2, path
+
+
+def test_a_run_stopped_by_ctrl_c_is_not_marked_done(plugins, tiny_recipe: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    import ganforge.training as training
+    from ganforge.sweep import runner
+
+    recipe = sweep_file(tmp_path, tiny_recipe, SMALL)
+    plan = plan_sweep(recipe, plugins.registry, out=tmp_path / "sweep")
+    real_train = training.train
+
+    def interrupted_train(recipe, plugins, run_dir, **kwargs):
+        result = real_train(recipe.__class__(run=attrs.evolve(recipe.run, steps=2),
+                                             components=recipe.components,
+                                             source=recipe.source, eval=recipe.eval),
+                            plugins, run_dir, **kwargs)
+        return attrs.evolve(result, interrupted=True)
+
+    monkeypatch.setattr(training, "train", interrupted_train)
+    with pytest.raises(KeyboardInterrupt):
+        runner._train_one(plan.runs[0].recipe.to_toml(), str(plan.runs[0].run_dir), None, 0)
+    assert not (plan.runs[0].run_dir / "done.json").exists()
+    assert runner.run_state(plan.runs[0]) == "resumable"

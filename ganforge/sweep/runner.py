@@ -66,9 +66,11 @@ def _train_one(recipe_toml: str, run_dir: str, device: str | None, threads: int)
     recipe = build_recipe(table, plugins.registry, source=run_dir)
     folder = Path(run_dir)
     resumable = latest_checkpoint(folder / "checkpoints") is not None
-    if not resumable and folder.exists() and not any(folder.rglob("*.safetensors")):
-        shutil.rmtree(folder)  # interrupted before its first checkpoint: start again
+    if not resumable and folder.exists():
+        shutil.rmtree(folder)  # interrupted before its first step checkpoint: start again
     result = train(recipe, plugins, folder, resume=resumable, progress=False)
+    if result.interrupted or result.step < recipe.run.steps:
+        raise KeyboardInterrupt  # stopped early (Ctrl-C): not done; the next run resumes it
     seconds = time.perf_counter() - started
     (folder / DONE).write_text(json.dumps({"step": result.step, "seconds": seconds,
                                            "skipped_images": result.skipped_images}))

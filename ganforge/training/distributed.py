@@ -8,6 +8,7 @@ slices it), so a recipe means the same thing on 1 or N processes. Rank 0 alone w
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Sequence
 
@@ -80,5 +81,8 @@ def init_distributed(device_name: str) -> DistributedContext:
         use_cuda = torch.cuda.is_available() and device_name != "cpu"
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # Rank 0 alone evaluates and writes checkpoints while the others wait at the next
+        # collective: allow that to take long.
+        dist.init_process_group("nccl" if use_cuda else "gloo",
+                                timeout=datetime.timedelta(hours=2))
     return DistributedContext(rank, world_size, local_rank)

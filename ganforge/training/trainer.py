@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import signal
 import threading
@@ -319,9 +320,11 @@ class Trainer:
         for result in results:
             progress.note(f"step {self.step}: {result.summary()}")
         chosen = next(r for r in results if r.label == self.recipe.best_metric)
-        better = self.best is None or (
-            chosen.value > self.best["value"] if chosen.higher_is_better
-            else chosen.value < self.best["value"])
+        # A non-finite value is never the best, and never blocks a finite one.
+        better = math.isfinite(chosen.value) and (
+            self.best is None or not math.isfinite(self.best["value"]) or (
+                chosen.value > self.best["value"] if chosen.higher_is_better
+                else chosen.value < self.best["value"]))
         if better:
             self.best = {"label": chosen.label, "value": chosen.value, "step": self.step}
             self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
@@ -471,17 +474,23 @@ class Trainer:
                       f"; {self.rollbacks} rollbacks already (run.max_rollbacks)")
             keep = f"; the last checkpoint {checkpoint} holds finite state" if checkpoint else ""
             raise TrainingError(f"{what}{reason}; the run stopped{keep}")
+        # Counters that describe this whole run, not the restored state, survive the rollback.
         detected, batches_seen = self.step, self.batches_seen
+        rollbacks, best = self.rollbacks, self.best
         self.restore(checkpoint)
-        self.rollbacks += 1
-        # Go on past the batches that diverged, with latents the failed attempt did not use.
+        self.rollbacks, self.best = rollbacks + 1, best
+        self._session_start = time.perf_counter()  # restore() reloaded the elapsed time
+        # Go on past the batches that diverged, with latents the failed attempt did not use
+        # (and, under torchrun, different on every rank).
         self.batches_seen = batches_seen
-        self.latent_rng.manual_seed(self.recipe.run.seed * 1_000_003 + self.rollbacks)
+        self.latent_rng.manual_seed(self.recipe.run.seed * 1_000_003 + self.rollbacks
+                                    + 7_919 * self.dist.rank)
         record = {"step": self.step, "rollback": self.rollbacks, "network": network,
                   "first_bad_step": first_bad, "detected_at": detected,
                   "checkpoint": checkpoint.name}
-        with open(self.dirs.root / "rollbacks.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.dist.is_main:
+            with open(self.dirs.root / "rollbacks.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         progress.note(f"{what}; rolled back to {checkpoint.name} "
                       f"(rollback {self.rollbacks} of at most {run.max_rollbacks})")
 
