@@ -160,6 +160,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     its data loader) and, for DCGAN recipes, the plain example loop on the same images."""
     import tempfile
 
+    from .datasets.decoding import to_uint8
     from .recipe import apply_overrides, build_recipe
     from .training import Trainer
     from .training.data import real_batches
@@ -172,7 +173,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
             trainer = Trainer(variant, plugins, run_dir or Path(tmp) / "run", progress=False)
             device = trainer.device
             n = max(2 * batch, min(len(trainer.dataset), 8 * batch))
-            images = torch.stack([uint8(trainer.dataset[i]) for i in range(n)]).to(device)
+            images = torch.stack([to_uint8(trainer.dataset[i]) for i in range(n)]).to(device)
             resident = _resident_batches(images, batch, device)
             ours = trainer_loop(trainer, resident, steps, warmup, batch)
             memory = peak_memory(device)
@@ -191,17 +192,14 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     return rows
 
 
-def uint8(image: Any) -> torch.Tensor:
-    return image.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
 def _resident_batches(images: torch.Tensor, batch: int, device: torch.device) -> Any:
+    from .datasets.decoding import to_unit_range
     from .datasets.policy import ImageBatch
 
     g = torch.Generator().manual_seed(0)
     while True:
         index = torch.randint(0, images.shape[0], (batch,), generator=g).to(device)
-        yield ImageBatch(images.index_select(0, index).float().div_(127.5).sub_(1.0))
+        yield ImageBatch(to_unit_range(images.index_select(0, index)))
 
 
 def sync(device: torch.device) -> None:

@@ -31,7 +31,7 @@ from ..errors import DataError, UsageError
 from ..interfaces import Dataset, ImageSpec
 from ..params import param
 from .common import Uint8ImageDataset, channels_validator, image_size_validator
-from .decoding import BadImage
+from .decoding import BadImage, to_uint8
 from .policy import Skipped
 
 FORMAT = 1
@@ -47,7 +47,7 @@ def uint8_item(dataset: Dataset, index: int) -> torch.Tensor | Skipped:
     item = dataset[index]
     if isinstance(item, Skipped):
         return item
-    return item.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return to_uint8(item)
 
 
 class _Uint8View(torch.utils.data.Dataset):

@@ -80,10 +80,11 @@ class InceptionExtractor:
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from ..datasets.decoding import to_uint8
         from .inception import INPUT_SIZE
         from .resize import resize_for_inception
 
-        quantised = images.to(self.device).float().add(1).mul(127.5).round().clamp(0, 255)
+        quantised = to_uint8(images.to(self.device)).float()
         if quantised.shape[1] == 1:
             quantised = quantised.expand(-1, 3, -1, -1)
         x = resize_for_inception(quantised, INPUT_SIZE, self.mode).sub(128.0).div(128.0)
