@@ -5,9 +5,12 @@ and resumes."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ganforge.recipe import load_recipe
@@ -81,3 +84,82 @@ def test_two_processes_train_like_one(plugins, tmp_path: Path) -> None:
     final = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "step-0000050.safetensors")
     assert final.step == 50 and final.trainer["batches_seen"] == 50
     assert [x["step"] for x in losses(tmp_path / "ddp")][-2:] == [45, 50]
+
+
+def start_torchrun(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
+    """torchrun in a session of its own, as a terminal's foreground job would be."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={free_port()}", "-m", "ganforge", "run", str(recipe), "--out",
+         str(out), "--quiet", "--set", "run.steps=100000", "--set", "run.log_every=2",
+         "--set", "run.checkpoint_every=100000", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_training(proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.time() + 120
+    metrics = out / "metrics.jsonl"
+    while not (metrics.exists() and metrics.read_text().strip()):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.time() < deadline, "no metrics line within 120 s"
+        time.sleep(0.2)
+
+
+def worker_pid(launcher: int, rank: int) -> int:
+    """The pid of the worker of ``rank`` started by the torchrun process ``launcher``."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == launcher and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    raise AssertionError(f"no rank {rank} worker under torchrun {launcher}")
+
+
+def only_checkpoint(out: Path) -> int:
+    checkpoints = list((out / "checkpoints").glob("step-*.safetensors"))
+    assert len(checkpoints) == 1, checkpoints
+    return read_checkpoint(checkpoints[0]).step
+
+
+def test_ctrl_c_in_the_terminal_stops_every_rank_after_one_step(tmp_path: Path) -> None:
+    """The terminal's SIGINT reaches torchrun and both workers, and torchrun forwards it
+    again: that copy is not a second Ctrl-C, so the run stops cleanly with a checkpoint."""
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "ddp"
+    proc = start_torchrun(recipe, out)
+    wait_for_training(proc, out)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does to the foreground job
+    _, err = proc.communicate(timeout=120)
+    # torchrun itself ends with its own SignalException traceback (exit 1); the workers
+    # must not: no abort, no traceback through ganforge.
+    assert "KeyboardInterrupt" not in err and "ganforge/" not in err, err
+    assert err.count("interrupted (SIGINT) at step") == 1, err  # rank 0 alone reports
+    step = only_checkpoint(out)
+    assert f"interrupted (SIGINT) at step {step}:" in err
+    logged = [x["step"] for x in losses(out)]
+    assert step >= max(logged)
+    resumed = torchrun(recipe, out, "--resume", "--set", f"run.steps={step + 4}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_checkpoint(out / "checkpoints" / f"step-{step + 4:07d}.safetensors").step == \
+        step + 4
+
+
+def test_a_signal_to_one_rank_stops_all_ranks_after_the_same_step(tmp_path: Path) -> None:
+    """SIGTERM reaching rank 1 only (another node, a scheduler's kill): the ranks agree
+    through the stop vote and rank 0 writes the checkpoint of that step."""
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "ddp"
+    proc = start_torchrun(recipe, out)
+    wait_for_training(proc, out)
+    os.kill(worker_pid(proc.pid, 1), signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert err.count("interrupted (SIGTERM) at step") == 1, err
+    step = only_checkpoint(out)
+    assert f"interrupted (SIGTERM) at step {step}:" in err

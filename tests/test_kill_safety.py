@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -116,7 +117,9 @@ def test_random_kills_then_exact_resume(plugins, tiny_recipe: Path, tmp_path: Pa
     assert [k for k in expected if not torch.equal(expected[k], got[k])] == []
 
 
-def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_recipe: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_exits_128_plus_signal(
+        tiny_recipe: Path, tmp_path: Path, sig: signal.Signals, code: int) -> None:
     out = tmp_path / "run"
     proc = child(tiny_recipe, out, "--set", "run.checkpoint_every=1000",
                  "--set", "run.steps=100000")
@@ -126,10 +129,10 @@ def test_ctrl_c_writes_a_checkpoint_and_exits_130(tiny_recipe: Path, tmp_path: P
         if metrics.exists() and metrics.read_text().strip():
             break
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "interrupted at step" in err and "--resume" in err
+    assert proc.returncode == code, err
+    assert f"interrupted ({sig.name}) at step" in err and "--resume" in err
     checkpoints = list((out / "checkpoints").glob("step-*.safetensors"))
     assert len(checkpoints) == 1
     step = read_checkpoint(checkpoints[0]).step

@@ -4,6 +4,7 @@ so that ``ganforge --help`` stays fast."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,10 +59,13 @@ def run(
     resolved = _recipe(recipe, overrides, plugins)
     run_dir = out or Path(resolved.run.out or Path("runs") / recipe.stem)
     result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
+    code = 128 + (result.stop_signal or signal.SIGINT) if result.interrupted else 0
     if os.environ.get("RANK", "0") != "0":
-        return  # under torchrun, rank 0 reports
+        raise typer.Exit(code)  # under torchrun, rank 0 reports; every rank exits alike
     console = stderr()
-    status = "interrupted" if result.interrupted else "finished"
+    status = (f"interrupted ({signal.Signals(result.stop_signal).name})"
+              if result.interrupted and result.stop_signal else
+              "interrupted" if result.interrupted else "finished")
     console.print(f"{status} at step {result.step}: {result.run_dir}")
     if result.skipped_images:
         console.print(f"{result.skipped_images} bad images skipped; listed in "
@@ -71,7 +75,7 @@ def run(
         console.print(f"samples:    {result.run_dir / 'samples'}")
     if result.interrupted:
         console.print(f"resume with: ganforge run {recipe} --out {result.run_dir} --resume")
-        raise typer.Exit(130)
+        raise typer.Exit(code)
 
 
 @app.command()

@@ -55,6 +55,9 @@ class RunParams:
                            validator=attrs.validators.in_(["auto", "fp32", "bf16"]))
     channels_last: bool | None = param(None, "NHWC memory format; unset: on")
     compile: bool = param(False, "torch.compile G and D (minutes of compile time first)")
+    cuda_graphs: bool = param(False, "replay the compiled G and D as CUDA graphs "
+                              "(torch.compile mode 'reduce-overhead'); needs run.compile "
+                              "and a CUDA device")
     sync_batchnorm: bool = param(False, "under torchrun: BatchNorm statistics over all "
                                  "processes (SyncBatchNorm, CUDA only)")
     on_divergence: str = param("stop", "a non-finite loss or gradient: 'stop' the run, or "

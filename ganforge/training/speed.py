@@ -4,8 +4,10 @@
 natively (CUDA devices that support it; CPUs with AVX512-BF16 or AMX), float32 elsewhere,
 where emulated bf16 is slower than float32. ``run.channels_last``: unset means on (NHWC
 convolutions are faster on both oneDNN CPUs and cuDNN GPUs). ``run.compile``: off by
-default, because compiling costs minutes on a small CPU; ``benchmarks/train_step.py``
-measures each switch.
+default, because compiling costs minutes on a small CPU and gained little there.
+``run.cuda_graphs``: compiled G and D replayed as CUDA graphs (``torch.compile``'s
+``reduce-overhead`` mode), to remove the kernel launch overhead compile alone leaves; off
+by default until measured. ``benchmarks/train_step.py`` measures each switch.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import attrs
 import torch
+
+from ..errors import UsageError
 
 
 @functools.cache
@@ -36,6 +40,12 @@ class SpeedSettings:
     bf16: bool
     channels_last: bool
     compile: bool
+    cuda_graphs: bool = False
+
+    @property
+    def compile_mode(self) -> str | None:
+        """The ``torch.compile`` mode: ``reduce-overhead`` (CUDA graphs) or the default."""
+        return "reduce-overhead" if self.cuda_graphs else None
 
     @property
     def memory_format(self) -> torch.memory_format:
@@ -49,8 +59,14 @@ class SpeedSettings:
 
 
 def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
-                  device: torch.device) -> SpeedSettings:
+                  device: torch.device, cuda_graphs: bool = False) -> SpeedSettings:
     """Turn the recipe's switches (``auto``/unset included) into settings for ``device``."""
+    if cuda_graphs and not compile:
+        raise UsageError("run.cuda_graphs = true needs run.compile = true (the graphs are "
+                         "captured by torch.compile)")
+    if cuda_graphs and device.type != "cuda":
+        raise UsageError(f"run.cuda_graphs = true needs a CUDA device; this run uses "
+                         f"{device.type}")
     if precision == "auto":
         if device.type == "cuda":
             bf16 = torch.cuda.is_bf16_supported()
@@ -59,4 +75,4 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
     else:
         bf16 = precision == "bf16"
     return SpeedSettings(bf16=bf16, channels_last=True if channels_last is None
-                         else channels_last, compile=compile)
+                         else channels_last, compile=compile, cuda_graphs=cuda_graphs)

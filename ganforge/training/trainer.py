@@ -7,8 +7,6 @@ import inspect
 import json
 import math
 import os
-import signal
-import threading
 import time
 import tomllib
 from collections.abc import Iterator
@@ -44,6 +42,7 @@ from .rng import capture_rng, restore_rng
 from .run_dir import RunDirectory
 from .samples import generate, image_grid, write_grid
 from .speed import resolve_speed
+from .stopping import StopRequest, StopVote
 
 #: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
 RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count")
@@ -60,6 +59,8 @@ class TrainResult:
     last_metrics: dict[str, float]
     #: Bad images skipped in this session (listed in ``skipped.jsonl``).
     skipped_images: int = 0
+    #: The signal that stopped the run (SIGINT or SIGTERM), when ``interrupted``.
+    stop_signal: int | None = None
 
 
 class Trainer:
@@ -81,7 +82,8 @@ class Trainer:
         self.dataset = recipe["dataset"].create(registry)
         spec = self.dataset.image_spec
         generator, discriminator = build_networks(recipe, registry, spec)
-        self.speed = resolve_speed(run.precision, run.channels_last, run.compile, self.device)
+        self.speed = resolve_speed(run.precision, run.channels_last, run.compile, self.device,
+                                   run.cuda_graphs)
         fmt = self.speed.memory_format
         self.generator = generator.to(self.device, memory_format=fmt)
         self.discriminator = discriminator.to(self.device, memory_format=fmt)
@@ -114,7 +116,8 @@ class Trainer:
         self._session_start: float | None = None
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
-        self._stop_requested = False
+        #: Signals that stop the run cleanly (replaced by each :meth:`fit`).
+        self.stop = StopRequest()
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Broadcast an observer hook (from rank 0 only under torchrun)."""
@@ -140,7 +143,8 @@ class Trainer:
             module = DistributedDataParallel(
                 module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 **no_buffer_sync)
-        return torch.compile(module) if self.speed.compile else module
+        return torch.compile(module, mode=self.speed.compile_mode) if self.speed.compile \
+            else module
 
     # -- state --------------------------------------------------------------------------
 
@@ -179,16 +183,18 @@ class Trainer:
     def save_checkpoint(self, path: Path | None = None) -> Path:
         """Write the checkpoint of the current step (to ``path``, default the rotating
         ``step-N`` name), then rotate older ``step-N`` ones."""
+        rotating = path is None
+        path = path or self.dirs.checkpoints / checkpoint_name(self.step)
+        if not self.dist.is_main:
+            # Rank 0 alone writes, and checks, what it writes: every rank holds the same
+            # weights, and other ranks' BatchNorm statistics are never saved.
+            return path
         tensors, optimizers = self.state_tensors()
         bad = [k for k, v in tensors.items() if v.is_floating_point()
                and not torch.isfinite(v).all()]
         if bad:
             raise TrainingError(f"step {self.step}: refusing to checkpoint non-finite state "
                                 f"({', '.join(bad[:3])})")
-        rotating = path is None
-        path = path or self.dirs.checkpoints / checkpoint_name(self.step)
-        if not self.dist.is_main:
-            return path  # rank 0 alone writes; every rank holds the same weights
         write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
                          versions=self.versions(), optimizers=optimizers,
                          trainer=self.counters())
@@ -261,6 +267,9 @@ class Trainer:
         G, D = self._G, self._D
         autocast = self.speed.autocast
         fake = loss_d = None
+        if self.speed.cuda_graphs:
+            # A new training iteration: graph outputs of the previous step may be reused.
+            torch.compiler.cudagraph_mark_step_begin()
         for i in range(run.d_steps):
             real = self._next_real(batches)
             z = self.generator.sample_latent(real.shape[0], self.latent_rng, self.device)
@@ -330,120 +339,124 @@ class Trainer:
             self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
         return values
 
-    def _request_stop(self, signum: int, frame: Any) -> None:
-        if self._stop_requested:
-            raise KeyboardInterrupt
-        self._stop_requested = True
-
-    def fit(self) -> TrainResult:
-        """Train from the current step to ``run.steps``; Ctrl-C stops at the next step
-        boundary with a checkpoint (a second Ctrl-C aborts at once)."""
-        run = self.recipe.run
-        start = self.step
+    def _open_outputs(self, stack: contextlib.ExitStack, start: int) -> None:
+        """Open the metrics log and ``skipped.jsonl`` (rank 0; other ranks write nothing),
+        closed by ``stack`` however ``fit`` ends."""
         if self.dist.is_main:
             self.dirs.create()
             self._log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
-            self._skipped_file: Any = open_jsonl(self.dirs.skipped, start)
-        else:  # other ranks write nothing
+            stack.callback(self._log.close)
+            self._skipped_file: Any = stack.enter_context(open_jsonl(self.dirs.skipped, start))
+        else:
             self._log = _NullLog()
-            self._skipped_file = open(os.devnull, "w")  # noqa: SIM115 - closed below
+            self._skipped_file = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
+
+    def _real_batches(self, stack: contextlib.ExitStack) -> Iterator[ImageBatch]:
+        """This rank's endless batches of real images, from where the run stands; loader
+        workers are shut down by ``stack`` however ``fit`` ends."""
+        run = self.recipe.run
         pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
-        batches = real_batches(self.dataset, self.dist.per_rank_batch(run.batch_size), run.seed,
-                               self.batches_seen, num_workers=run.num_workers,
+        batches = real_batches(self.dataset, self.dist.per_rank_batch(run.batch_size),
+                               run.seed, self.batches_seen, num_workers=run.num_workers,
                                device=self.device, pin_memory=pin,
                                persistent_workers=run.persistent_workers,
                                prefetch_factor=run.prefetch_factor, rank=self.dist.rank,
                                world_size=self.dist.world_size)
-        previous_handler = None
-        if threading.current_thread() is threading.main_thread():
-            previous_handler = signal.signal(signal.SIGINT, self._request_stop)
-        self._notify("ganforge_run_started", run_dir=self.dirs.root,
-                     recipe=self.recipe.to_dict(), step=start)
-        progress = TrainingProgress(run.steps, start,
-                                    enabled=self.show_progress and self.dist.is_main)
-        self._session_start = time.perf_counter()
-        zero = torch.zeros((), device=self.device)
-        sum_d, sum_g, count = zero.clone(), zero.clone(), 0
-        last_time, last_step = time.perf_counter(), start
+        shutdown = getattr(batches, "_shutdown_workers", None)  # a multi-worker loader
+        if shutdown is not None:
+            stack.callback(shutdown)
+        return batches
+
+    def fit(self) -> TrainResult:
+        """Train from the current step to ``run.steps``. Ctrl-C or SIGTERM stops after the
+        current step with a checkpoint (a second one aborts at once); see ``stopping.py``."""
+        run = self.recipe.run
+        start = self.step
         metrics: dict[str, float] = {}
         checkpoint: Path | None = None
-        try:
-            with progress:
-                while self.step < run.steps and not (self._stop_requested
-                                                     and not self.dist.enabled):
-                    loss_d, loss_g = self._train_step(batches)
-                    sum_d += loss_d
-                    sum_g += loss_g
-                    count += 1
-                    self.step += 1
-                    step = self.step
-                    progress.advance(step)
-                    last = step == run.steps
-                    every = self.recipe.eval.every
-                    due = {"log": step % run.log_every == 0 or last,
-                           "eval": bool(every) and (step % every == 0 or last),
-                           "sample": step % run.sample_every == 0 or last,
-                           "checkpoint": step % run.checkpoint_every == 0 or last}
-                    if any(due.values()):
-                        diverged = self._check_divergence()  # a sync we pay for anyway
-                        if diverged is not None:
-                            self._on_divergence(*diverged, progress)
-                            sum_d.zero_()
-                            sum_g.zero_()
-                            count, last_time, last_step = 0, time.perf_counter(), self.step
-                            continue
-                    if due["log"]:
-                        # Host synchronisation happens only on such steps.
-                        now = time.perf_counter()
-                        mean_d, mean_g = self.dist.mean(
-                            [sum_d.item() / count, sum_g.item() / count], self.device)
-                        metrics = {
-                            "loss_d": mean_d,
-                            "loss_g": mean_g,
-                            "images_per_s": (step - last_step) * run.batch_size
-                            / max(now - last_time, 1e-9),
-                            "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
-                            "skipped_images": float(self.skipped_count),
-                            "elapsed_s": self.elapsed_s(),
-                        }
-                        self._log.scalars(step, metrics)
-                        self._notify("ganforge_log", step=step, metrics=metrics)
-                        progress.logged(step, metrics)
+        stop = self.stop = StopRequest()
+        with contextlib.ExitStack() as stack:
+            self._open_outputs(stack, start)
+            batches = self._real_batches(stack)
+            stack.enter_context(stop)
+            vote = StopVote(self.dist)
+            self._notify("ganforge_run_started", run_dir=self.dirs.root,
+                         recipe=self.recipe.to_dict(), step=start)
+            progress = stack.enter_context(TrainingProgress(
+                run.steps, start, enabled=self.show_progress and self.dist.is_main))
+            self._session_start = time.perf_counter()
+            zero = torch.zeros((), device=self.device)
+            sum_d, sum_g, count = zero.clone(), zero.clone(), 0
+            last_time, last_step = time.perf_counter(), start
+            while self.step < run.steps:
+                loss_d, loss_g = self._train_step(batches)
+                sum_d += loss_d
+                sum_g += loss_g
+                count += 1
+                self.step += 1
+                step = self.step
+                progress.advance(step)
+                last = step == run.steps
+                every = self.recipe.eval.every
+                due = {"log": step % run.log_every == 0 or last,
+                       "eval": bool(every) and (step % every == 0 or last),
+                       "sample": step % run.sample_every == 0 or last,
+                       "checkpoint": step % run.checkpoint_every == 0 or last}
+                if any(due.values()):
+                    diverged = self._check_divergence()  # a sync we pay for anyway
+                    if diverged is not None:
+                        self._on_divergence(*diverged, progress)
                         sum_d.zero_()
                         sum_g.zero_()
-                        count = 0
-                        last_time, last_step = now, step
-                    if due["eval"] and self.dist.is_main:
-                        values = self.evaluate(progress)
-                        self._log.scalars(step, values)
-                        self._notify("ganforge_log", step=step, metrics=values)
-                        metrics.update(values)
-                    if due["sample"]:
-                        self.write_samples()
-                    if due["checkpoint"]:
-                        checkpoint = self.save_checkpoint()
-                    if self.dist.enabled and any(due.values()):
-                        # Ctrl-C reaches every rank at slightly different steps: they agree
-                        # here, so all of them stop after the same step.
-                        flag = torch.tensor([float(self._stop_requested)], device=self.device)
-                        self._stop_requested = bool(self.dist.maximum(flag).item())
-                        if self._stop_requested:
-                            break
-                if self._stop_requested and self.step > start and (
-                        checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
+                        count, last_time, last_step = 0, time.perf_counter(), self.step
+                        continue
+                if due["log"]:
+                    # Host synchronisation happens only on such steps.
+                    now = time.perf_counter()
+                    mean_d, mean_g = self.dist.mean(
+                        [sum_d.item() / count, sum_g.item() / count], self.device)
+                    metrics = {
+                        "loss_d": mean_d,
+                        "loss_g": mean_g,
+                        "images_per_s": (step - last_step) * run.batch_size
+                        / max(now - last_time, 1e-9),
+                        "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
+                        "skipped_images": float(self.skipped_count),
+                        "elapsed_s": self.elapsed_s(),
+                    }
+                    self._log.scalars(step, metrics)
+                    self._notify("ganforge_log", step=step, metrics=metrics)
+                    progress.logged(step, metrics)
+                    sum_d.zero_()
+                    sum_g.zero_()
+                    count = 0
+                    last_time, last_step = now, step
+                if due["eval"] and self.dist.is_main:
+                    values = self.evaluate(progress)
+                    self._log.scalars(step, values)
+                    self._notify("ganforge_log", step=step, metrics=values)
+                    metrics.update(values)
+                if due["sample"]:
+                    self.write_samples()
+                if due["checkpoint"]:
                     checkpoint = self.save_checkpoint()
-                    progress.note(f"interrupted: checkpoint {checkpoint} written")
-        finally:
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
-            self._log.close()
-            self._skipped_file.close()
-            del batches
-        if not self._stop_requested:
+                # One process stops at once; many stop after the same step (stopping.py).
+                agreed = vote.vote(stop.signum)
+                if agreed:
+                    stop.agree(agreed)
+                    break
+            agreed = vote.finish()  # a vote still in flight when the loop ended
+            if agreed:
+                stop.agree(agreed)
+            if stop.requested and self.step > start and (
+                    checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
+                checkpoint = self.save_checkpoint()
+                progress.note(f"interrupted: checkpoint {checkpoint} written")
+        if not stop.requested:
             self._notify("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
         return TrainResult(self.dirs.root, self.step, checkpoint or
                            latest_checkpoint(self.dirs.checkpoints),
-                           self._stop_requested, metrics, self.skipped_count)
+                           stop.requested, metrics, self.skipped_count, stop.signum)
 
     def _check_divergence(self) -> tuple[str, int] | None:
         """The earliest divergence seen by any rank (agreed by all ranks)."""
