@@ -133,6 +133,21 @@ def trainer_loop(trainer: Any, batches: Any, steps: int, warmup: int, batch: int
     return steps * batch / (time.perf_counter() - start)
 
 
+def step_flops(trainer: Any, batches: Any, batch: int) -> float:
+    """FLOPs per image of one ganforge training step, counted by torch's FlopCounterMode
+    (convolutions and matrix products, forward and backward) on the eager modules."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    compiled = trainer._G, trainer._D
+    trainer._G, trainer._D = trainer.generator, trainer.discriminator
+    try:
+        with FlopCounterMode(display=False) as counter:
+            trainer._train_step(batches)
+    finally:
+        trainer._G, trainer._D = compiled
+    return counter.get_total_flops() / batch
+
+
 @attrs.frozen
 class BenchRow:
     """One batch size's figures."""
@@ -142,6 +157,13 @@ class BenchRow:
     ganforge_loader: float
     plain: float | None
     peak_memory: str
+    #: FLOPs per image of ganforge's step (counted, not estimated).
+    flops_per_image: float = 0.0
+
+    @property
+    def tflops(self) -> float:
+        """What ganforge's step achieved, in TFLOP/s."""
+        return self.ganforge * self.flops_per_image / 1e12
 
     @property
     def ratio(self) -> float | None:
@@ -175,6 +197,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
             n = max(2 * batch, min(len(trainer.dataset), 8 * batch))
             images = torch.stack([to_uint8(trainer.dataset[i]) for i in range(n)]).to(device)
             resident = _resident_batches(images, batch, device)
+            flops = step_flops(trainer, resident, batch)
             ours = trainer_loop(trainer, resident, steps, warmup, batch)
             memory = peak_memory(device)
             run = variant.run
@@ -188,7 +211,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
                 plain = plain_loop(images, batch, steps, warmup,
                                    variant["generator"].params.width, device,
                                    variant["generator"].params.latent_dim)
-            rows.append(BenchRow(batch, ours, loaded, plain, memory))
+            rows.append(BenchRow(batch, ours, loaded, plain, memory, flops))
     return rows
 
 
@@ -200,6 +223,19 @@ def _resident_batches(images: torch.Tensor, batch: int, device: torch.device) ->
     while True:
         index = torch.randint(0, images.shape[0], (batch,), generator=g).to(device)
         yield ImageBatch(to_unit_range(images.index_select(0, index)))
+
+
+#: Dense bf16 tensor-core peaks in TFLOP/s (NVIDIA datasheets, without sparsity), matched
+#: in order against ``torch.cuda.get_device_name``.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0}
+
+
+def known_peak_tflops(device: torch.device) -> float | None:
+    """The bf16 peak of a known GPU, for the roofline fraction; None elsewhere."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
 
 
 def sync(device: torch.device) -> None:

@@ -24,14 +24,18 @@ def bench(
     baseline: bool = typer.Option(True, "--baseline/--no-baseline",
                                   help="Also time the PyTorch example's plain loop "
                                        "(DCGAN recipes only)."),
+    peak_tflops: float = typer.Option(None, "--peak-tflops", min=0.001,
+                                      help="The device's peak TFLOP/s, for the roofline "
+                                           "fraction (default: known GPUs' bf16 peak)."),
 ) -> None:
     """Images/s of a recipe's training step (data on the device and through its loader),
-    peak memory, and the ratio to the plain PyTorch DCGAN loop on the same images."""
+    peak memory, the ratio to the plain PyTorch DCGAN loop on the same images, and the
+    step's counted FLOPs, TFLOP/s and fraction of the device's peak."""
     import tempfile
 
     import torch
 
-    from ..benchmarking import bench_recipe
+    from ..benchmarking import bench_recipe, known_peak_tflops
 
     plugins = _plugins()
     resolved = _recipe(recipe, overrides, plugins)
@@ -41,13 +45,17 @@ def bench(
     run = resolved.run
     device = "cuda" if run.device == "auto" and torch.cuda.is_available() else run.device
     table = Table(title=f"{recipe} on {device} (precision {run.precision}, channels_last "
-                        f"{run.channels_last}, compile {run.compile})")
+                        f"{run.channels_last}, compile {run.compile}, "
+                        f"cuda_graphs {run.cuda_graphs})")
+    peak = peak_tflops or known_peak_tflops(torch.device(device))
     for column in ("batch", "ganforge img/s", "plain loop img/s", "ratio", "loader share",
-                   "peak memory"):
-        table.add_column(column)
+                   "GFLOP/img", "TFLOP/s", "roofline", "peak memory"):
+        table.add_column(column, overflow="fold")  # never an ellipsis in a figure
     for row in rows:
         table.add_row(str(row.batch), f"{row.ganforge:.1f}",
                       "-" if row.plain is None else f"{row.plain:.1f}",
                       "-" if row.ratio is None else f"{row.ratio:.2f}x",
-                      f"{100 * row.loader_share:.0f}%", row.peak_memory)
+                      f"{100 * row.loader_share:.0f}%", f"{row.flops_per_image / 1e9:.3g}",
+                      f"{row.tflops:.3g}", f"{100 * row.tflops / peak:.1f}%" if peak else "-",
+                      row.peak_memory)
     Console().print(table)
