@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from ganforge.errors import CheckpointError, UsageError
-from ganforge.recipe import load_recipe
-from ganforge.training import train
+from ganforge.recipe import apply_overrides, build_recipe, load_recipe
+from ganforge.training import Trainer, train
 from ganforge.training.checkpoint import read_checkpoint
 from ganforge.training.data import EpochBatchSampler
 from ganforge.training.inference import load_generator
@@ -169,3 +169,36 @@ def test_ranks_split_each_global_batch() -> None:
     ranks = [iter(EpochBatchSampler(20, 3, seed=3, rank=r, world_size=2)) for r in range(2)]
     for _ in range(5):  # 3 global batches per epoch: crosses an epoch boundary
         assert next(single) == next(ranks[0]) + next(ranks[1])
+
+
+def test_an_error_before_the_first_step_closes_what_fit_opened(
+        plugins, tiny_recipe: Path, tmp_path: Path, monkeypatch) -> None:
+    """A failure between opening the logs and training (here a strict plugin's
+    ``ganforge_run_started``) closes the logs, shuts the loader's workers down and puts
+    the signal handlers back."""
+    import signal
+
+    recipe = load_recipe(tiny_recipe, plugins.registry)
+    recipe = build_recipe(apply_overrides(recipe.to_dict(), ["run.num_workers=1"]),
+                          plugins.registry)
+    trainer = Trainer(recipe, plugins, tmp_path / "run", progress=False)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    opened = {}
+    real_batches_method = trainer._real_batches
+
+    def keep(stack):
+        opened["batches"] = real_batches_method(stack)
+        return opened["batches"]
+
+    def fail(hook: str, **kwargs) -> None:
+        if hook == "ganforge_run_started":
+            raise RuntimeError("plugin failed")
+
+    monkeypatch.setattr(trainer, "_real_batches", keep)
+    monkeypatch.setattr(trainer, "_notify", fail)
+    with pytest.raises(RuntimeError, match="plugin failed"):
+        trainer.fit()
+    assert trainer._log._file.closed and trainer._skipped_file.closed
+    workers = opened["batches"]._workers  # the DataLoader iterator's processes
+    assert workers and not any(w.is_alive() for w in workers)
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
