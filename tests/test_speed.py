@@ -172,3 +172,36 @@ width = 8
     gflop, tflops, roofline = float(cells[5]), float(cells[6]), float(cells[7].rstrip("%"))
     assert gflop > 0 and tflops == pytest.approx(ganforge * gflop / 1e3, rel=0.05)
     assert roofline == pytest.approx(100 * tflops, rel=0.05, abs=0.1)
+
+
+def test_the_step_never_reads_back_from_the_device(plugins, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """No host synchronisation inside a training step (losses and the divergence watch
+    stay on the device; ``fit`` reads them back every ``log_every`` steps): every way of
+    turning a tensor into a Python value is counted while the step runs."""
+    from ganforge.datasets.policy import ImageBatch
+
+    trainer, _ = trainer_for(plugins, tmp_path)
+    images = torch.rand(4, 16, 3, 32, 32) * 2 - 1  # batches already in memory: the step alone
+    batches = iter([ImageBatch(x) for x in images])
+    trainer._train_step(batches)  # the first step may set things up
+    reads: list[str] = []
+    inside = [False]
+    for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__",
+                 "__index__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            if inside[0]:
+                reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    inside[0] = True
+    try:
+        for _ in range(3):
+            trainer._train_step(batches)
+    finally:
+        inside[0] = False
+    assert reads == []
+    assert trainer._watch.check() is None  # and the watch can still be read when asked
