@@ -52,7 +52,7 @@ def main() -> None:
                           else "cpu" if args.device == "auto" else args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
-    peak = args.peak_tflops or known_peak_tflops(device)
+    peak = args.peak_tflops or known_peak_tflops(device, rows[0].bf16)
     print(f"DCGAN 64x64, width {recipe['generator'].params.width}, {name}, torch "
           f"{torch.__version__}, overrides: {' '.join(args.overrides) or 'none'}")
     print(f"{'batch':>6}{'plain img/s':>14}{'ganforge img/s':>16}{'ratio':>8}"

@@ -159,6 +159,8 @@ class BenchRow:
     peak_memory: str
     #: FLOPs per image of ganforge's step (counted, not estimated).
     flops_per_image: float = 0.0
+    #: Whether ganforge's step ran under bf16 autocast (which peak its roofline uses).
+    bf16: bool = False
 
     @property
     def tflops(self) -> float:
@@ -211,7 +213,8 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
                 plain = plain_loop(images, batch, steps, warmup,
                                    variant["generator"].params.width, device,
                                    variant["generator"].params.latent_dim)
-            rows.append(BenchRow(batch, ours, loaded, plain, memory, flops))
+            rows.append(BenchRow(batch, ours, loaded, plain, memory, flops,
+                                 trainer.speed.bf16))
     return rows
 
 
@@ -226,13 +229,15 @@ def _resident_batches(images: torch.Tensor, batch: int, device: torch.device) ->
 
 
 #: Dense bf16 tensor-core peaks in TFLOP/s (NVIDIA datasheets, without sparsity), matched
-#: in order against ``torch.cuda.get_device_name``.
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0}
+#: in order against ``torch.cuda.get_device_name``: the first key found in the name wins.
+BF16_PEAK_TFLOPS = {"H200 NVL": 835.0, "H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0,
+                    "H100": 989.0, "A100": 312.0}
 
 
-def known_peak_tflops(device: torch.device) -> float | None:
-    """The bf16 peak of a known GPU, for the roofline fraction; None elsewhere."""
-    if device.type != "cuda":
+def known_peak_tflops(device: torch.device, bf16: bool) -> float | None:
+    """The bf16 peak of a known GPU, for the roofline fraction of a bf16 step; None for
+    float32 steps (their peak depends on TF32 settings) and for other devices."""
+    if device.type != "cuda" or not bf16:
         return None
     name = torch.cuda.get_device_name(device)
     return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)

@@ -92,7 +92,7 @@ def start_torchrun(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
          f"--master_port={free_port()}", "-m", "ganforge", "run", str(recipe), "--out",
          str(out), "--quiet", "--set", "run.steps=100000", "--set", "run.log_every=2",
-         "--set", "run.checkpoint_every=100000", *extra],
+         "--set", "run.checkpoint_every=100000", "--set", "run.num_workers=1", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -105,8 +105,9 @@ def wait_for_training(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.2)
 
 
-def worker_pid(launcher: int, rank: int) -> int:
-    """The pid of the worker of ``rank`` started by the torchrun process ``launcher``."""
+def children(pid: int) -> list[tuple[int, list[bytes]]]:
+    """``(pid, environment)`` of every live child of ``pid``."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -115,8 +116,16 @@ def worker_pid(launcher: int, rank: int) -> int:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == launcher and f"RANK={rank}".encode() in environ:
-            return int(entry.name)
+        if ppid == pid:
+            found.append((int(entry.name), environ))
+    return found
+
+
+def worker_pid(launcher: int, rank: int) -> int:
+    """The pid of the worker of ``rank`` started by the torchrun process ``launcher``."""
+    for pid, environ in children(launcher):
+        if f"RANK={rank}".encode() in environ:
+            return pid
     raise AssertionError(f"no rank {rank} worker under torchrun {launcher}")
 
 
@@ -127,8 +136,8 @@ def only_checkpoint(out: Path) -> int:
 
 
 def test_ctrl_c_in_the_terminal_stops_every_rank_after_one_step(tmp_path: Path) -> None:
-    """The terminal's SIGINT reaches torchrun and both workers, and torchrun forwards it
-    again: that copy is not a second Ctrl-C, so the run stops cleanly with a checkpoint."""
+    """The terminal's SIGINT reaches torchrun, which forwards it to each worker's process
+    group, data-loader worker included: the run stops cleanly with a checkpoint."""
     recipe = tmp_path / "ddp.toml"
     recipe.write_text(RECIPE)
     out = tmp_path / "ddp"
@@ -163,3 +172,53 @@ def test_a_signal_to_one_rank_stops_all_ranks_after_the_same_step(tmp_path: Path
     assert err.count("interrupted (SIGTERM) at step") == 1, err
     step = only_checkpoint(out)
     assert f"interrupted (SIGTERM) at step {step}:" in err
+    assert proc.returncode == 1 and "exitcode  : 143" in err  # torchrun's failure summary
+
+
+def test_a_schedulers_sigterm_to_every_process_is_one_stop(tmp_path: Path) -> None:
+    """SLURM signals every process of the job step: each worker gets SIGTERM directly and
+    again from torchrun a moment later. The copy is not a second signal: no abort."""
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "ddp"
+    proc = start_torchrun(recipe, out)
+    wait_for_training(proc, out)
+    workers = [pid for pid, _ in children(proc.pid)]
+    loaders = [pid for worker in workers for pid, _ in children(worker)]
+    assert len(workers) == 2 and loaders
+    for pid in [*workers, *loaders, proc.pid]:
+        os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert "KeyboardInterrupt" not in err and "ganforge/" not in err, err
+    step = only_checkpoint(out)
+    assert f"interrupted (SIGTERM) at step {step}:" in err, err
+
+
+class _OtherRank:
+    """Rank 1 of 2, for the checkpoint agreement: rank 0's verdict comes back through
+    ``maximum`` (here: rank 0 found non-finite state)."""
+
+    enabled, is_main, rank, world_size = True, False, 1, 2
+
+    def maximum(self, tensor):
+        return tensor.fill_(1.0)
+
+
+def test_every_rank_stops_when_rank_0_refuses_the_checkpoint(plugins, tmp_path: Path) -> None:
+    """Only rank 0 checks what it writes, but the periodic save is agreed, so the other
+    ranks raise too instead of waiting at their next collective."""
+    import pytest
+
+    from ganforge.errors import TrainingError
+    from ganforge.training import Trainer
+
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(RECIPE)
+    trainer = Trainer(load_recipe(recipe, plugins.registry), plugins, tmp_path / "run",
+                      progress=False)
+    trainer.dist = _OtherRank()
+    with pytest.raises(TrainingError, match="non-finite state \\(found by rank 0\\)"):
+        trainer.save_checkpoint()
+    # The best-metric checkpoint is written by rank 0 alone: no agreement, no error here.
+    assert trainer.save_checkpoint(tmp_path / "best-fid.safetensors").name == \
+        "best-fid.safetensors"

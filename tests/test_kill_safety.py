@@ -33,13 +33,14 @@ SETTINGS = [f"run.steps={STEPS}", "run.checkpoint_every=1", "run.keep_last=2",
             "generator.width=16", "discriminator.width=16"]
 
 
-def child(recipe: Path, out: Path, *extra: str, prelude: str = "") -> subprocess.Popen:
+def child(recipe: Path, out: Path, *extra: str, prelude: str = "",
+          new_session: bool = False) -> subprocess.Popen:
     args = ["run", str(recipe), "--out", str(out), "--quiet", *[x for s in SETTINGS for x in
                                                         ("--set", s)], *extra]
     code = (f"{prelude}\nimport sys\nfrom ganforge.cli import main\n"
             f"sys.argv = ['ganforge'] + {args!r}\nmain()")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
 
 
 def digests(folder: Path) -> dict[str, str]:
@@ -121,15 +122,17 @@ def test_random_kills_then_exact_resume(plugins, tiny_recipe: Path, tmp_path: Pa
 def test_ctrl_c_or_sigterm_writes_a_checkpoint_and_exits_128_plus_signal(
         tiny_recipe: Path, tmp_path: Path, sig: signal.Signals, code: int) -> None:
     out = tmp_path / "run"
+    # In a session of its own, signalled as a group: what a terminal's Ctrl-C or a
+    # scheduler does, so the data-loader workers (run.num_workers=2) get the signal too.
     proc = child(tiny_recipe, out, "--set", "run.checkpoint_every=1000",
-                 "--set", "run.steps=100000")
+                 "--set", "run.steps=100000", new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:  # wait until it trains (a metrics line appears)
         metrics = out / "metrics.jsonl"
         if metrics.exists() and metrics.read_text().strip():
             break
         time.sleep(0.2)
-    proc.send_signal(sig)
+    os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert f"interrupted ({sig.name}) at step" in err and "--resume" in err

@@ -47,7 +47,7 @@ def bench(
     table = Table(title=f"{recipe} on {device} (precision {run.precision}, channels_last "
                         f"{run.channels_last}, compile {run.compile}, "
                         f"cuda_graphs {run.cuda_graphs})")
-    peak = peak_tflops or known_peak_tflops(torch.device(device))
+    peak = peak_tflops or known_peak_tflops(torch.device(device), rows[0].bf16)
     for column in ("batch", "ganforge img/s", "plain loop img/s", "ratio", "loader share",
                    "GFLOP/img", "TFLOP/s", "roofline", "peak memory"):
         table.add_column(column, overflow="fold")  # never an ellipsis in a figure

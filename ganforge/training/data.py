@@ -11,6 +11,7 @@ takes its own slice of every global batch.
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 
 import numpy as np
@@ -57,7 +58,12 @@ class EpochBatchSampler:
 
 
 def seed_worker(worker_id: int) -> None:
-    """Seed Python's and NumPy's RNGs in a loader worker from torch's per-worker seed."""
+    """Start a loader worker: seed Python's and NumPy's RNGs from torch's per-worker seed,
+    and ignore the stop signals. A terminal's Ctrl-C, torchrun's forwarded signal and a
+    scheduler's SIGTERM reach the workers too; the trainer still needs a batch or two to
+    stop cleanly, and shuts its workers down itself (they also exit if it dies)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)

@@ -6,10 +6,12 @@ and most schedulers send before they kill a job). A second signal aborts at once
 
 Under ``torchrun`` two details matter:
 
-- A Ctrl-C in the terminal reaches every process of the foreground group, and the launcher
-  then forwards the same signal to its workers a moment later. A repeat within
-  :data:`FORWARDED_WINDOW_S` of the first is therefore taken as that forwarded copy, not as
-  a second Ctrl-C.
+- One stop can reach a worker twice. torchrun (torch 2.15) starts each worker in a session
+  of its own and forwards a signal it receives to it; when something else signals the
+  workers as well, such as SLURM, which signals every process of a job step at its time
+  limit, each worker gets the launcher's copy a moment after its own. So under torchrun a
+  repeat within :data:`FORWARDED_WINDOW_S` of the first signal is taken as a copy, not as a
+  second Ctrl-C.
 - Ranks see the signal at slightly different steps (on other nodes, perhaps not at all).
   :class:`StopVote` makes them agree without ever waiting: after every step each rank posts
   its flag in an asynchronous all-reduce (maximum) over a small CPU (gloo) group and reads
@@ -60,7 +62,8 @@ class StopRequest:
     def request(self, signum: int = signal.SIGINT) -> None:
         """Ask for a stop (what the signal handler does; also for an agreed stop)."""
         if self.signum is None:
-            self.signum, self._since = int(signum), time.monotonic()
+            self._since = time.monotonic()  # first: a second signal may arrive at any point
+            self.signum = int(signum)
 
     def agree(self, signum: int) -> None:
         """Take the stop all ranks agreed on (the same signal on every rank)."""
@@ -98,7 +101,8 @@ class StopVote:
     def __init__(self, context: DistributedContext) -> None:
         self.enabled = context.enabled
         # A group of its own on gloo: CPU tensors, no CUDA stream touched, and never
-        # interleaved with DDP's collectives.
+        # interleaved with DDP's collectives (so multi-node runs need gloo to connect too:
+        # GLOO_SOCKET_IFNAME on machines with several network interfaces).
         self._group = dist.new_group(backend="gloo") if self.enabled else None
         self._pending: tuple[dist.Work, torch.Tensor] | None = None
 
@@ -124,3 +128,10 @@ class StopVote:
     def finish(self) -> int:
         """Wait for the last vote; the signal any rank received in it, or 0."""
         return self._result()
+
+    def close(self) -> None:
+        """Release the vote's process group (after :meth:`finish`; after an error the
+        group is left to the process's exit, since a vote may still be in flight)."""
+        if self._group is not None and self._pending is None:
+            dist.destroy_process_group(self._group)
+            self._group = None

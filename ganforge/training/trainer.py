@@ -185,16 +185,26 @@ class Trainer:
         ``step-N`` name), then rotate older ``step-N`` ones."""
         rotating = path is None
         path = path or self.dirs.checkpoints / checkpoint_name(self.step)
-        if not self.dist.is_main:
-            # Rank 0 alone writes, and checks, what it writes: every rank holds the same
-            # weights, and other ranks' BatchNorm statistics are never saved.
-            return path
-        tensors, optimizers = self.state_tensors()
-        bad = [k for k, v in tensors.items() if v.is_floating_point()
-               and not torch.isfinite(v).all()]
+        # Rank 0 alone writes, and checks, what it writes: every rank holds the same
+        # weights, and other ranks' BatchNorm statistics are never saved.
+        tensors: dict[str, torch.Tensor] = {}
+        optimizers: dict[str, Any] = {}
+        bad: list[str] = []
+        if self.dist.is_main:
+            tensors, optimizers = self.state_tensors()
+            bad = [k for k, v in tensors.items() if v.is_floating_point()
+                   and not torch.isfinite(v).all()]
+        refused = f"step {self.step}: refusing to checkpoint non-finite state"
+        if rotating and self.dist.enabled:
+            # Every rank saves on the same steps: all stop together when rank 0 refuses,
+            # instead of the others waiting at their next collective.
+            flag = torch.tensor([float(bool(bad))], device=self.device)
+            if self.dist.maximum(flag).item() and not bad:
+                raise TrainingError(f"{refused} (found by rank 0)")
         if bad:
-            raise TrainingError(f"step {self.step}: refusing to checkpoint non-finite state "
-                                f"({', '.join(bad[:3])})")
+            raise TrainingError(f"{refused} ({', '.join(bad[:3])})")
+        if not self.dist.is_main:
+            return path
         write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
                          versions=self.versions(), optimizers=optimizers,
                          trainer=self.counters())
@@ -380,6 +390,7 @@ class Trainer:
             batches = self._real_batches(stack)
             stack.enter_context(stop)
             vote = StopVote(self.dist)
+            stack.callback(vote.close)
             self._notify("ganforge_run_started", run_dir=self.dirs.root,
                          recipe=self.recipe.to_dict(), step=start)
             progress = stack.enter_context(TrainingProgress(
