@@ -147,7 +147,6 @@ def test_bench_prints_the_side_by_side_figures(tmp_path: Path) -> None:
     recipe = tmp_path / "bench.toml"
     recipe.write_text("""
 [run]
-device = "cpu"
 num_workers = 0
 [dataset]
 use = "synthetic"

@@ -33,9 +33,8 @@ def bench(
     step's counted FLOPs, TFLOP/s and fraction of the device's peak."""
     import tempfile
 
-    import torch
-
     from ..benchmarking import bench_recipe, known_peak_tflops
+    from ..training import resolve_device
 
     plugins = _plugins()
     resolved = _recipe(recipe, overrides, plugins)
@@ -43,11 +42,13 @@ def bench(
         rows = bench_recipe(resolved, plugins, steps, warmup, batch or None, baseline,
                             Path(tmp) / "run")
     run = resolved.run
-    device = "cuda" if run.device == "auto" and torch.cuda.is_available() else run.device
-    table = Table(title=f"{recipe} on {device} (precision {run.precision}, channels_last "
-                        f"{run.channels_last}, compile {run.compile}, "
+    device = resolve_device(run.device)
+    precision = "bf16" if rows[0].bf16 else "fp32"
+    channels_last = "off" if run.channels_last is False else "on"
+    table = Table(title=f"{recipe} on {device} (precision {run.precision}: {precision}, "
+                        f"channels_last {channels_last}, compile {run.compile}, "
                         f"cuda_graphs {run.cuda_graphs})")
-    peak = peak_tflops or known_peak_tflops(torch.device(device), rows[0].bf16)
+    peak = peak_tflops or known_peak_tflops(device, rows[0].bf16)
     for column in ("batch", "ganforge img/s", "plain loop img/s", "ratio", "loader share",
                    "GFLOP/img", "TFLOP/s", "roofline", "peak memory"):
         table.add_column(column, overflow="fold")  # never an ellipsis in a figure
