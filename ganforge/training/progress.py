@@ -27,13 +27,14 @@ class TrainingProgress:
         self.live = enabled and self.console.is_terminal
         self.total = total
         self._progress: Progress | None = None
-        self._fields: dict[str, Any] = {"ips": 0.0, "loss_d": float("nan"),
-                                        "loss_g": float("nan")}
+        # Shown until the first log step: a run that has not read its losses back yet must
+        # not look like one whose losses are NaN (a divergence).
+        self._fields: dict[str, Any] = {"ips": "-", "losses": "D -  G -"}
         if self.live:
             self._progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[ips]:>7.1f} img/s"),
-                TextColumn("D {task.fields[loss_d]:.3f}  G {task.fields[loss_g]:.3f}"),
+                TextColumn("{task.fields[ips]:>7} img/s"),
+                TextColumn("{task.fields[losses]}"),
                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=self.console, transient=False,
             )
@@ -57,16 +58,15 @@ class TrainingProgress:
 
     def logged(self, step: int, metrics: dict[str, float]) -> None:
         """New read-back metrics: shown on the bar, or printed as one line."""
-        self._fields.update(ips=metrics.get("images_per_s", 0.0),
-                            loss_d=metrics.get("loss_d", float("nan")),
-                            loss_g=metrics.get("loss_g", float("nan")))
+        ips = metrics.get("images_per_s", 0.0)
+        loss_d = metrics.get("loss_d", float("nan"))
+        loss_g = metrics.get("loss_g", float("nan"))
+        self._fields.update(ips=f"{ips:.1f}", losses=f"D {loss_d:.3f}  G {loss_g:.3f}")
         if self._progress is not None:
             self._progress.update(self._task, completed=step, **self._fields)
         elif self.enabled:
-            self.console.print(
-                f"step {step}/{self.total}  {self._fields['ips']:.1f} img/s  "
-                f"D {self._fields['loss_d']:.4f}  G {self._fields['loss_g']:.4f}",
-                highlight=False)
+            self.console.print(f"step {step}/{self.total}  {ips:.1f} img/s  "
+                               f"D {loss_d:.4f}  G {loss_g:.4f}", highlight=False)
 
     def note(self, message: str) -> None:
         """A one-off message (checkpoint written, sample written, ...)."""
