@@ -236,10 +236,12 @@ BF16_PEAK_TFLOPS = {"H200 NVL": 835.0, "H200": 989.0, "H100 NVL": 835.0, "H100 P
 
 def known_peak_tflops(device: torch.device, bf16: bool) -> float | None:
     """The bf16 peak of a known GPU, for the roofline fraction of a bf16 step; None for
-    float32 steps (their peak depends on TF32 settings) and for other devices."""
+    float32 steps (their peak depends on TF32 settings), MIG slices and other devices."""
     if device.type != "cuda" or not bf16:
         return None
     name = torch.cuda.get_device_name(device)
+    if "MIG" in name:
+        return None  # a slice of the GPU: a fraction of its peak
     return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
 
 

@@ -74,3 +74,29 @@ def test_eval_table_errors(plugins, tiny_recipe: Path) -> None:
     with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.extractor: 'extractor' must"):
         load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fid",
                                                     "eval.metrics.x.extractor=vgg"])
+
+
+def test_a_refused_best_checkpoint_does_not_stop_the_evaluating_rank(
+        plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    """Non-finite state at an evaluation: rank 0 evaluates alone, so the best checkpoint
+    is skipped with a note (and ``best`` kept) instead of raising on rank 0 only; the
+    periodic save, which every rank makes, is what refuses it."""
+    from ganforge.errors import TrainingError
+    from ganforge.training import Trainer
+    from ganforge.training.progress import TrainingProgress
+
+    recipe = load_recipe(tiny_recipe, plugins.registry, EVAL)
+    trainer = Trainer(recipe, plugins, tmp_path / "run", progress=False)
+    trainer.dirs.create()
+    notes: list[str] = []
+    progress = TrainingProgress(6, 0, enabled=False)
+    progress.note = notes.append  # type: ignore[method-assign]
+    with torch.no_grad():
+        next(trainer.discriminator.parameters()).fill_(float("inf"))
+    values = trainer.evaluate(progress)
+    assert "eval/fid" in values and trainer.best is None
+    assert any("refusing to checkpoint non-finite state" in n and "best-fid not updated" in n
+               for n in notes)
+    assert not (tmp_path / "run" / "checkpoints" / "best-fid.safetensors").exists()
+    with pytest.raises(TrainingError, match="non-finite"):
+        trainer.save_checkpoint()

@@ -10,8 +10,10 @@ takes its own slice of every global batch.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -59,14 +61,42 @@ class EpochBatchSampler:
 
 def seed_worker(worker_id: int) -> None:
     """Start a loader worker: seed Python's and NumPy's RNGs from torch's per-worker seed,
-    and ignore the stop signals. A terminal's Ctrl-C, torchrun's forwarded signal and a
-    scheduler's SIGTERM reach the workers too; the trainer still needs a batch or two to
-    stop cleanly, and shuts its workers down itself (they also exit if it dies)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    and leave stopping to the trainer (:func:`obey_only_the_parent`)."""
+    obey_only_the_parent()
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
+
+
+def obey_only_the_parent() -> None:
+    """In a loader worker: ignore SIGINT, and SIGTERM unless the parent process sent it.
+
+    A terminal's Ctrl-C, torchrun's forwarded signal and a scheduler's SIGTERM reach the
+    workers too, and a worker killed by them makes the trainer's next batch fail, while it
+    still needs a batch or two to stop cleanly. The trainer stops its workers itself; the
+    SIGTERM that the DataLoader or ``multiprocessing`` sends them at shutdown comes from the
+    parent and still ends the worker (a dead parent is noticed by PyTorch's watchdog).
+    Where the platform cannot tell who sent a signal (no ``sigwaitinfo``, e.g. macOS), only
+    SIGINT is ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if not hasattr(signal, "sigwaitinfo"):
+        return
+    parent = os.getppid()
+    # Blocked here, before any thread starts, so every thread inherits the mask and only
+    # the waiter below receives SIGTERM.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+    def wait() -> None:
+        while True:
+            info = signal.sigwaitinfo({signal.SIGTERM})
+            if info.si_pid == parent or os.getppid() != parent:
+                # SIGTERM's action is still the default: unblocked in this thread, the
+                # signal sent again ends the process as it would have.
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=wait, name="ganforge-sigterm", daemon=True).start()
 
 
 def _resident_batches(images: torch.Tensor, sampler: EpochBatchSampler,

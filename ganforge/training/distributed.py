@@ -18,6 +18,10 @@ import torch.distributed as dist
 
 from ..errors import UsageError
 
+#: How long a collective may wait: rank 0 alone evaluates and writes checkpoints while the
+#: others wait at their next collective, which can take long.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+
 
 @attrs.frozen
 class DistributedContext:
@@ -81,8 +85,5 @@ def init_distributed(device_name: str) -> DistributedContext:
         use_cuda = torch.cuda.is_available() and device_name != "cpu"
         if use_cuda:
             torch.cuda.set_device(local_rank)
-        # Rank 0 alone evaluates and writes checkpoints while the others wait at the next
-        # collective: allow that to take long.
-        dist.init_process_group("nccl" if use_cuda else "gloo",
-                                timeout=datetime.timedelta(hours=2))
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return DistributedContext(rank, world_size, local_rank)

@@ -31,7 +31,7 @@ from types import FrameType, TracebackType
 import torch
 import torch.distributed as dist
 
-from .distributed import DistributedContext
+from .distributed import COLLECTIVE_TIMEOUT, DistributedContext
 
 #: Signals that request a clean stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -103,7 +103,8 @@ class StopVote:
         # A group of its own on gloo: CPU tensors, no CUDA stream touched, and never
         # interleaved with DDP's collectives (so multi-node runs need gloo to connect too:
         # GLOO_SOCKET_IFNAME on machines with several network interfaces).
-        self._group = dist.new_group(backend="gloo") if self.enabled else None
+        self._group = (dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
+                       if self.enabled else None)
         self._pending: tuple[dist.Work, torch.Tensor] | None = None
 
     def _result(self) -> int:
@@ -130,8 +131,8 @@ class StopVote:
         return self._result()
 
     def close(self) -> None:
-        """Release the vote's process group (after :meth:`finish`; after an error the
-        group is left to the process's exit, since a vote may still be in flight)."""
+        """Release the vote's process group, unless a vote is still in flight (after an
+        error mid-run): then it is left to the process's exit."""
         if self._group is not None and self._pending is None:
             dist.destroy_process_group(self._group)
             self._group = None

@@ -345,8 +345,16 @@ class Trainer:
                 chosen.value > self.best["value"] if chosen.higher_is_better
                 else chosen.value < self.best["value"]))
         if better:
+            previous = self.best
             self.best = {"label": chosen.label, "value": chosen.value, "step": self.step}
-            self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
+            try:
+                self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
+            except TrainingError as exc:
+                # Rank 0 alone evaluates: it must not stop alone (the other ranks would wait
+                # at their next collective). The next periodic checkpoint, agreed by all
+                # ranks, stops the run if the state is still non-finite.
+                self.best = previous
+                progress.note(f"{exc}; best-{chosen.label} not updated")
         return values
 
     def _open_outputs(self, stack: contextlib.ExitStack, start: int) -> None:
