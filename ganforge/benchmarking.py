@@ -206,7 +206,12 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
             loader = real_batches(trainer.dataset, batch, run.seed, 0,
                                   num_workers=run.num_workers, device=device,
                                   pin_memory=device.type == "cuda")
-            loaded = trainer_loop(trainer, loader, steps, warmup, batch)
+            try:
+                loaded = trainer_loop(trainer, loader, steps, warmup, batch)
+            finally:
+                shutdown = getattr(loader, "_shutdown_workers", None)  # loader workers
+                if shutdown is not None:
+                    shutdown()
             plain = None
             if baseline and variant["generator"].name == "dcgan" and \
                     variant["discriminator"].name == "dcgan":
