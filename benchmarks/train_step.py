@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ganforge import load_plugins  # noqa: E402
 from ganforge.benchmarking import bench_recipe, known_peak_tflops  # noqa: E402
 from ganforge.recipe import apply_overrides, build_recipe  # noqa: E402
+from ganforge.training import resolve_device  # noqa: E402
 
 
 def main() -> None:
@@ -48,8 +49,7 @@ def main() -> None:
     }
     recipe = build_recipe(apply_overrides(table, args.overrides), plugins.registry)
     rows = bench_recipe(recipe, plugins, args.steps, args.warmup, args.batch)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else \
         f"CPU, {torch.get_num_threads()} threads"
     peak = args.peak_tflops or known_peak_tflops(device, rows[0].bf16)

@@ -187,7 +187,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     from .datasets.decoding import to_uint8
     from .recipe import apply_overrides, build_recipe
     from .training import Trainer
-    from .training.data import real_batches
+    from .training.data import real_batches, shutdown_workers
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,9 +209,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
             try:
                 loaded = trainer_loop(trainer, loader, steps, warmup, batch)
             finally:
-                shutdown = getattr(loader, "_shutdown_workers", None)  # loader workers
-                if shutdown is not None:
-                    shutdown()
+                shutdown_workers(loader)
             plain = None
             if baseline and variant["generator"].name == "dcgan" and \
                     variant["discriminator"].name == "dcgan":

@@ -99,6 +99,14 @@ def obey_only_the_parent() -> None:
     threading.Thread(target=wait, name="ganforge-sigterm", daemon=True).start()
 
 
+def shutdown_workers(batches: Iterator[ImageBatch]) -> None:
+    """Stop the loader worker processes behind an iterator from :func:`real_batches` now,
+    not when it is garbage-collected (nothing to do without workers)."""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # a multi-worker DataLoader's
+    if shutdown is not None:
+        shutdown()
+
+
 def _resident_batches(images: torch.Tensor, sampler: EpochBatchSampler,
                       device: torch.device) -> Iterator[ImageBatch]:
     images = images.to(device)

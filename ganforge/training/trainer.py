@@ -33,7 +33,7 @@ from .checkpoint import (
     validate_optimizer_state,
     write_checkpoint,
 )
-from .data import real_batches
+from .data import real_batches, shutdown_workers
 from .distributed import init_distributed
 from .divergence import DivergenceWatch, gradient_norm
 from .metrics_log import MetricsLog, open_jsonl
@@ -116,8 +116,6 @@ class Trainer:
         self._session_start: float | None = None
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
-        #: Signals that stop the run cleanly (replaced by each :meth:`fit`).
-        self.stop = StopRequest()
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Broadcast an observer hook (from rank 0 only under torchrun)."""
@@ -380,9 +378,7 @@ class Trainer:
                                persistent_workers=run.persistent_workers,
                                prefetch_factor=run.prefetch_factor, rank=self.dist.rank,
                                world_size=self.dist.world_size)
-        shutdown = getattr(batches, "_shutdown_workers", None)  # a multi-worker loader
-        if shutdown is not None:
-            stack.callback(shutdown)
+        stack.callback(shutdown_workers, batches)
         return batches
 
     def fit(self) -> TrainResult:
@@ -392,7 +388,7 @@ class Trainer:
         start = self.step
         metrics: dict[str, float] = {}
         checkpoint: Path | None = None
-        stop = self.stop = StopRequest()
+        stop = StopRequest()
         with contextlib.ExitStack() as stack:
             self._open_outputs(stack, start)
             batches = self._real_batches(stack)
