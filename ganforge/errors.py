@@ -45,6 +45,23 @@ class TrainingError(GanforgeError):
     """The training run failed (for example, a non-finite loss)."""
 
 
+class StorageError(GanforgeError):
+    """A file ganforge must write or read back cannot be (full disk, read-only folder,
+    damaged log); the message names the file."""
+
+
+class RunDirectoryBusy(UsageError):
+    """Another live process holds the run (or sweep) directory's lock."""
+
+
+class Aborted(KeyboardInterrupt):
+    """A second stop signal aborted a run at once; the exit code is ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class DataError(GanforgeError):
     """A dataset that cannot be read (missing root, corrupt image under a fail policy)."""
 

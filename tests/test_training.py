@@ -113,9 +113,12 @@ def test_existing_run_is_never_overwritten(plugins, tiny_recipe: Path, tmp_path:
     assert before == after
 
 
-def test_resume_needs_a_checkpoint(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="no complete checkpoint"):
-        run(plugins, tiny_recipe, tmp_path / "empty", resume=True)
+def test_resume_without_a_checkpoint_starts_at_step_0(plugins, tiny_recipe: Path,
+                                                      tmp_path: Path, capsys) -> None:
+    """The same command line serves the first launch and every requeue."""
+    result = run(plugins, tiny_recipe, tmp_path / "empty", "run.steps=2", resume=True)
+    assert result.step == 2
+    assert "no complete checkpoint" in capsys.readouterr().err
 
 
 def test_resume_refuses_another_recipe(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
@@ -198,7 +201,7 @@ def test_an_error_before_the_first_step_closes_what_fit_opened(
     monkeypatch.setattr(trainer, "_notify", fail)
     with pytest.raises(RuntimeError, match="plugin failed"):
         trainer.fit()
-    assert trainer._log._file.closed and trainer._skipped_file.closed
+    assert trainer._log.jsonl._file.closed and trainer._skipped._file.closed
     workers = opened["batches"]._workers  # the DataLoader iterator's processes
     assert workers and not any(w.is_alive() for w in workers)
     assert {s: signal.getsignal(s) for s in handlers} == handlers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import functools
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._version import __version__
-from ..errors import GanforgeError
+from ..errors import Aborted, GanforgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,9 +62,13 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.BadParameter):
             raise
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            if isinstance(exc, Aborted):  # a second stop signal: its own exit code
+                stderr().print(f"interrupted: aborted by a second "
+                               f"{signal.Signals(exc.signum).name}")
+                raise typer.Exit(128 + exc.signum) from None
             stderr().print("interrupted")
-            raise typer.Exit(130) from None
+            raise typer.Exit(128 + signal.SIGINT) from None
         except Exception as exc:
             if _debug():
                 raise

@@ -73,6 +73,11 @@ class DistributedContext:
             dist.barrier()
 
 
+def is_main_process() -> bool:
+    """Rank 0 of a torchrun job, or a single process (known before joining the group)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or os.environ.get("RANK", "0") == "0"
+
+
 def init_distributed(device_name: str) -> DistributedContext:
     """Join the process group described by torchrun's environment (nothing to do for a
     single process). Uses NCCL on CUDA and gloo on the CPU."""

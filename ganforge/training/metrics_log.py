@@ -3,22 +3,55 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import torch
 
+from ..files import read_jsonl, write_text_atomic, writing
 
-def open_jsonl(path: Path, start_step: int) -> TextIO:
+
+def open_jsonl(path: Path, start_step: int,
+               note: Callable[[str], None] | None = None) -> TextIO:
     """Open a step-stamped JSON-lines log for appending, for a run starting at ``start_step``:
-    a new run starts it empty; a resumed one drops the lines of steps after ``start_step``."""
+    a new run starts it empty; a resumed one keeps only the lines of steps up to
+    ``start_step``. A torn last line (a crash or a full disk mid-write) is dropped, and
+    ``note`` is told so."""
     if start_step > 0 and path.exists():
-        kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= start_step]
-        path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-    elif start_step == 0:
-        path.write_text("", encoding="utf-8")
-    return open(path, "a", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+        log = read_jsonl(path)
+        if note and (message := log.note(path)):
+            note(message)
+        kept = [r for r in log.records if _step(r) <= start_step]
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+    else:
+        with writing(path):
+            path.write_text("", encoding="utf-8")
+    with writing(path):
+        return open(path, "a", encoding="utf-8")  # noqa: SIM115 - the caller closes it
+
+
+def _step(record: dict[str, object]) -> int:
+    step = record.get("step", 0)
+    return step if isinstance(step, int) else 0
+
+
+class JsonlWriter:
+    """Appends one JSON object per line and flushes it; a failed write names the file."""
+
+    def __init__(self, path: Path, start_step: int,
+                 note: Callable[[str], None] | None = None) -> None:
+        self.path = path
+        self._file = open_jsonl(path, start_step, note)
+
+    def write(self, record: dict[str, object]) -> None:
+        with writing(self.path):
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        with writing(self.path):
+            self._file.close()
 
 
 class MetricsLog:
@@ -28,18 +61,19 @@ class MetricsLog:
     that was interrupted) are dropped, so the log matches the restored state.
     """
 
-    def __init__(self, jsonl: Path, tensorboard: Path, start_step: int) -> None:
+    def __init__(self, jsonl: Path, tensorboard: Path, start_step: int,
+                 note: Callable[[str], None] | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.jsonl = jsonl
-        self._file = open_jsonl(jsonl, start_step)
-        self.writer = SummaryWriter(log_dir=str(tensorboard),
-                                    purge_step=start_step + 1 if start_step else None)
+        self.jsonl = JsonlWriter(jsonl, start_step, note)
+        with writing(tensorboard):
+            # Events after start_step, left by the run that was interrupted (or, on a
+            # requeue from step 0, all of them) are hidden by TensorBoard.
+            self.writer = SummaryWriter(log_dir=str(tensorboard), purge_step=start_step + 1)
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         """Record one logged step."""
-        self._file.write(json.dumps({"step": step, **values}) + "\n")
-        self._file.flush()
+        self.jsonl.write({"step": step, **values})
         for name, value in values.items():
             self.writer.add_scalar(name, value, step)
 
@@ -48,5 +82,7 @@ class MetricsLog:
         self.writer.add_image("samples", grid, step)
 
     def close(self) -> None:
-        self._file.close()
-        self.writer.close()
+        try:
+            self.jsonl.close()
+        finally:
+            self.writer.close()

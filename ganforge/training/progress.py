@@ -72,3 +72,7 @@ class TrainingProgress:
         """A one-off message (checkpoint written, sample written, ...)."""
         if self.enabled:
             self.console.print(message, highlight=False)
+
+    def warn(self, message: str) -> None:
+        """A message the user must see even with the progress display off."""
+        self.console.print(f"note: {message}", highlight=False, soft_wrap=True)

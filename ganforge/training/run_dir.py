@@ -1,15 +1,73 @@
-"""The layout of a run directory (see DESIGN.md)."""
+"""The run directory (see DESIGN.md): its file names, and the lock that makes one process
+its only writer."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 from pathlib import Path
 
 import attrs
 
+from ..errors import RunDirectoryBusy
+from ..files import TEMPORARY_SUFFIX, writing
+
+#: The lock file inside a locked folder; it holds the holder's PID (for the message only:
+#: the lock itself is the kernel's, released when the holder dies).
+LOCK_FILE = ".lock"
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``<folder>/.lock``, held until :meth:`release` or the
+    process's death: a killed process never leaves a stale lock behind.
+
+    Refused while another live process holds it, with one line naming the folder and the
+    holder's PID. The lock file is never deleted (deleting it would let a third process
+    lock a new file while the second still holds the old one).
+    """
+
+    def __init__(self, folder: Path, what: str = "run directory") -> None:
+        self.folder = folder
+        self.what = what
+        self._fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / LOCK_FILE
+
+    def acquire(self) -> FolderLock:
+        with writing(self.path):
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirectoryBusy(f"{self.what} {self.folder} is in use by process {holder} "
+                                   "(one process per directory; wait for it to end or use "
+                                   "another --out)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self if self._fd is not None else self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
 
 @attrs.frozen
 class RunDirectory:
-    """Paths inside ``runs/<name>/``."""
+    """Paths inside ``runs/<name>/``; :meth:`lock` makes this process its only writer."""
 
     root: Path
 
@@ -37,6 +95,11 @@ class RunDirectory:
         return self.root / "skipped.jsonl"
 
     @property
+    def rollbacks(self) -> Path:
+        """One JSON object per rollback after a divergence."""
+        return self.root / "rollbacks.jsonl"
+
+    @property
     def tensorboard(self) -> Path:
         return self.root / "tb"
 
@@ -49,5 +112,24 @@ class RunDirectory:
             self.checkpoints.is_dir() and any(self.checkpoints.glob("*.safetensors")))
 
     def create(self) -> None:
-        for folder in (self.root, self.checkpoints, self.samples, self.tensorboard):
-            folder.mkdir(parents=True, exist_ok=True)
+        with writing(self.root):
+            for folder in (self.root, self.checkpoints, self.samples, self.tensorboard):
+                folder.mkdir(parents=True, exist_ok=True)
+
+    def lock(self) -> FolderLock:
+        """The run's lock (a context manager); hold it for the whole life of the run."""
+        return FolderLock(self.root, "run directory")
+
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Delete the temporary files that killed writes left here (call it only while
+        holding :meth:`lock`: then no live writer owns any of them)."""
+        removed = []
+        for folder in (self.root, self.checkpoints):
+            if not folder.is_dir():
+                continue
+            for stale in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
+                    removed.append(stale)
+        return removed
+

@@ -43,6 +43,11 @@ class SpeedSettings:
     cuda_graphs: bool = False
 
     @property
+    def precision(self) -> str:
+        """The resolved precision: ``"bf16"`` or ``"fp32"``."""
+        return "bf16" if self.bf16 else "fp32"
+
+    @property
     def compile_mode(self) -> str | None:
         """The ``torch.compile`` mode: ``reduce-overhead`` (CUDA graphs) or the default."""
         return "reduce-overhead" if self.cuda_graphs else None

@@ -31,6 +31,7 @@ from types import FrameType, TracebackType
 import torch
 import torch.distributed as dist
 
+from ..errors import Aborted
 from .distributed import COLLECTIVE_TIMEOUT, DistributedContext
 
 #: Signals that request a clean stop.
@@ -74,7 +75,7 @@ class StopRequest:
         if self.signum is None:
             self.request(signum)
         elif time.monotonic() - self._since > self._window:
-            raise KeyboardInterrupt  # a second signal: abort now
+            raise Aborted(signum)  # a second signal: abort now, exit 128 + that signal
 
     def __enter__(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():

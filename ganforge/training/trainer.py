@@ -9,7 +9,7 @@ import math
 import os
 import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch
 from .._version import __version__
 from ..datasets.policy import ImageBatch
 from ..errors import CheckpointError, TrainingError, UsageError
+from ..files import write_text_atomic, writing
 from ..plugins import Plugins
 from ..recipe import Recipe
 from .build import build_networks, resolve_device
@@ -34,9 +35,9 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import real_batches, shutdown_workers
-from .distributed import init_distributed
+from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch, gradient_norm
-from .metrics_log import MetricsLog, open_jsonl
+from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
 from .rng import capture_rng, restore_rng
 from .run_dir import RunDirectory
@@ -45,7 +46,23 @@ from .speed import resolve_speed
 from .stopping import StopRequest, StopVote
 
 #: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
-RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count")
+RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "precision")
+#: Tensors of the running loss sums since the last log line (``trainer/<name>``): kept in
+#: checkpoints so the first mean logged after a resume covers the same steps as without.
+LOSS_SUMS = ("loss_sum_d", "loss_sum_g", "loss_count")
+
+
+def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The tables and ``[run]`` keys in which two resolved recipes (as tables) differ in
+    what they compute: every table but ``[run]`` and ``[eval]``, and
+    :data:`RESUME_FIXED_RUN_KEYS`."""
+    differing = sorted(k for k in set(saved) | set(current)
+                       if k not in ("run", "eval") and saved.get(k) != current.get(k))
+    saved_run, current_run = saved.get("run", {}), current.get("run", {})
+    saved_run = saved_run if isinstance(saved_run, Mapping) else {}
+    current_run = current_run if isinstance(current_run, Mapping) else {}
+    return differing + sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
+                              if saved_run.get(k) != current_run.get(k))
 
 
 @attrs.frozen
@@ -116,6 +133,11 @@ class Trainer:
         self._session_start: float | None = None
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
+        #: Loss sums since the last log line, on the device (no host sync per step).
+        self._loss_sums = torch.zeros(2, device=self.device)
+        self._loss_count = 0
+        #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
+        self.notes: list[str] = []
 
     def _notify(self, hook: str, **kwargs: Any) -> None:
         """Broadcast an observer hook (from rank 0 only under torchrun)."""
@@ -158,6 +180,9 @@ class Trainer:
             tensors.update(flat)
             optimizers[name] = rest
         tensors.update(capture_rng(self.latent_rng))
+        tensors["trainer/loss_sum_d"] = self._loss_sums[0]
+        tensors["trainer/loss_sum_g"] = self._loss_sums[1]
+        tensors["trainer/loss_count"] = torch.tensor(self._loss_count, dtype=torch.int64)
         return tensors, optimizers
 
     def versions(self) -> dict[str, str]:
@@ -171,7 +196,8 @@ class Trainer:
     def counters(self) -> dict[str, Any]:
         """Trainer state that is not a tensor, saved in every checkpoint."""
         return {"batches_seen": self.batches_seen, "best": self.best,
-                "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks}
+                "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks,
+                "threads": torch.get_num_threads(), "precision": self.speed.precision}
 
     def elapsed_s(self) -> float:
         """Training wall time of this run so far, earlier sessions included."""
@@ -203,9 +229,10 @@ class Trainer:
             raise TrainingError(f"{refused} ({', '.join(bad[:3])})")
         if not self.dist.is_main:
             return path
-        write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
-                         versions=self.versions(), optimizers=optimizers,
-                         trainer=self.counters())
+        with writing(path):
+            write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
+                             versions=self.versions(), optimizers=optimizers,
+                             trainer=self.counters())
         if rotating:
             rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
         self._notify("ganforge_checkpoint_saved", step=self.step, path=path)
@@ -215,11 +242,7 @@ class Trainer:
         """Load a checkpoint of this recipe; only the ``[run]`` table may differ."""
         contents = read_checkpoint(path)
         saved = tomllib.loads(contents.recipe_toml)
-        current = self.recipe.to_dict()
-        differing = sorted(k for k in set(saved) | set(current)
-                           if k not in ("run", "eval") and saved.get(k) != current.get(k))
-        differing += sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
-                            if saved.get("run", {}).get(k) != current["run"].get(k))
+        differing = recipe_differences(saved, self.recipe.to_dict())
         if differing:
             raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
                                   "differ); a resumed run may change only how long and how it "
@@ -243,13 +266,47 @@ class Trainer:
         except (KeyError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
                 from None
+        self._restore_loss_sums(contents.section("trainer"), path)
         self.step = contents.step
         self.batches_seen = int(contents.trainer.get("batches_seen",
                                                      contents.step * self.recipe.run.d_steps))
         self.best = contents.trainer.get("best")
         self._elapsed_before = float(contents.trainer.get("elapsed_s", 0.0))
         self.rollbacks = int(contents.trainer.get("rollbacks", 0))
+        self.notes.extend(self._how_it_differs(contents.trainer))
         self._watch.reset()
+
+    def _restore_loss_sums(self, saved: Mapping[str, torch.Tensor], path: str | Path) -> None:
+        """The loss sums since the last log line (absent in older checkpoints: zero)."""
+        if not saved:
+            self._loss_sums.zero_()
+            self._loss_count = 0
+            return
+        sums = [saved.get(name) for name in LOSS_SUMS]
+        if any(t is None or t.numel() != 1 for t in sums) or \
+                not all(t.is_floating_point() and torch.isfinite(t).all() for t in sums[:2]) \
+                or sums[2].is_floating_point() or int(sums[2]) < 0:
+            raise CheckpointError(f"{path}: trainer/ loss sums are not two finite numbers and "
+                                  "a non-negative count")
+        self._loss_sums = torch.stack([sums[0].float(), sums[1].float()]).to(self.device)
+        self._loss_count = int(sums[2])
+
+    def _how_it_differs(self, saved: Mapping[str, Any]) -> list[str]:
+        """Notes on what makes this session compute differently from the one that wrote
+        the checkpoint although the recipe is the same: CPU results depend on the number of
+        threads, and ``run.precision = "auto"`` resolves per device."""
+        notes = []
+        threads = saved.get("threads")
+        if threads is not None and threads != torch.get_num_threads():
+            notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
+                         f"CPU threads, this process uses {torch.get_num_threads()} (set "
+                         f"OMP_NUM_THREADS={threads} to match)")
+        precision = saved.get("precision")
+        if precision is not None and precision != self.speed.precision:
+            notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
+                         f"run.precision = {self.recipe.run.precision!r} resolves to "
+                         f"{self.speed.precision} on {self.device}")
+        return notes
 
     # -- training -----------------------------------------------------------------------
 
@@ -259,11 +316,9 @@ class Trainer:
             batch = next(batches)
             self.batches_seen += 1
             for item in batch.skipped:
-                self._skipped_file.write(json.dumps(
-                    {"step": self.step + 1, "key": item.key, "reason": item.reason}) + "\n")
-            if batch.skipped:
-                self._skipped_file.flush()
-                self.skipped_count += len(batch.skipped)
+                self._skipped.write({"step": self.step + 1, "key": item.key,
+                                     "reason": item.reason})
+            self.skipped_count += len(batch.skipped)
             if batch.images.shape[0]:
                 real = batch.images.to(self.device, non_blocking=True)
                 real = self.dataset.augment(real, self.latent_rng)
@@ -315,15 +370,18 @@ class Trainer:
         if not self.dist.is_main:
             return path
         grid = image_grid(generate(self.generator, self.fixed_z))
-        path = write_grid(grid, path)
+        with writing(path):
+            path = write_grid(grid, path)
         self._log.image_grid(self.step, grid)
         self._notify("ganforge_sample_written", step=self.step, path=path)
         return path
 
-    def evaluate(self, progress: TrainingProgress) -> dict[str, float]:
+    def evaluate(self, progress: TrainingProgress,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
         """Run the recipe's metrics now; keep ``best-<label>.safetensors`` when the chosen
-        metric improves. Returns the values logged (``eval/<label>``, ``eval/seconds``)."""
-        from ..evaluation.evaluator import Evaluator
+        metric improves. Returns the values logged (``eval/<label>``, ``eval/seconds``), or
+        nothing when ``should_stop`` (asked between batches) interrupted the evaluation."""
+        from ..evaluation.evaluator import EvaluationInterrupted, Evaluator
 
         if self._evaluator is None:
             metrics = {label: (choice.name, choice.create(self.plugins.registry))
@@ -331,7 +389,11 @@ class Trainer:
             self._evaluator = Evaluator(metrics, self.dataset,
                                         self.recipe["dataset"].to_table(), self.device)
         started = time.perf_counter()
-        results = self._evaluator.run(self.generator, self.step)
+        try:
+            results = self._evaluator.run(self.generator, self.step, should_stop=should_stop)
+        except EvaluationInterrupted:
+            progress.note(f"step {self.step}: evaluation interrupted by the stop request")
+            return {}
         values = {f"eval/{r.label}": r.value for r in results}
         values["eval/seconds"] = time.perf_counter() - started
         for result in results:
@@ -360,12 +422,14 @@ class Trainer:
         closed by ``stack`` however ``fit`` ends."""
         if self.dist.is_main:
             self.dirs.create()
-            self._log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start)
+            self._log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start,
+                                        self.notes.append)
             stack.callback(self._log.close)
-            self._skipped_file: Any = stack.enter_context(open_jsonl(self.dirs.skipped, start))
+            self._skipped = JsonlWriter(self.dirs.skipped, start, self.notes.append)
         else:
             self._log = _NullLog()
-            self._skipped_file = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115
+            self._skipped = JsonlWriter(Path(os.devnull), 0)
+        stack.callback(self._skipped.close)
 
     def _real_batches(self, stack: contextlib.ExitStack) -> Iterator[ImageBatch]:
         """This rank's endless batches of real images, from where the run stands; loader
@@ -400,14 +464,14 @@ class Trainer:
             progress = stack.enter_context(TrainingProgress(
                 run.steps, start, enabled=self.show_progress and self.dist.is_main))
             self._session_start = time.perf_counter()
-            zero = torch.zeros((), device=self.device)
-            sum_d, sum_g, count = zero.clone(), zero.clone(), 0
+            if self.dist.is_main:
+                for message in self.notes:
+                    progress.warn(message)
             last_time, last_step = time.perf_counter(), start
             while self.step < run.steps:
                 loss_d, loss_g = self._train_step(batches)
-                sum_d += loss_d
-                sum_g += loss_g
-                count += 1
+                self._loss_sums += torch.stack((loss_d, loss_g))
+                self._loss_count += 1
                 self.step += 1
                 step = self.step
                 progress.advance(step)
@@ -421,15 +485,15 @@ class Trainer:
                     diverged = self._check_divergence()  # a sync we pay for anyway
                     if diverged is not None:
                         self._on_divergence(*diverged, progress)
-                        sum_d.zero_()
-                        sum_g.zero_()
-                        count, last_time, last_step = 0, time.perf_counter(), self.step
+                        self._loss_sums.zero_()
+                        self._loss_count = 0
+                        last_time, last_step = time.perf_counter(), self.step
                         continue
                 if due["log"]:
                     # Host synchronisation happens only on such steps.
                     now = time.perf_counter()
                     mean_d, mean_g = self.dist.mean(
-                        [sum_d.item() / count, sum_g.item() / count], self.device)
+                        (self._loss_sums / self._loss_count).tolist(), self.device)
                     metrics = {
                         "loss_d": mean_d,
                         "loss_g": mean_g,
@@ -442,16 +506,16 @@ class Trainer:
                     self._log.scalars(step, metrics)
                     self._notify("ganforge_log", step=step, metrics=metrics)
                     progress.logged(step, metrics)
-                    sum_d.zero_()
-                    sum_g.zero_()
-                    count = 0
+                    self._loss_sums.zero_()
+                    self._loss_count = 0
                     last_time, last_step = now, step
-                if due["eval"] and self.dist.is_main:
-                    values = self.evaluate(progress)
-                    self._log.scalars(step, values)
-                    self._notify("ganforge_log", step=step, metrics=values)
-                    metrics.update(values)
-                if due["sample"]:
+                if due["eval"] and self.dist.is_main and not stop.requested:
+                    values = self.evaluate(progress, lambda: stop.requested)
+                    if values:
+                        self._log.scalars(step, values)
+                        self._notify("ganforge_log", step=step, metrics=values)
+                        metrics.update(values)
+                if due["sample"] and not stop.requested:
                     self.write_samples()
                 if due["checkpoint"]:
                     checkpoint = self.save_checkpoint()
@@ -517,7 +581,8 @@ class Trainer:
                   "first_bad_step": first_bad, "detected_at": detected,
                   "checkpoint": checkpoint.name}
         if self.dist.is_main:
-            with open(self.dirs.root / "rollbacks.jsonl", "a", encoding="utf-8") as f:
+            with writing(self.dirs.rollbacks), \
+                    open(self.dirs.rollbacks, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
         progress.note(f"{what}; rolled back to {checkpoint.name} "
                       f"(rollback {self.rollbacks} of at most {run.max_rollbacks})")
@@ -549,29 +614,47 @@ def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
           progress: bool = True) -> TrainResult:
     """Train ``recipe`` in ``run_dir``: a new run, or with ``resume`` the continuation of
-    the newest complete checkpoint there. An existing run is never overwritten."""
+    the newest complete checkpoint there (from step 0 when there is none yet, so the same
+    command line serves a first launch and every requeue). An existing run is never
+    overwritten, and one process at a time trains in a run directory (an OS lock held for
+    the whole run, see :class:`RunDirectory`)."""
     dirs = RunDirectory(Path(run_dir))
-    checkpoint = None
-    if resume:
-        checkpoint = latest_checkpoint(dirs.checkpoints)
-        if checkpoint is None:
-            raise UsageError(f"--resume: no complete checkpoint in {dirs.checkpoints}")
-    elif dirs.has_run():
-        raise UsageError(f"run directory {dirs.root} already holds a run; pass --resume to "
-                         "continue it or --out for a new directory")
-    trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
-    if checkpoint is not None:
-        trainer.restore(checkpoint)
-    if trainer.dist.is_main:
-        dirs.create()
-        for stale in dirs.checkpoints.glob(".*.safetensors.tmp"):
-            stale.unlink()  # left by a write that was killed: never complete, never used
-        write_text_atomic(dirs.recipe, recipe.to_toml())
-    return trainer.fit()
+    with contextlib.ExitStack() as stack:
+        if is_main_process():  # other ranks of a torchrun job write nothing there
+            stack.enter_context(dirs.lock())
+        checkpoint = None
+        notes = []
+        if resume:
+            checkpoint = latest_checkpoint(dirs.checkpoints)
+            if checkpoint is None:
+                refuse_another_recipe(dirs, recipe)
+                notes.append(f"--resume: no complete checkpoint in {dirs.checkpoints} yet; "
+                             "starting at step 0")
+        elif dirs.has_run():
+            raise UsageError(f"run directory {dirs.root} already holds a run; pass --resume "
+                             "to continue it or --out for a new directory")
+        trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
+        trainer.notes.extend(notes)
+        if checkpoint is not None:
+            trainer.restore(checkpoint)
+        if trainer.dist.is_main:
+            dirs.create()
+            dirs.remove_stale_temporaries()  # we hold the lock: no live writer owns them
+            write_text_atomic(dirs.recipe, recipe.to_toml())
+        return trainer.fit()
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` without ever leaving it half-written."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe) -> None:
+    """Refuse to start ``recipe`` over a run directory whose ``recipe.toml`` computes
+    something else (a requeue of the same run passes)."""
+    if not dirs.recipe.exists():
+        return
+    try:
+        saved = tomllib.loads(dirs.recipe.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{dirs.recipe}: cannot read the run's recipe ({exc}); use another "
+                         "--out") from None
+    differing = recipe_differences(saved, recipe.to_dict())
+    if differing:
+        raise UsageError(f"run directory {dirs.root} holds a run of another recipe "
+                         f"({', '.join(differing)} differ); use another --out")
