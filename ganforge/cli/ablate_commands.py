@@ -65,11 +65,6 @@ def ablate(
                           text or "(the base)")
         console.print(table)
         return
-    plan.out.mkdir(parents=True, exist_ok=True)
-    (plan.out / "sweep.json").write_text(json.dumps({
-        "recipe": str(recipe), "overrides": overrides or [],
-        "runs": [{"variant": r.variant, "seed": r.seed, "overrides": r.overrides,
-                  "run_dir": str(r.run_dir)} for r in plan.runs]}, indent=1))
     err = stderr()
 
     def on_event(outcome: Any, done: int, total: int) -> None:
@@ -81,7 +76,8 @@ def ablate(
 
     err.print(f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in {plan.out}, "
               f"{jobs} at a time")
-    outcomes = run_plan(plan, jobs, on_event)
+    outcomes = run_plan(plan, jobs, on_event,
+                        source={"recipe": str(recipe), "overrides": overrides or []})
     _rows, summary = collect(plan, plugins.registry)
     _print_summary(console, summary)
     console.print(f"results: {plan.out / 'results.csv'}, {plan.out / 'results.jsonl'}, "

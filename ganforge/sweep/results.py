@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..files import read_jsonl
+from ..training.run_dir import RunDirectory
 from .plan import PlannedRun, SweepPlan
 
 #: Figures read from the last logged step of every run.
@@ -20,11 +22,9 @@ TRAINING_FIGURES = ("loss_d", "loss_g", "images_per_s", "elapsed_s")
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """The lines of a run's ``metrics.jsonl`` (empty if none)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The lines of a run's ``metrics.jsonl`` (empty if none; a torn last line, left by a
+    run killed mid-write, is dropped)."""
+    return read_jsonl(RunDirectory(run_dir).metrics).records
 
 
 def _higher_is_better(run: PlannedRun, registry: Any, label: str) -> bool:

@@ -1,0 +1,119 @@
+"""A sweep never deletes what it did not create, one ``ganforge ablate`` works in a sweep
+directory at a time, and its ``--jobs`` workers end with it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ganforge.errors import RunDirectoryBusy
+from ganforge.sweep.plan import plan_sweep
+from ganforge.sweep.runner import WORKERS_LOCK, lock_sweep, run_plan
+
+DEADLINE_S = 240  # only a bound for a broken build; every wait below ends on an event
+
+SWEEP = """
+[sweep]
+seeds = [0]
+[sweep.variants.narrow]
+"generator.width" = 4
+[sweep.variants.wide]
+"generator.width" = 8
+"""
+
+
+def sweep_file(folder: Path, tiny_recipe: Path, run_table: str = "") -> Path:
+    path = folder / "sweep.toml"
+    path.write_text(f'extends = "{tiny_recipe.name}"\n{run_table}{SWEEP}')
+    return path
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_is_not_deleted(
+        plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    plan = plan_sweep(sweep_file(tmp_path, tiny_recipe), plugins.registry,
+                      out=tmp_path / "sweep")
+    folder = plan.runs[0].run_dir
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("a user's file, not ganforge's")
+    (folder / "metrics.jsonl").write_text('{"step": 2, "loss_d": 9.0}\n{"step"')
+    outcomes = run_plan(plan)
+    assert [o.status for o in outcomes] == ["finished"] * 3  # base, narrow, wide
+    assert (folder / "notes.txt").read_text() == "a user's file, not ganforge's"
+    assert (folder / "done.json").exists()
+
+
+def test_a_second_sweep_in_the_same_directory_is_refused(plugins, tiny_recipe: Path,
+                                                         tmp_path: Path) -> None:
+    plan = plan_sweep(sweep_file(tmp_path, tiny_recipe), plugins.registry,
+                      out=tmp_path / "sweep")
+    with lock_sweep(plan.out), pytest.raises(
+            RunDirectoryBusy, match=rf"sweep directory {plan.out} is in use by process "
+                                    rf"{os.getpid()}"):
+        run_plan(plan)
+    assert not any(r.run_dir.exists() for r in plan.runs)
+
+
+def test_a_rerun_is_refused_while_orphaned_workers_still_run(plugins, tiny_recipe: Path,
+                                                             tmp_path: Path) -> None:
+    plan = plan_sweep(sweep_file(tmp_path, tiny_recipe), plugins.registry,
+                      out=tmp_path / "sweep")
+    plan.out.mkdir(parents=True)
+    fd = os.open(plan.out / WORKERS_LOCK, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # what a live worker of an earlier sweep holds
+    try:
+        with pytest.raises(RunDirectoryBusy, match="worker processes of an earlier"):
+            run_plan(plan)
+    finally:
+        os.close(fd)
+    assert [o.status for o in run_plan(plan)] == ["finished"] * 3
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent has not reaped it
+
+
+def wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_workers_end_with_their_parent(plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    recipe = sweep_file(tmp_path, tiny_recipe,
+                        "[run]\nsteps = 100000000\ncheckpoint_every = 1\n")
+    out = tmp_path / "sweep"
+    parent = subprocess.Popen([sys.executable, "-m", "ganforge", "ablate", str(recipe),
+                               "--out", str(out), "--jobs", "2"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def started() -> list[Path]:
+        return sorted(out.glob("*/seed-0/checkpoints/step-0000001.safetensors"))
+
+    try:
+        wait_for(lambda: parent.poll() is not None or len(started()) == 2,
+                 "both workers' first checkpoints")
+        assert parent.poll() is None, parent.communicate()
+        locks = [p.parent.parent / ".lock" for p in started()]
+        workers = [int(p.read_text()) for p in locks]
+        assert all(alive(pid) for pid in workers) and parent.pid not in workers
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.communicate()
+    wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to end")
+    # They stopped cleanly (SIGTERM): a complete checkpoint, no leftover temporaries.
+    for lock in locks:
+        assert any((lock.parent / "checkpoints").glob("step-*.safetensors"))
