@@ -8,10 +8,13 @@ failure; ``GANFORGE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as metadata
 import os
-from collections.abc import Iterable
-from types import ModuleType
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from types import FrameType, ModuleType
 from typing import Any
 
 import attrs
@@ -75,12 +78,14 @@ class Plugins:
         caller = getattr(self.manager.hook, hook_name)
         for impl in reversed(caller.get_hookimpls()):
             try:
-                result = impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as error:
+                with watching_stop_signals() as signals:
+                    result = impl.function(**{k: kwargs[k] for k in impl.argnames})
+            except BaseException as error:
+                if signals.received:  # the user's own Ctrl-C or SIGTERM keeps its meaning
+                    raise
                 record = next((r for r in self.records if r.name == impl.plugin_name), None)
                 label = record.label if record else f"plugin {impl.plugin_name!r}"
-                message = (f"{label} raised in {hook_name}: "
-                           f"{type(error).__name__}: {error}").splitlines()[0]
+                message = f"{label} raised in {hook_name}: {_describe(error)}"
                 if strict:
                     raise PluginError(message) from error
                 self.manager.unregister(name=impl.plugin_name)
@@ -92,6 +97,45 @@ class Plugins:
             if result is not None:
                 results.append(result)
         return results
+
+
+class _SignalsSeen:
+    received = False
+
+
+@contextlib.contextmanager
+def watching_stop_signals() -> Iterator[_SignalsSeen]:
+    """Tell a ``KeyboardInterrupt`` (or an abort) that a real SIGINT or SIGTERM caused
+    apart from one that plugin code raised itself: while the block runs, every handler of
+    those signals is wrapped so that ``received`` records a real signal's arrival."""
+    seen = _SignalsSeen()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen  # signals are handled in the main thread only
+        return
+    previous: dict[int, Any] = {}
+
+    def wrap(handler: Any) -> Any:
+        def record(signum: int, frame: FrameType | None) -> Any:
+            seen.received = True
+            return handler(signum, frame)
+
+        return record
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # SIG_DFL ends the process anyway; SIG_IGN: nothing arrives
+            previous[sig] = handler
+            signal.signal(sig, wrap(handler))
+    try:
+        yield seen
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _describe(error: BaseException) -> str:
+    """An exception as one line: ``Type: message`` (``SystemExit: 0`` included)."""
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 def _warn(message: str) -> None:
@@ -124,7 +168,7 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
     records: dict[str, PluginRecord] = {}
 
     def fail(record: PluginRecord, error: BaseException, key: str | None = None) -> None:
-        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        message = _describe(error)
         records[key or record.name] = attrs.evolve(record, status="failed", error=message)
         if key is None and manager.get_plugin(record.name) is not None:
             manager.unregister(name=record.name)  # its observer hooks must not fire either
@@ -145,8 +189,11 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
             records[ep.name] = attrs.evolve(record, status="disabled")
             continue
         try:
-            candidates.append((record, ep.load()))
-        except Exception as error:  # a broken plugin must not take the others down
+            with watching_stop_signals() as signals:
+                candidates.append((record, ep.load()))
+        except BaseException as error:  # a broken plugin must not take the others down
+            if signals.received:
+                raise
             fail(record, error)
     for name, obj in extra:
         record = PluginRecord(name, "<extra>", "", "loaded")
@@ -177,9 +224,12 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
                  if i.plugin_name == record.name]
         for impl in impls:
             try:
-                with registry.registering_as(record.label):
+                with watching_stop_signals() as signals, \
+                        registry.registering_as(record.label):
                     impl.function(registry=registry)
-            except Exception as error:
+            except BaseException as error:
+                if signals.received:
+                    raise
                 fail(record, error)
                 break
     return Plugins(manager=manager, registry=registry, records=list(records.values()))

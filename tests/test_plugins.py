@@ -201,3 +201,55 @@ def test_strict_switch_makes_a_failing_observer_fatal(tiny_recipe, tmp_path,
     with pytest.raises(PluginError, match="raised in ganforge_log"):
         train(load_recipe(tiny_recipe, plugins.registry), plugins, tmp_path / "run",
               progress=False)
+
+
+@pytest.mark.parametrize("raised", ["SystemExit(0)", "KeyboardInterrupt()"])
+def test_a_plugin_import_ending_the_process_is_a_failed_plugin(fake_dist, raised) -> None:
+    fake_dist("ganforge-exits", "exits_plugin", f"raise {raised}")
+    plugins = load_plugins()
+    record = next(r for r in plugins.records if r.name == "exits")
+    assert record.status == "failed" and record.error.startswith(raised.split("(")[0])
+    assert any(r.name == "dcgan" and r.status == "loaded" for r in plugins.records)
+
+
+@pytest.mark.parametrize("raised", [SystemExit(0), KeyboardInterrupt()])
+def test_an_observer_raising_systemexit_cannot_end_a_run(tiny_recipe, tmp_path, capsys,
+                                                         raised) -> None:
+    import types
+
+    from ganforge import hookimpl
+    from ganforge.recipe import load_recipe
+    from ganforge.training import train
+
+    broken = types.ModuleType("exiting_observer")
+
+    @hookimpl
+    def exiting_log(step, metrics):
+        raise raised
+
+    broken.ganforge_log = exiting_log
+    plugins = load_plugins(extra=[("exiting_observer", broken)])
+    result = train(load_recipe(tiny_recipe, plugins.registry), plugins, tmp_path / "run",
+                   progress=False)
+    assert result.step == 6 and not result.interrupted
+    assert f"raised in ganforge_log: {type(raised).__name__}" in capsys.readouterr().err
+
+
+def test_the_users_ctrl_c_inside_a_hook_keeps_its_meaning() -> None:
+    import signal
+    import types
+
+    from ganforge import hookimpl
+
+    observer = types.ModuleType("slow_observer")
+
+    @hookimpl
+    def interrupted_log(step, metrics):
+        signal.raise_signal(signal.SIGINT)  # the user's Ctrl-C, while the hook runs
+
+    observer.ganforge_log = interrupted_log
+    plugins = load_plugins(extra=[("slow_observer", observer)])
+    with pytest.raises(KeyboardInterrupt):
+        plugins.broadcast("ganforge_log", step=1, metrics={})
+    record = next(r for r in plugins.records if r.name == "slow_observer")
+    assert record.status == "loaded"
