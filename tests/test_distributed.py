@@ -83,7 +83,7 @@ def test_two_processes_train_like_one(plugins, tmp_path: Path) -> None:
     resumed = torchrun(recipe, tmp_path / "ddp", "--resume", "--set", "run.steps=50")
     assert resumed.returncode == 0, resumed.stderr
     final = read_checkpoint(tmp_path / "ddp" / "checkpoints" / "step-0000050.safetensors")
-    assert final.step == 50 and final.trainer["batches_seen"] == 50
+    assert final.step == 50 and final.trainer.batches_seen == 50
     assert [x["step"] for x in losses(tmp_path / "ddp")][-2:] == [45, 50]
 
 

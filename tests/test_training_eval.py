@@ -44,9 +44,9 @@ def test_metrics_logged_and_best_kept_apart(plugins, tiny_recipe: Path, tmp_path
     contents = read_checkpoint(best)
     best_step = min(evals, key=lambda x: x["eval/fid"])["step"]
     assert contents.step == best_step
-    assert contents.trainer["best"]["value"] == pytest.approx(
+    assert contents.trainer.best.value == pytest.approx(
         min(x["eval/fid"] for x in evals))
-    assert read_checkpoint(result.checkpoint).trainer["best"]["step"] == best_step
+    assert read_checkpoint(result.checkpoint).trainer.best.step == best_step
 
 
 def test_evaluation_does_not_change_training(plugins, tiny_recipe: Path, tmp_path: Path) -> None:

@@ -198,9 +198,11 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
 @reports_errors
 def sample(
     checkpoint: Path = typer.Argument(..., help="A ganforge .safetensors checkpoint."),
-    n: int = typer.Option(64, "--n", "-n", min=1, help="Number of images."),
-    out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the latents."),
+    n: int = typer.Option(64, "--n", "-n", min=1, help="Number of images (at most 4096)."),
+    out: str = typer.Option("samples.png", "--out", "-o",
+                            help="Image file to write: .png, .jpg, .jpeg, .webp, .bmp, .tif "
+                                 "or .tiff."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latents, 0 to 2**63 - 1."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
 ) -> None:
     """Write a grid of images from a checkpoint's generator (needs nothing else)."""
@@ -208,13 +210,24 @@ def sample(
 
     from ..training import resolve_device
     from ..training.inference import load_generator
-    from ..training.samples import generate, image_grid, write_grid
+    from ..training.samples import (
+        check_count,
+        check_output_path,
+        check_seed,
+        generate,
+        image_grid,
+        write_grid,
+    )
 
+    # Every option is checked before plugins, checkpoint or network are touched.
+    target = check_output_path(out, "--out")
+    check_count(n, "--n")
+    check_seed(seed)
+    dev = resolve_device(device, "--device")
     loaded = _plugins()
-    dev = resolve_device(device)
     generator, _recipe_, step = load_generator(checkpoint, loaded.registry, dev)
     z = generator.sample_latent(n, torch.Generator().manual_seed(seed), "cpu").to(dev)
-    write_grid(image_grid(generate(generator, z)), out)
-    stderr().print(f"wrote {n} samples from step {step} to {out}")
+    write_grid(image_grid(generate(generator, z)), target)
+    stderr().print(f"wrote {n} samples from step {step} to {target}", markup=False)
 
 

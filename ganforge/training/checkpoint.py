@@ -11,14 +11,20 @@ resolved TOML), ``ganforge.versions``, ``ganforge.optimizers`` (param groups and
 non-tensor state, as JSON) and ``ganforge.trainer`` (the trainer's counters, as JSON).
 No pickle anywhere.
 
-Files are written to a hidden temporary file, flushed, fsynced and renamed, so a reader
-never sees a partial checkpoint under a final name.
+Files are written to a hidden temporary file unique to its writer
+(``.<name>.<pid>.<random>.tmp``, see :func:`ganforge.files.temporary_path`), flushed, fsynced
+and renamed, so a reader never sees a partial checkpoint under a final name and two writers
+never touch each other's temporary file.
 
 Reading never trusts the file: the safetensors header is checked here (bounded length,
 UTF-8 JSON object, known dtypes, shapes, and byte ranges that tile the data section
-exactly) before the safetensors library sees it, the ganforge metadata is decoded into the
-expected types, and :func:`load_module_state` / :func:`validate_optimizer_state` compare
-tensors with the live model and optimizer key by key.  Every refusal is one
+exactly) before the safetensors library sees it; only regular files are opened (a FIFO
+or device named like a checkpoint would block or never end); the ganforge metadata is
+decoded and validated in full (the trainer's counters through the project's cattrs
+converter, the embedded recipe as TOML whose top-level values are tables, the RNG states)
+before any tensor reaches a model; and :func:`check_module_layout` (against the header
+alone), :func:`load_module_state` and :func:`validate_optimizer_state` compare tensors with
+the model and optimizer key by key.  Every refusal is one
 :class:`~ganforge.errors.CheckpointError` line naming the file and the problem.
 """
 
@@ -28,10 +34,12 @@ import json
 import math
 import os
 import re
+import stat
 import struct
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import attrs
 import torch
@@ -39,7 +47,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, RecipeError
+from ..files import fsync_folder, temporary_path
+from ..structuring import key_path, structure_params, unstructure_params
+from .rng import rng_state_problems
 
 FORMAT_VERSION = "1"
 _NAME = re.compile(r"^step-(\d{7,})\.safetensors$")
@@ -55,6 +66,95 @@ _TENSOR_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 _STEP = re.compile(r"[0-9]{1,18}")
 
 
+#: Upper bounds of the trainer's counters: far above any real run, low enough that no
+#: arithmetic on them overflows a 64-bit tensor or a ``range``.
+MAX_BATCHES = 2**62
+MAX_ROLLBACKS = 2**31
+MAX_THREADS = 2**16
+_PRECISION = re.compile(r"[a-z0-9_]{1,16}")
+
+
+def _below(limit: int, shown: str, low: int = 0) -> Any:
+    """attrs validator: an integer (or ``None``) in ``[low, limit)``; ``shown`` is how the
+    error writes ``limit`` (``2**62`` reads better than its 19 digits)."""
+    def check(_instance: Any, _attribute: Any, value: int | None) -> None:
+        if value is not None and not low <= value < limit:
+            raise ValueError(f"{_q(value, 40)} is not in [{low}, {shown})")
+    return check
+
+
+def _finite_non_negative(_instance: Any, _attribute: Any, value: float) -> None:
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{value} is not a finite number >= 0")
+
+
+def _precision_name(_instance: Any, _attribute: Any, value: str | None) -> None:
+    # A short token: the resume check quotes it back to the user.
+    if value is not None and not _PRECISION.fullmatch(value):
+        raise ValueError(f"{_q(value, 30)} is not a precision name such as \"bf16\"")
+
+
+@attrs.frozen
+class BestMetric:
+    """The best evaluation so far: metric label, its value and the step it was reached at.
+    ``value`` may be non-finite in checkpoints of older versions (the trainer never lets a
+    non-finite value win, and replaces one it finds)."""
+
+    label: str
+    value: float
+    step: int = attrs.field(validator=_below(MAX_BATCHES, "2**62"))
+
+
+@attrs.frozen
+class TrainerMeta:
+    """The trainer's own counters, stored as JSON under ``ganforge.trainer``.
+
+    Read back through the project's cattrs converter (:func:`decode_trainer`): unknown keys,
+    wrong types and values out of range are refused, every problem named with its path.
+    """
+
+    #: Batches taken from the loader; ``None`` in checkpoints written before it was saved.
+    batches_seen: int | None = attrs.field(default=None, validator=_below(MAX_BATCHES, "2**62"))
+    #: Training wall time of every session so far.
+    elapsed_s: float = attrs.field(default=0.0, validator=_finite_non_negative)
+    #: Divergence rollbacks so far (counts against ``run.max_rollbacks``).
+    rollbacks: int = attrs.field(default=0, validator=_below(MAX_ROLLBACKS, "2**31"))
+    best: BestMetric | None = None
+    #: ``torch.get_num_threads()`` of the process that wrote the checkpoint.
+    threads: int | None = attrs.field(default=None, validator=_below(MAX_THREADS, "2**16", 1))
+    #: The resolved precision (``"fp32"``, ``"bf16"``, ...) of the run that wrote it.
+    precision: str | None = attrs.field(default=None, validator=_precision_name)
+
+
+@attrs.frozen
+class TensorInfo:
+    """One tensor as the safetensors header describes it (no data read)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@attrs.frozen
+class CheckpointHeader:
+    """A checkpoint's header, checked and decoded, without its tensors' data."""
+
+    step: int
+    recipe_toml: str
+    #: ``recipe_toml`` parsed; every top-level value is a table.
+    recipe_table: dict[str, Any]
+    versions: dict[str, str]
+    optimizers: dict[str, Any]
+    trainer: TrainerMeta
+    #: Every tensor's dtype and shape by name.
+    entries: dict[str, TensorInfo]
+    #: The raw ``__metadata__`` strings.
+    metadata: dict[str, str]
+
+    def section(self, prefix: str) -> dict[str, TensorInfo]:
+        """Entries under ``prefix/`` with the prefix removed."""
+        return _section(self.entries, prefix)
+
+
 @attrs.frozen
 class CheckpointContents:
     """A checkpoint read back: its tensors and decoded metadata."""
@@ -64,13 +164,19 @@ class CheckpointContents:
     versions: dict[str, str]
     optimizers: dict[str, Any]
     tensors: dict[str, torch.Tensor]
-    #: The trainer's own counters (batches consumed, best metric, ...), as JSON.
-    trainer: dict[str, Any] = attrs.field(factory=dict)
+    #: The trainer's own counters (batches consumed, best metric, ...).
+    trainer: TrainerMeta = attrs.field(factory=TrainerMeta)
+    #: ``recipe_toml`` parsed; every top-level value is a table.
+    recipe_table: dict[str, Any] = attrs.field(factory=dict)
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix/`` with the prefix removed (e.g. a module's state dict)."""
-        cut = len(prefix) + 1
-        return {k[cut:]: v for k, v in self.tensors.items() if k.startswith(prefix + "/")}
+        return _section(self.tensors, prefix)
+
+
+def _section(items: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in items.items() if k.startswith(prefix + "/")}
 
 
 def checkpoint_name(step: int) -> str:
@@ -118,20 +224,26 @@ def optimizer_from_flat(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, 
 def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: int,
                      recipe_toml: str, versions: Mapping[str, str],
                      optimizers: Mapping[str, Any],
-                     trainer: Mapping[str, Any] | None = None) -> Path:
-    """Write one checkpoint atomically: temporary file, fsync, rename, fsync the folder."""
+                     trainer: TrainerMeta | Mapping[str, Any] | None = None) -> Path:
+    """Write one checkpoint atomically: temporary file, fsync, rename, fsync the folder.
+
+    ``trainer`` is a :class:`TrainerMeta` or the dict of its fields; it is validated as a
+    reader will validate it, so a checkpoint ganforge writes always reads back. The
+    temporary file is ``.<name>.<pid>.<random hex>.tmp`` beside ``path`` (matched by the
+    glob ``.*.safetensors.*.tmp``), unique to this writer."""
+    meta = _trainer_meta(trainer)
     metadata = {
         "ganforge.format": FORMAT_VERSION,
         "ganforge.step": str(step),
         "ganforge.recipe": recipe_toml,
         "ganforge.versions": json.dumps(dict(versions), sort_keys=True),
         "ganforge.optimizers": json.dumps(dict(optimizers), sort_keys=True),
-        "ganforge.trainer": json.dumps(dict(trainer or {}), sort_keys=True),
+        "ganforge.trainer": json.dumps(unstructure_params(meta), sort_keys=True),
     }
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = save_bytes(host, metadata=metadata)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
@@ -141,19 +253,21 @@ def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: i
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_folder(path.parent)
     return path
 
 
-def _fsync_dir(folder: Path) -> None:
+def _trainer_meta(trainer: TrainerMeta | Mapping[str, Any] | None) -> TrainerMeta:
+    """``trainer`` as a :class:`TrainerMeta`; a dict that no reader would accept is a bug of
+    the writer, raised as ``ValueError`` before anything is written."""
+    if trainer is None:
+        return TrainerMeta()
+    if isinstance(trainer, TrainerMeta):
+        return trainer
     try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return decode_trainer(trainer)
+    except RecipeError as exc:
+        raise ValueError(f"trainer metadata not written: {_problems(exc)}") from None
 
 
 def rotate(folder: Path, keep_last: int, protect: tuple[Path, ...] = ()) -> list[Path]:
@@ -230,9 +344,13 @@ def _looks_like(head: bytes) -> str:
     return ""
 
 
-def _read_header(f: Any, size: int, path: Path) -> dict[str, str]:
+_Header = tuple[dict[str, str], dict[str, TensorInfo]]
+
+
+def _read_header(f: IO[bytes], size: int, path: Path) -> _Header:
     """Read and check the safetensors header at the start of binary file ``f`` of ``size``
-    bytes, reading at most :data:`MAX_HEADER_BYTES`; returns the ``__metadata__``."""
+    bytes, reading at most :data:`MAX_HEADER_BYTES`; returns the ``__metadata__`` and the
+    tensor entries."""
     head = f.read(8)
     if len(head) < 8:
         raise _refuse(path, f"not a safetensors checkpoint ({size} bytes, too short for the "
@@ -254,8 +372,9 @@ def _read_header(f: Any, size: int, path: Path) -> dict[str, str]:
     return _check_header_bytes(raw, size - 8 - length, path)
 
 
-def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> dict[str, str]:
-    """Check a header against a data section of ``data_size`` bytes; returns the metadata."""
+def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> _Header:
+    """Check a header against a data section of ``data_size`` bytes; returns the metadata
+    and the tensor entries."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -280,8 +399,10 @@ def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> dict[str, str
             raise _refuse(path, f"__metadata__ must map strings to strings; {_q(key)} is "
                                 f"{_q(value, 30)} ({_kind(value)})")
     ranges: list[tuple[int, int, str]] = []
+    entries: dict[str, TensorInfo] = {}
     for name, entry in header.items():
         ranges.append((*_check_entry(name, entry, data_size, path), name))
+        entries[name] = TensorInfo(entry["dtype"], tuple(entry["shape"]))
     ranges.sort()
     position, previous = 0, None
     for begin, end, name in ranges:
@@ -297,7 +418,7 @@ def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> dict[str, str
         raise _refuse(path, f"{data_size - position} bytes of trailing data after the last "
                             f"tensor (data section {data_size} bytes, tensors end at "
                             f"{position})")
-    return metadata
+    return metadata, entries
 
 
 def _check_entry(name: str, entry: Any, data_size: int, path: Path) -> tuple[int, int]:
@@ -337,40 +458,74 @@ def _check_format(path: Path, metadata: Mapping[str, str]) -> None:
                             f"(format {_q(metadata.get('ganforge.format'), 30)})")
 
 
-def _open_header(path: Path) -> dict[str, str]:
-    """Check the header of the file at ``path``; returns its metadata."""
+def _open_regular(path: Path) -> tuple[IO[bytes], int]:
+    """Open ``path`` for reading and return it with its size, refusing anything but a
+    regular file: a FIFO would block the reader forever, a device never ends. The open
+    itself does not block (``O_NONBLOCK``), and the kind is checked on the opened file."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as f:
-            return _read_header(f, os.fstat(f.fileno()).st_size, path)
+        fd = os.open(path, flags)
     except OSError as exc:
         raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse(path, f"not a checkpoint: {_file_kind(info.st_mode)}, not a regular "
+                                "file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _file_kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISSOCK, "a socket"))
+    return next((word for test, word in kinds if test(mode)), "a special file")
+
+
+def read_header(path: str | Path) -> CheckpointHeader:
+    """The checked and decoded header of a checkpoint, without its tensors' data.
+
+    Everything :func:`read_checkpoint` checks before it reads the data section is checked
+    here: the safetensors header in full, the format, and every piece of ganforge metadata
+    (step, versions, optimizers, the trainer's counters, the embedded recipe)."""
+    path = Path(path)
+    try:
+        f, size = _open_regular(path)
+        with f:
+            metadata, entries = _read_header(f, size, path)
+    except OSError as exc:
+        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+    try:  # defence in depth: the library must agree the file is sound
+        with safe_open(str(path), framework="pt") as st:
+            st.metadata()
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise _refuse(path, f"not a valid safetensors checkpoint: {exc}") from None
+    return _decode_header(path, metadata, entries)
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of a checkpoint, without reading its tensors (the header is checked
-    in full, so a truncated or hostile file is refused here already)."""
-    path = Path(path)
-    metadata = _open_header(path)
-    try:  # defence in depth: the library must agree the file is sound
-        with safe_open(str(path), framework="pt") as f:
-            f.metadata()
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _refuse(path, f"not a valid safetensors checkpoint: {exc}") from None
-    _check_format(path, metadata)
-    return metadata
+    """The metadata of a checkpoint, without reading its tensors (the header and the
+    ganforge metadata are checked in full, so a truncated or hostile file is refused here
+    already)."""
+    return read_header(path).metadata
 
 
 def read_checkpoint(path: str | Path) -> CheckpointContents:
     """Read and decode a whole checkpoint; any problem is a :class:`CheckpointError`.
 
-    The header is checked before the tensors are read, and the bytes handed to the
-    safetensors library are the very bytes that were checked."""
+    The header and all metadata are checked before the tensors are read, the bytes handed
+    to the safetensors library are the very bytes that were checked, and the RNG states
+    are checked before anyone can restore them."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            metadata = _read_header(f, size, path)
-            _check_format(path, metadata)
+        f, size = _open_regular(path)
+        with f:
+            header = _decode_header(path, *_read_header(f, size, path))
             f.seek(0)
             data = f.read(size + 1)
     except OSError as exc:
@@ -381,19 +536,42 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     header_length = struct.unpack("<Q", data[:8])[0]
     if 8 + header_length > size:
         raise _refuse(path, "file changed while being read (header length)")
-    metadata = _check_header_bytes(data[8:8 + header_length], size - 8 - header_length, path)
-    _check_format(path, metadata)
+    metadata, entries = _check_header_bytes(data[8:8 + header_length],
+                                            size - 8 - header_length, path)
+    if (metadata, entries) != (header.metadata, header.entries):
+        raise _refuse(path, "file changed while being read (header)")
     try:
         tensors = load_bytes(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise _refuse(path, f"cannot read tensors: {exc}") from None
+    problems = rng_state_problems(tensors)
+    if problems:
+        raise _refuse(path, f"broken RNG state: {'; '.join(problems)}")
     return CheckpointContents(
+        step=header.step,
+        recipe_toml=header.recipe_toml,
+        versions=header.versions,
+        optimizers=header.optimizers,
+        tensors=tensors,
+        trainer=header.trainer,
+        recipe_table=header.recipe_table,
+    )
+
+
+def _decode_header(path: Path, metadata: dict[str, str],
+                   entries: dict[str, TensorInfo]) -> CheckpointHeader:
+    """Check the format and decode every piece of ganforge metadata."""
+    _check_format(path, metadata)
+    recipe_toml = _required(path, metadata, "ganforge.recipe")
+    return CheckpointHeader(
         step=_decode_step(path, metadata),
-        recipe_toml=_required(path, metadata, "ganforge.recipe"),
+        recipe_toml=recipe_toml,
+        recipe_table=_decode_recipe(path, recipe_toml),
         versions=_decode_versions(path, metadata),
         optimizers=_decode_optimizers(path, metadata),
-        tensors=tensors,
         trainer=_decode_trainer(path, metadata),
+        entries=entries,
+        metadata=metadata,
     )
 
 
@@ -409,6 +587,22 @@ def _decode_step(path: Path, metadata: Mapping[str, str]) -> int:
         raise _refuse(path, f"broken ganforge metadata: ganforge.step {_q(text, 30)} is not a "
                             "non-negative integer")
     return int(text)
+
+
+def _decode_recipe(path: Path, text: str) -> dict[str, Any]:
+    """The embedded recipe parsed; it must be TOML whose top-level values are all tables
+    (``[run]``, ``[generator]``, ...), as every recipe ganforge writes is."""
+    where = "broken ganforge metadata: ganforge.recipe"
+    try:
+        table = tomllib.loads(text)
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise _refuse(path, f"{where} is not valid TOML: {first[:200]}") from None
+    for key, value in table.items():
+        if not isinstance(value, dict):
+            raise _refuse(path, f"{where}: {key_path('$', key)} is {_q(value, 30)} "
+                                f"({_kind(value)}), not a table")
+    return table
 
 
 def _decode_json(path: Path, metadata: Mapping[str, str], key: str) -> dict[str, Any]:
@@ -458,27 +652,55 @@ def _decode_optimizers(path: Path, metadata: Mapping[str, str]) -> dict[str, Any
     return optimizers
 
 
-def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
-    trainer = _decode_json(path, metadata, "ganforge.trainer")
-    where = "broken ganforge metadata: ganforge.trainer"
-    seen = trainer.get("batches_seen", 0)
-    if not _is_int(seen) or seen < 0:
-        raise _refuse(path, f"{where}.batches_seen {_q(seen, 30)} is not a non-negative "
-                            "integer")
-    elapsed = trainer.get("elapsed_s", 0.0)
-    if isinstance(elapsed, bool) or not isinstance(elapsed, int | float) or not (
-            math.isfinite(elapsed) and elapsed >= 0):
-        raise _refuse(path, f"{where}.elapsed_s {_q(elapsed, 30)} is not a non-negative "
-                            "number")
-    best = trainer.get("best")
-    if best is not None and not isinstance(best, dict):
-        raise _refuse(path, f"{where}.best {_q(best, 30)} is neither null nor a JSON object")
-    return trainer
+def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> TrainerMeta:
+    try:
+        return decode_trainer(_decode_json(path, metadata, "ganforge.trainer"))
+    except RecipeError as exc:
+        raise _refuse(path, f"broken ganforge metadata: {_problems(exc)}") from None
+
+
+def decode_trainer(data: Mapping[str, Any]) -> TrainerMeta:
+    """The trainer's counters from their JSON form, through the project's strict cattrs
+    converter (:func:`~ganforge.structuring.structure_params`): unknown keys, wrong types and
+    values out of range are refused, every problem at once with its path
+    (``ganforge.trainer.best.step``), as a :class:`~ganforge.errors.RecipeError`."""
+    problems: list[tuple[str, str]] = []
+    rest = {k: v for k, v in data.items() if k != "best"}
+    meta = TrainerMeta()
+    try:
+        meta = structure_params(TrainerMeta, rest, "ganforge.trainer")
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+    best = None
+    if data.get("best") is not None:  # structured on its own so that its problems get paths
+        try:
+            best = structure_params(BestMetric, data["best"], "ganforge.trainer.best")
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RecipeError(problems)
+    return attrs.evolve(meta, best=best)
+
+
+#: Problems shown in one refusal, and characters per problem: a hostile file must not
+#: turn one error line into megabytes.
+_SHOWN_PROBLEMS = 5
+_PROBLEM_CHARS = 200
+
+
+def _problems(exc: RecipeError) -> str:
+    """A :class:`RecipeError`'s problems as one bounded line."""
+    shown = [f"{where}: {message}"[:_PROBLEM_CHARS]
+             for where, message in exc.problems[:_SHOWN_PROBLEMS]]
+    more = len(exc.problems) - len(shown)
+    return "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    """The newest checkpoint in ``folder`` whose header reads back (partial files never
-    have a final name, but a damaged one is skipped too)."""
+    """The newest checkpoint in ``folder`` whose header and metadata read back. Partial
+    files never have a final name; a damaged file, a file that is not a ganforge
+    checkpoint (a foreign safetensors file) and anything but a regular file (a FIFO named
+    like a checkpoint) are skipped."""
     if not folder.is_dir():
         return None
     candidates = sorted((p for p in folder.glob("step-*.safetensors")
@@ -486,7 +708,7 @@ def latest_checkpoint(folder: Path) -> Path | None:
                         key=lambda p: checkpoint_step(p) or 0, reverse=True)
     for path in candidates:
         try:
-            read_metadata(path)
+            read_header(path)
         except CheckpointError:
             continue
         return path
@@ -501,29 +723,69 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
                       what: str, source: Path | str) -> None:
     """Load ``state`` into ``module`` after checking keys, shapes, dtypes and finiteness,
     naming every mismatch key by key; nothing is loaded if anything is wrong."""
-    expected = module.state_dict()
-    problems: list[str] = []
-    missing = sorted(set(expected) - set(state))
-    extra = sorted(set(state) - set(expected))
-    if missing:
-        problems.append(f"missing {_names(missing)}")
-    if extra:
-        problems.append(f"unexpected {_names(extra)}")
-    for key in sorted(set(expected) & set(state)):
-        want, got = expected[key], state[key]
-        if not isinstance(got, torch.Tensor):
-            problems.append(f"{key}: not a tensor in checkpoint")
-            continue
-        if want.shape != got.shape:
-            problems.append(f"{key}: shape {list(got.shape)} in checkpoint, "
-                            f"{list(want.shape)} in model")
-        if want.dtype != got.dtype:
-            problems.append(f"{key}: dtype {got.dtype} in checkpoint, {want.dtype} in model")
-        if (got.is_floating_point() or got.is_complex()) and not torch.isfinite(got).all():
+    problems = _layout_problems(
+        module, {k: (v.shape, v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)},
+        [k for k, v in state.items() if not isinstance(v, torch.Tensor)])
+    for key in sorted(set(module.state_dict()) & set(state)):
+        got = state[key]
+        if (isinstance(got, torch.Tensor) and (got.is_floating_point() or got.is_complex())
+                and not torch.isfinite(got).all()):
             problems.append(f"{key}: non-finite values")
     if problems:
         raise _refuse(source, f"{what} does not match: {'; '.join(problems)}")
     module.load_state_dict(state)
+
+
+def check_module_layout(module: torch.nn.Module, entries: Mapping[str, TensorInfo],
+                        what: str, source: Path | str) -> None:
+    """Compare ``module``'s state dict with the tensor ``entries`` of a checkpoint header
+    (keys, shapes, dtypes), naming every mismatch as :func:`load_module_state` does.
+
+    ``module`` may live on the ``meta`` device: built there from a checkpoint's embedded
+    recipe it costs no memory, so a recipe that asks for a huge network is refused
+    before that network is ever allocated."""
+    problems = _layout_problems(
+        module, {k: (torch.Size(v.shape), _TORCH_DTYPES.get(v.dtype, v.dtype))
+                 for k, v in entries.items()})
+    if problems:
+        raise _refuse(source, f"{what} does not match: {'; '.join(problems)}")
+
+
+#: safetensors dtype names as torch dtypes (names this torch lacks compare as strings).
+_TORCH_DTYPES: dict[str, Any] = {
+    name: getattr(torch, attr, name) for name, attr in {
+        "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
+        "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
+        "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
+        "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
+        "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz",
+    }.items()}
+
+
+def _layout_problems(module: torch.nn.Module, got: Mapping[str, tuple[torch.Size, Any]],
+                     not_tensors: Collection[str] = ()) -> list[str]:
+    """Missing and unexpected keys, and shape and dtype mismatches, of ``got`` (key ->
+    ``(shape, dtype)``) against ``module``'s state dict."""
+    expected = module.state_dict()
+    keys = set(got) | set(not_tensors)
+    problems: list[str] = []
+    missing = sorted(set(expected) - keys)
+    extra = sorted(keys - set(expected))
+    if missing:
+        problems.append(f"missing {_names(missing)}")
+    if extra:
+        problems.append(f"unexpected {_names(extra)}")
+    for key in sorted(set(expected) & keys):
+        if key not in got:
+            problems.append(f"{key}: not a tensor in checkpoint")
+            continue
+        (shape, dtype), want = got[key], expected[key]
+        if want.shape != shape:
+            problems.append(f"{key}: shape {list(shape)} in checkpoint, "
+                            f"{list(want.shape)} in model")
+        if want.dtype != dtype:
+            problems.append(f"{key}: dtype {dtype} in checkpoint, {want.dtype} in model")
+    return problems
 
 
 def validate_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any],

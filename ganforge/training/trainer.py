@@ -24,6 +24,7 @@ from ..plugins import Plugins
 from ..recipe import Recipe
 from .build import build_networks, resolve_device
 from .checkpoint import (
+    TrainerMeta,
     checkpoint_name,
     latest_checkpoint,
     load_module_state,
@@ -39,7 +40,7 @@ from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch, gradient_norm
 from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
-from .rng import capture_rng, restore_rng
+from .rng import capture_rng, restore_rng, rng_state_problems
 from .run_dir import RunDirectory
 from .samples import generate, image_grid, write_grid
 from .speed import resolve_speed
@@ -240,13 +241,15 @@ class Trainer:
 
     def restore(self, path: str | Path) -> None:
         """Load a checkpoint of this recipe; only the ``[run]`` table may differ."""
-        contents = read_checkpoint(path)
-        saved = tomllib.loads(contents.recipe_toml)
-        differing = recipe_differences(saved, self.recipe.to_dict())
+        contents = read_checkpoint(path)  # metadata and RNG states checked before tensors
+        differing = recipe_differences(contents.recipe_table, self.recipe.to_dict())
         if differing:
             raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
                                   "differ); a resumed run may change only how long and how it "
                                   "runs, not what it computes")
+        problems = rng_state_problems(contents.tensors, self.latent_rng, required=True)
+        if problems:
+            raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
         load_module_state(self.generator, contents.section("generator"), "generator", path)
         load_module_state(self.discriminator, contents.section("discriminator"),
                           "discriminator", path)
@@ -267,13 +270,14 @@ class Trainer:
             raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
                 from None
         self._restore_loss_sums(contents.section("trainer"), path)
+        meta = contents.trainer
         self.step = contents.step
-        self.batches_seen = int(contents.trainer.get("batches_seen",
-                                                     contents.step * self.recipe.run.d_steps))
-        self.best = contents.trainer.get("best")
-        self._elapsed_before = float(contents.trainer.get("elapsed_s", 0.0))
-        self.rollbacks = int(contents.trainer.get("rollbacks", 0))
-        self.notes.extend(self._how_it_differs(contents.trainer))
+        self.batches_seen = (meta.batches_seen if meta.batches_seen is not None
+                             else contents.step * self.recipe.run.d_steps)
+        self.best = None if meta.best is None else attrs.asdict(meta.best)
+        self._elapsed_before = meta.elapsed_s
+        self.rollbacks = meta.rollbacks
+        self.notes.extend(self._how_it_differs(meta))
         self._watch.reset()
 
     def _restore_loss_sums(self, saved: Mapping[str, torch.Tensor], path: str | Path) -> None:
@@ -291,17 +295,17 @@ class Trainer:
         self._loss_sums = torch.stack([sums[0].float(), sums[1].float()]).to(self.device)
         self._loss_count = int(sums[2])
 
-    def _how_it_differs(self, saved: Mapping[str, Any]) -> list[str]:
+    def _how_it_differs(self, saved: TrainerMeta) -> list[str]:
         """Notes on what makes this session compute differently from the one that wrote
         the checkpoint although the recipe is the same: CPU results depend on the number of
         threads, and ``run.precision = "auto"`` resolves per device."""
         notes = []
-        threads = saved.get("threads")
+        threads = saved.threads
         if threads is not None and threads != torch.get_num_threads():
             notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
                          f"CPU threads, this process uses {torch.get_num_threads()} (set "
                          f"OMP_NUM_THREADS={threads} to match)")
-        precision = saved.get("precision")
+        precision = saved.precision
         if precision is not None and precision != self.speed.precision:
             notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
                          f"run.precision = {self.recipe.run.precision!r} resolves to "
@@ -634,7 +638,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
             raise UsageError(f"run directory {dirs.root} already holds a run; pass --resume "
                              "to continue it or --out for a new directory")
         trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
-        trainer.notes.extend(notes)
+        trainer.notes.extend(notes + recipe.notes())
         if checkpoint is not None:
             trainer.restore(checkpoint)
         if trainer.dist.is_main:
