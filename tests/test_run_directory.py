@@ -257,3 +257,29 @@ def test_a_second_sigterm_aborts_with_143(cli, tiny_recipe: Path, tmp_path: Path
     result = cli("run", tiny_recipe, "--out", tmp_path / "run")
     assert result.exit_code == 143
     assert "aborted by a second SIGTERM" in result.output
+
+
+def test_sigterm_during_an_evaluation_stops_it_and_writes_the_checkpoint(
+        plugins, tiny_recipe: Path, tmp_path: Path, monkeypatch) -> None:
+    from ganforge.evaluation import features
+
+    calls = []
+    pixels = features.PixelExtractor.__call__
+
+    def signalled(self, images):
+        calls.append(images.shape[0])
+        if len(calls) == 1:
+            signal.raise_signal(signal.SIGTERM)  # the scheduler's SIGTERM, mid-evaluation
+        return pixels(self, images)
+
+    monkeypatch.setattr(features.PixelExtractor, "__call__", signalled)
+    out = tmp_path / "run"
+    result = run(plugins, tiny_recipe, out, "run.checkpoint_every=100",
+                 "eval.every=2", "eval.metrics.fid.use=fid",
+                 "eval.metrics.fid.extractor=pixels", "eval.metrics.fid.n_fake=64",
+                 "eval.metrics.fid.n_real=32", "eval.metrics.fid.batch_size=4")
+    assert result.interrupted and result.stop_signal == signal.SIGTERM
+    assert result.step == 2 and result.checkpoint.name == "step-0000002.safetensors"
+    assert len(calls) == 1  # the next batch saw the stop request: 24 batches not computed
+    logged = read_jsonl(out / "metrics.jsonl").records
+    assert not any("eval/fid" in r for r in logged)

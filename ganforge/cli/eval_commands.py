@@ -1,17 +1,110 @@
-"""``ganforge eval`` and ``ganforge probe``: scoring checkpoints."""
+"""``ganforge eval`` and ``ganforge probe``: scoring checkpoints.
+
+A checkpoint may come from anyone, and its embedded recipe names the dataset these commands
+read. So a dataset taken from a checkpoint never downloads (``download`` is forced off), is
+overridable with ``--set dataset.KEY=VALUE``, and the commands say which folder they read.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UsageError
-from .app import app, reports_errors
-from .commands import SetOption, _plugins
+from ..errors import CheckpointError, DataError, RecipeError, UsageError
+from .app import app, reports_errors, stderr
+from .commands import _plugins
+
+_FROM_CHECKPOINT = "the checkpoint's recipe"
+
+
+def _dataset_keys(overrides: list[str], command: str) -> set[str]:
+    """The dataset params ``--set`` changes; anything outside ``dataset.`` is refused (the
+    networks come from the checkpoint's tensors and cannot change)."""
+    from ..recipe import parse_override
+
+    keys = set()
+    for text in overrides:
+        parts, _ = parse_override(text)
+        if parts[0] != "dataset" or len(parts) < 2:
+            raise UsageError(f"{command}: --set {text!r}: only dataset.KEY=VALUE can be set "
+                             "(the checkpoint's networks and settings are used as saved)")
+        keys.add(parts[1])
+    return keys
+
+
+def embedded_recipe(checkpoint: Path, recipe_toml: str, registry: Any) -> Any:
+    """The recipe embedded in a checkpoint; one that does not load is the checkpoint's fault."""
+    import tomllib
+
+    from ..recipe import build_recipe
+
+    try:
+        return build_recipe(tomllib.loads(recipe_toml), registry, source=str(checkpoint))
+    except (tomllib.TOMLDecodeError, RecipeError) as exc:
+        raise CheckpointError(f"{checkpoint}: its embedded recipe does not load here: "
+                              f"{str(exc).splitlines()[0]}") from None
+
+
+def with_dataset_overrides(recipe: Any, overrides: list[str], registry: Any,
+                           checkpoint: Path) -> Any:
+    """``recipe`` with ``--set dataset.KEY=VALUE`` applied (checked by :func:`_dataset_keys`
+    beforehand)."""
+    import tomllib
+
+    from ..recipe import apply_overrides, build_recipe
+
+    if not overrides:
+        return recipe
+    table = apply_overrides(tomllib.loads(recipe.to_toml()), overrides)
+    return build_recipe(table, registry, source=f"{checkpoint} + --set")
+
+
+def checkpoint_dataset_table(recipe: Any, overrides: list[str], command: str
+                             ) -> dict[str, Any]:
+    """The dataset table of a checkpoint's recipe (after ``--set``) with ``download`` off:
+    the checkpoint's say-so is not the user's consent, and these commands never download."""
+    table = recipe["dataset"].to_table()
+    if "download" in table:
+        if table["download"] and "download" in _dataset_keys(overrides, command):
+            raise UsageError(f"{command}: never downloads a dataset; put the data on disk "
+                             "and pass --set dataset.root=PATH")
+        table["download"] = False
+    return table
+
+
+def open_checkpoint_dataset(table: dict[str, Any], overrides: list[str], registry: Any,
+                            command: str) -> Any:
+    """Build the dataset ``table`` of a checkpoint's recipe, after saying on stderr which
+    folder it reads; missing data is a usage error that says how to point at it."""
+    from ..evaluation.reference import resolved_paths
+
+    user_keys = _dataset_keys(overrides, command)
+    name = table["use"]
+    roots = resolved_paths(table)
+    if roots:
+        from_set = "use" in user_keys or bool(user_keys & roots.keys())
+        stderr().print(f"reading dataset {name!r} at {', '.join(roots.values())} "
+                       f"(from {'--set' if from_set else _FROM_CHECKPOINT})")
+    hint = "pass --set dataset.root=PATH where the data is (it is never downloaded here)"
+    for path in roots.values():
+        if not Path(path).exists():
+            raise UsageError(f"{command}: dataset {name!r}: {path} does not exist; {hint}")
+    try:
+        return registry.create("dataset", name, {k: v for k, v in table.items() if k != "use"})
+    except DataError as exc:
+        raise UsageError(f"{command}: {str(exc).splitlines()[0]}; {hint}") from None
+
+
+#: ``--set`` of eval: the checkpoint's dataset table only.
+EvalSetOption = typer.Option(
+    None, "--set", "-s", metavar="dataset.KEY=VALUE",
+    help="Change the checkpoint's dataset table (TOML syntax), e.g. dataset.root=PATH; "
+         "repeatable.")
 
 
 @app.command("eval")
@@ -28,30 +121,25 @@ def evaluate(
                                         help="Path of pt_inception-2015-12-05-6726825d.pth."),
     download: bool = typer.Option(False, "--download",
                                   help="Fetch the Inception weights into the cache if missing."),
-    overrides: list[str] = SetOption,
+    overrides: list[str] = EvalSetOption,
     device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per metric."),
 ) -> None:
     """Score a checkpoint's generator; every score is printed with its protocol.
 
-    The real images come from the checkpoint's own recipe; point it at the data with
-    --set dataset.root=PATH when the data moved.
+    The real images come from the checkpoint's own recipe, never downloaded; point it at
+    the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set).
     """
-    import tomllib
-
     from ..evaluation.evaluator import Evaluator
-    from ..recipe import apply_overrides, build_recipe
-    from ..training import read_checkpoint, resolve_device
+    from ..training import resolve_device
     from ..training.inference import load_generator
 
     plugins = _plugins()
+    overrides = list(overrides or [])
+    _dataset_keys(overrides, "eval")  # a wrong --set is refused before anything is loaded
     dev = resolve_device(device)
     generator, recipe, step = load_generator(checkpoint, plugins.registry, dev)
-    if overrides:
-        table = apply_overrides(tomllib.loads(read_checkpoint(checkpoint).recipe_toml),
-                                overrides)
-        recipe = build_recipe(table, plugins.registry, source=f"{checkpoint} + --set")
-    dataset = recipe["dataset"].create(plugins.registry)
+    recipe = with_dataset_overrides(recipe, overrides, plugins.registry, checkpoint)
     params: dict[str, object] = {}
     for key, value in (("n_fake", n), ("n_real", n_real), ("extractor", extractor),
                        ("inception_weights", str(weights) if weights else None)):
@@ -60,7 +148,11 @@ def evaluate(
     if download:
         params["download"] = True
     metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
-    evaluator = Evaluator(metrics, dataset, recipe["dataset"].to_table(), dev)
+    table = checkpoint_dataset_table(recipe, overrides, "eval")
+    dataset = None
+    if any(m.needs_real for _, m in metrics.values()):  # the Inception Score reads no data
+        dataset = open_checkpoint_dataset(table, overrides, plugins.registry, "eval")
+    evaluator = Evaluator(metrics, dataset, table, dev)
     results = evaluator.run(generator, step)
     console = Console()
     if as_json:
@@ -68,16 +160,24 @@ def evaluate(
             console.print_json(json.dumps({"metric": r.label, "value": r.value, **r.extra,
                                            "protocol": r.protocol}))
         return
-    table = Table(title=f"{checkpoint} (step {step})")
-    for column in ("metric", "value", "fake", "real", "extractor", "resize", "seconds"):
-        table.add_column(column)
+    out = Table(title=f"{checkpoint} (step {step})")
+    for column in ("metric", "value", "fake", "real", "extractor", "resize", "reference",
+                   "seconds"):
+        out.add_column(column)
     for r in results:
         p = r.protocol
         extra = "".join(f" ± {v:.4g}" for k, v in r.extra.items() if k == "std")
-        table.add_row(r.label, f"{r.value:.4f}{extra}", str(p["n_fake"]),
-                      str(p["n_real"] or "-"), p["extractor"], p["resize"], str(p["seconds"]))
-    console.print(table)
-    console.print(f"dataset: {json.dumps(recipe['dataset'].to_table())}", highlight=False)
+        out.add_row(r.label, f"{r.value:.4f}{extra}", str(p["n_fake"]),
+                    str(p["n_real"] or "-"), p["extractor"], p["resize"],
+                    r.reference["key"] if r.reference else "-", str(p["seconds"]))
+    console.print(out)
+    console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True)
+    references = {r.reference["key"]: r.reference for r in results if r.reference}
+    for key, reference in references.items():
+        roots = "".join(f" {name}={path} ({reference['content'][name][:16]})"
+                        for name, path in reference["roots"].items())
+        console.print(f"reference {key}:{roots or ' no files (built-in dataset)'}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -91,7 +191,11 @@ def probe(
         help="Labelled data (digits, cifar10, svhn, mnist, or a recipe); default: the "
              "checkpoint's dataset. A name takes the discriminator's image size and channels "
              "unless --set says otherwise."),
-    overrides: list[str] = SetOption,
+    overrides: list[str] = typer.Option(
+        None, "--set", "-s", metavar="KEY=VALUE",
+        help="Without --dataset: change the checkpoint's dataset table (dataset.root=PATH). "
+             "With a dataset name: its params (image_size=64); with a recipe: recipe paths. "
+             "Repeatable."),
     seed: int = typer.Option(0, "--seed", help="Seed of the labelled/held-out split."),
     test_size: int = typer.Option(10_000, "--test-size", min=1,
                                   help="Held-out images scored (at most)."),
@@ -101,36 +205,37 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Linear probe of D's features (DCGAN §5.1): trained D against a random D."""
-    import tomllib
-
     from ..evaluation.probe import run_probe
-    from ..recipe import build_recipe
     from ..training import build_networks, read_checkpoint, resolve_device
     from ..training.checkpoint import load_module_state
     from .data_commands import dataset_source
 
     plugins = _plugins()
     registry = plugins.registry
+    overrides = list(overrides or [])
+    if dataset is None:  # then --set changes the checkpoint's own dataset table
+        _dataset_keys(overrides, "probe")
     dev = resolve_device(device)
     contents = read_checkpoint(checkpoint)
-    recipe = build_recipe(tomllib.loads(contents.recipe_toml), registry, source=str(checkpoint))
+    recipe = embedded_recipe(checkpoint, contents.recipe_toml, registry)
     _, trained = build_networks(recipe, registry)
     load_module_state(trained, contents.section("discriminator"), "discriminator", checkpoint)
     _, random_d = build_networks(recipe, registry, seed=baseline_seed)
     spec = trained.image_spec if hasattr(trained, "image_spec") else None
     if dataset is None:
-        if overrides:
-            raise UsageError("--set needs --dataset (the checkpoint's dataset is used as is)")
-        table = recipe["dataset"].to_table()
+        recipe = with_dataset_overrides(recipe, overrides, registry, checkpoint)
+        table = checkpoint_dataset_table(recipe, overrides, "probe")
+        data = open_checkpoint_dataset(table, overrides, registry, "probe")
     else:
-        sets = list(overrides or [])
+        sets = list(overrides)
         is_name = not (dataset.endswith(".toml") or Path(dataset).is_file())
         if is_name and spec is not None:
             given = {s.split("=", 1)[0].strip() for s in sets}
             sets = [f"{k}={v}" for k, v in (("image_size", spec.size),
                                             ("channels", spec.channels)) if k not in given] + sets
         table, _ = dataset_source(dataset, sets, plugins)
-    data = registry.create("dataset", table["use"], {k: v for k, v in table.items() if k != "use"})
+        data = registry.create("dataset", table["use"],
+                               {k: v for k, v in table.items() if k != "use"})
     results = run_probe(trained, random_d, data, labels_per_class, seed, test_size, dev)
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": contents.step,
