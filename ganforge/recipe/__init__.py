@@ -5,7 +5,15 @@ structured into each component's ``Params`` (:func:`load_recipe`). The result is
 :class:`Recipe` that renders back to one flat TOML file (:meth:`Recipe.to_toml`).
 """
 
-from .loading import apply_overrides, load_raw, merge, parse_override, read_toml, set_path
+from .loading import (
+                      apply_overrides,
+                      apply_settings,
+                      load_raw,
+                      merge,
+                      parse_override,
+                      read_toml,
+                      set_path,
+)
 from .model import (
                     COMPONENT_TABLES,
                     ComponentChoice,
@@ -14,6 +22,7 @@ from .model import (
                     RunParams,
                     build_recipe,
                     load_recipe,
+                    run_notes,
 )
 
 __all__ = [
@@ -23,11 +32,13 @@ __all__ = [
     "Recipe",
     "RunParams",
     "apply_overrides",
+    "apply_settings",
     "build_recipe",
     "load_raw",
     "load_recipe",
     "merge",
     "parse_override",
     "read_toml",
+    "run_notes",
     "set_path",
 ]

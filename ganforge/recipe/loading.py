@@ -66,23 +66,48 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
     return result
 
 
+#: Most files one ``extends`` chain may pass through, root included. Real chains are a
+#: few files deep; the cap turns a runaway (or generated) chain into one clear line instead
+#: of a RecursionError.
+MAX_EXTENDS_DEPTH = 64
+
+
 def load_raw(path: str | Path) -> Table:
     """Read ``path`` and everything it ``extends`` (relative to each file), merged.
 
-    ``extends`` may be one path or a list of paths, applied in order; cycles are errors.
+    ``extends`` may be one path or a list of paths, applied in order; cycles are errors, as
+    are chains more than :data:`MAX_EXTENDS_DEPTH` files deep. Each file is read and merged
+    once per call, however many files extend it.
     """
-    return _load_chain(Path(path), ())
+    return _load_chain(Path(path), (), {})
 
 
-def _load_chain(path: Path, seen: tuple[Path, ...]) -> Table:
+def _load_chain(path: Path, seen: tuple[Path, ...], loaded: dict[Path, Table]) -> Table:
+    """``path`` merged onto its parents. ``seen`` is the chain from the root to ``path``'s
+    child; ``loaded`` holds every file already merged in this load, by resolved path, so
+    that a parent shared by many files (a diamond) costs one read, not one per route."""
     resolved = path.resolve()
     if resolved in seen:
         chain = " -> ".join(_show(p) for p in (*seen, resolved))
         raise RecipeError.single("$.extends", f"cycle in extends: {chain}", source=_show(path))
+    if resolved in loaded:
+        # A file merged once has no cycle below it, whatever the route to it now.
+        return loaded[resolved]
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise RecipeError.single("$.extends", f"extends chain deeper than {MAX_EXTENDS_DEPTH} "
+                                 f"files: {_show(seen[0])} -> ... -> {_show(seen[-1])} -> "
+                                 f"{_show(resolved)}", source=_show(path))
     table = read_toml(path)
     parents = table.pop("extends", None)
-    if parents is None:
-        return table
+    if parents is not None:
+        table = merge(_load_parents(path, parents, (*seen, resolved), loaded), table)
+    loaded[resolved] = table
+    return table
+
+
+def _load_parents(path: Path, parents: Any, seen: tuple[Path, ...],
+                  loaded: dict[Path, Table]) -> Table:
+    """The files ``path`` extends (its ``extends`` value ``parents``), merged in order."""
     if isinstance(parents, str):
         parents = [parents]
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
@@ -99,8 +124,8 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> Table:
         if not found:
             raise RecipeError.single("$.extends", f"extended recipe {str(parent_path)!r} "
                                      "not found", source=_show(path))
-        base = merge(base, _load_chain(parent_path, (*seen, resolved)))
-    return merge(base, table)
+        base = merge(base, _load_chain(parent_path, seen, loaded))
+    return base
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -139,10 +164,40 @@ def set_path(table: Table, parts: list[str], value: Any, label: str = "") -> Non
     node[last] = copy.deepcopy(value)
 
 
+def replaces_table(parts: list[str], value: Any) -> bool:
+    """True for a setting that replaces a whole table: ``X.use = name`` (a new component,
+    whose table starts afresh) or ``X = {...}``."""
+    return parts[-1] == "use" or isinstance(value, Mapping)
+
+
+def settings_order(settings: Iterable[tuple[list[str], Any]]) -> list[int]:
+    """The order (indices into ``settings``) in which to apply one set of overrides: those
+    that replace a table first, shallowest first, then the value settings as given.
+
+    As Hydra applies group choices before values, ``dataset.image_size=64`` then survives a
+    ``dataset.use=synthetic`` written after it: within one command line (or one sweep
+    variant) the outcome does not depend on the order the overrides are written in.
+    """
+    settings = list(settings)
+    replacing = [replaces_table(parts, value) for parts, value in settings]
+    tables = [i for i, flag in enumerate(replacing) if flag]
+    values = [i for i, flag in enumerate(replacing) if not flag]
+    return sorted(tables, key=lambda i: len(settings[i][0])) + values
+
+
+def apply_settings(table: Table, settings: Iterable[tuple[list[str], Any, str]]) -> None:
+    """Apply ``(parts, value, label)`` settings to ``table`` in place, in the order of
+    :func:`settings_order` (table replacements, then values). ``label`` names each setting
+    in errors."""
+    settings = list(settings)
+    for i in settings_order((parts, value) for parts, value, _ in settings):
+        set_path(table, *settings[i])
+
+
 def apply_overrides(table: Mapping[str, Any], overrides: Iterable[str]) -> Table:
-    """Apply ``--set`` strings in order. Setting ``X.use`` to a new name replaces table X."""
+    """Apply ``--set`` strings: first those that change a table's ``use`` (which replaces
+    the table) or set a whole table, then the value overrides, each group in order."""
     result: Table = copy.deepcopy(dict(table))
-    for text in overrides:
-        parts, value = parse_override(text)
-        set_path(result, parts, value, f"--set {text!r}")
+    parsed = [(*parse_override(text), f"--set {text!r}") for text in overrides]
+    apply_settings(result, parsed)
     return result

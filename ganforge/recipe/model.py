@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -11,7 +12,7 @@ import attrs
 import tomli_w
 
 from ..errors import RecipeError, UnknownComponentError
-from ..params import param
+from ..params import at_most, param
 from ..registry import Registry
 from ..structuring import Problems, key_path, structure_params, unstructure_params
 from ..suggest import did_you_mean
@@ -28,28 +29,62 @@ def _device(_instance: object, attribute: attrs.Attribute, value: str) -> None:
 _positive = attrs.validators.gt(0)
 _non_negative = attrs.validators.ge(0)
 
+# Ceilings of the [run] and [eval] numbers. A recipe (or a checkpoint's embedded recipe) is
+# untrusted input: without a ceiling, num_workers = 10**20 forks until the machine is
+# killed and prefetch_factor = 10**8 fills its memory. Each ceiling lies far above any
+# real use and below the point where the number does harm.
+MAX_STEPS = 10**9
+MAX_BATCH_SIZE = 2**16
+MAX_NUM_WORKERS = 256
+MAX_PREFETCH_FACTOR = 32
+MAX_SAMPLE_COUNT = 1024
+MAX_KEEP_LAST = 10_000
+MAX_D_STEPS = 100
+MAX_ROLLBACKS = 1000
+#: Seeds are below 2**32: NumPy's legacy seeding takes no more, and the trainer's derived
+#: seeds (``seed * 1_000_003 + epoch``, ``seed + 1_000_003 * rank``) then stay far below
+#: the 2**64 that ``torch.Generator.manual_seed`` accepts.
+SEED_LIMIT = 2**32
+
+
+def _counted(limit: int) -> list:
+    """A count that must be at least 1 and at most ``limit``."""
+    return [_positive, at_most(limit)]
+
+
+def _up_to(limit: int) -> list:
+    """A count that may be 0 and is at most ``limit``."""
+    return [_non_negative, at_most(limit)]
+
 
 @attrs.frozen
 class RunParams:
     """The ``[run]`` table: how long and how the trainer runs."""
 
     steps: int = param(2000, "training steps (one D update and one G update each)",
-                       validator=_positive)
-    batch_size: int = param(128, "images per batch (paper: 128)", validator=_positive)
-    seed: int = param(0, "seed of weights, latents and data order", validator=_non_negative)
+                       validator=_counted(MAX_STEPS))
+    batch_size: int = param(128, "images per batch (paper: 128)",
+                            validator=_counted(MAX_BATCH_SIZE))
+    seed: int = param(0, "seed of weights, latents and data order (0 to 2**32 - 1)",
+                      validator=_up_to(SEED_LIMIT - 1))
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N",
                         validator=_device)
-    num_workers: int = param(0, "data-loader worker processes", validator=_non_negative)
+    num_workers: int = param(0, "data-loader worker processes",
+                             validator=_up_to(MAX_NUM_WORKERS))
     pin_memory: bool | None = param(None, "pin host batches; unset: on when training on CUDA")
     persistent_workers: bool = param(True, "keep loader workers alive between epochs")
-    prefetch_factor: int = param(2, "batches each worker loads ahead", validator=_positive)
+    prefetch_factor: int = param(2, "batches each worker loads ahead",
+                                 validator=_counted(MAX_PREFETCH_FACTOR))
     log_every: int = param(50, "steps between reading losses back from the device",
-                           validator=_positive)
-    sample_every: int = param(500, "steps between sample grids", validator=_positive)
-    checkpoint_every: int = param(1000, "steps between checkpoints", validator=_positive)
-    keep_last: int = param(3, "checkpoints kept by rotation", validator=_positive)
-    sample_count: int = param(64, "images in each sample grid", validator=_positive)
-    d_steps: int = param(1, "discriminator updates per generator update", validator=_positive)
+                           validator=_counted(MAX_STEPS))
+    sample_every: int = param(500, "steps between sample grids", validator=_counted(MAX_STEPS))
+    checkpoint_every: int = param(1000, "steps between checkpoints",
+                                  validator=_counted(MAX_STEPS))
+    keep_last: int = param(3, "checkpoints kept by rotation", validator=_counted(MAX_KEEP_LAST))
+    sample_count: int = param(64, "images in each sample grid",
+                              validator=_counted(MAX_SAMPLE_COUNT))
+    d_steps: int = param(1, "discriminator updates per generator update",
+                         validator=_counted(MAX_D_STEPS))
     precision: str = param("auto", "'auto' (bf16 autocast where the hardware has bf16, "
                            "else fp32), 'fp32' or 'bf16'",
                            validator=attrs.validators.in_(["auto", "fp32", "bf16"]))
@@ -64,8 +99,29 @@ class RunParams:
                                "'rollback' to the last checkpoint and go on with new batches",
                                validator=attrs.validators.in_(["stop", "rollback"]))
     max_rollbacks: int = param(3, "rollbacks allowed before the run stops anyway",
-                               validator=_non_negative)
+                               validator=_up_to(MAX_ROLLBACKS))
     out: str | None = param(None, "run directory; unset: runs/<recipe name>")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one), counted
+    as PyTorch's DataLoader counts them for its own warning."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def run_notes(run: RunParams, cpus: int | None = None) -> list[str]:
+    """One-line notes about ``run`` worth telling the user when the run starts (not errors:
+    the run works, but perhaps not as meant). ``cpus`` defaults to :func:`usable_cpus`."""
+    cpus = usable_cpus() if cpus is None else cpus
+    notes = []
+    if run.num_workers > cpus:
+        notes.append(f"run.num_workers = {run.num_workers} is more than the {cpus} CPU "
+                     f"core{'s' if cpus != 1 else ''} this process may use; workers will "
+                     f"share cores (run.num_workers = {cpus} or fewer avoids that)")
+    return notes
 
 
 @attrs.frozen
@@ -73,7 +129,7 @@ class EvalParams:
     """The ``[eval]`` table: metrics computed during training (``[eval.metrics.<label>]``)."""
 
     every: int = param(0, "steps between evaluations (and at the last step); 0: never",
-                       validator=_non_negative)
+                       validator=_up_to(MAX_STEPS))
     best: str | None = param(None, "label of the metric that picks checkpoints/best-<label>; "
                              "unset: the first metric")
 
@@ -153,6 +209,10 @@ class Recipe:
     def to_toml(self) -> str:
         """The resolved recipe as one flat TOML file (no ``extends``)."""
         return tomli_w.dumps(self.to_dict())
+
+    def notes(self, cpus: int | None = None) -> list[str]:
+        """One-line notes to print when a run of this recipe starts (see :func:`run_notes`)."""
+        return run_notes(self.run, cpus)
 
 
 def _lookup(table: Mapping[str, Any], dotted: str) -> Any:

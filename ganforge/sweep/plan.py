@@ -17,12 +17,15 @@ include_base = true           # with named variants: also run the base recipe
 ```
 
 Variants are the named ones (plus ``base``) crossed with the axis combinations; every
-variant's recipe is built and validated before anything runs.
+variant's recipe is built and validated before anything runs. Each variant's id names its
+folder under the sweep's directory, so a name must be a plain id (:data:`VARIANT_NAME`),
+and every planned run directory is checked to lie strictly inside that directory.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Mapping
@@ -33,9 +36,26 @@ import attrs
 
 from ..errors import RecipeError
 from ..params import param
-from ..recipe import Recipe, apply_overrides, build_recipe, load_raw, set_path
+from ..recipe import Recipe, apply_overrides, apply_settings, build_recipe, load_raw
+from ..recipe.model import SEED_LIMIT
 from ..registry import Registry
-from ..structuring import structure_params
+from ..structuring import key_path, structure_params
+
+#: What a variant id may look like: it names a folder under the sweep's directory, so it
+#: is one plain, readable path component (never ``/``, ``..``, ``~``, a leading ``.`` or
+#: ``-``, a space or a control character), and short enough for any file system.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=,+-]*")
+MAX_VARIANT_NAME = 100
+_RULE = (f"a variant name is letters, digits and _ . = , + -, starts with a letter or digit, "
+         f"has no '..' and at most {MAX_VARIANT_NAME} characters")
+
+
+def variant_name_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a variant (and so a run directory), or None if it can."""
+    if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name) or ".." in name \
+            or len(name) > MAX_VARIANT_NAME:
+        return f"not a safe variant name: {_RULE}"
+    return None
 
 
 @attrs.frozen
@@ -44,7 +64,10 @@ class SweepParams:
 
     mode: str = param("grid", "how axes combine: 'grid' (every combination) or 'zip'",
                       validator=attrs.validators.in_(["grid", "zip"]))
-    seeds: tuple[int, ...] | None = param(None, "seeds each variant runs with; unset: run.seed")
+    seeds: tuple[int, ...] | None = param(
+        None, "seeds each variant runs with; unset: run.seed",
+        validator=attrs.validators.optional(attrs.validators.deep_iterable(
+            [attrs.validators.ge(0), attrs.validators.lt(SEED_LIMIT)])))
     include_base: bool = param(True, "with named variants, also run the unchanged base")
 
 
@@ -104,8 +127,20 @@ def variant_id(overrides: Mapping[str, Any]) -> str:
         token = f"{key(path, depth)}={_format_value(value)}"
         if token not in tokens:
             tokens.append(token)
-    text = "_".join(tokens) or "base"
-    return re.sub(r"[^A-Za-z0-9._=+-]", "-", text)
+    return _safe_id("_".join(tokens) or "base")
+
+
+def _safe_id(text: str) -> str:
+    """``text`` made a valid variant name (:func:`variant_name_problem`). Odd characters
+    become ``-`` as they always have, so the ids (and run directories) of existing sweeps
+    stay the same; an id still invalid (a ``..``, a leading ``.`` or ``-``, too long) is
+    repaired and gets a digest of ``text``, so that distinct ids stay distinct."""
+    safe = re.sub(r"[^A-Za-z0-9._=+-]", "-", text)
+    if variant_name_problem(safe) is None:
+        return safe
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    safe = re.sub(r"^[^A-Za-z0-9]+", "", re.sub(r"\.{2,}", ".", safe))
+    return f"{safe[:MAX_VARIANT_NAME - 9]}-{digest}" if safe else digest
 
 
 def _axis_combinations(axes: Mapping[str, list[Any]], mode: str) -> list[dict[str, Any]]:
@@ -153,6 +188,10 @@ def plan_sweep(path: str | Path, registry: Registry, overrides: Iterable[str] = 
     if not isinstance(named, Mapping) or not all(isinstance(v, Mapping) for v in named.values()):
         problems.append(("$.sweep.variants", "expected [sweep.variants.<name>] tables"))
         named = {}
+    problems += _check_variant_names(named)
+    repeated = sorted({s for s in params.seeds or () if params.seeds.count(s) > 1})
+    if repeated:
+        problems.append(("$.sweep.seeds", f"seeds listed more than once: {repeated}"))
     if not axes and not named:
         problems.append(("$.sweep", "needs [sweep.axes] or [sweep.variants.<name>]"))
     if problems:
@@ -174,9 +213,11 @@ def plan_sweep(path: str | Path, registry: Registry, overrides: Iterable[str] = 
         for seed in seeds:
             table = copy.deepcopy(raw)
             try:
-                for dotted, value in changes.items():
-                    set_path(table, dotted.split("."), value, f"variant {vid!r}")
-                set_path(table, ["run", "seed"], seed, "seeds")
+                # One variant's overrides are one set, like one command line's --set:
+                # `use` changes first, then values, whatever order the table lists them in.
+                apply_settings(table, [*((dotted.split("."), value, f"variant {vid!r}")
+                                         for dotted, value in changes.items()),
+                                       (["run", "seed"], seed, "seeds")])
                 recipe = build_recipe(table, registry, source=str(path))
             except RecipeError as exc:
                 problems += [(f"variant {vid!r}: {p}", m) for p, m in exc.problems]
@@ -184,11 +225,41 @@ def plan_sweep(path: str | Path, registry: Registry, overrides: Iterable[str] = 
             runs.append(PlannedRun(vid, seed, changes, recipe, out / vid / f"seed-{seed}"))
     if problems:
         raise RecipeError(problems, source=str(path))
-    ids = [r.variant for r in runs]
-    if len(set(zip(ids, (r.seed for r in runs), strict=True))) != len(runs):
-        raise RecipeError.single("$.sweep", "two variants have the same id; rename the "
-                                 "named variants", source=str(path))
+    _check_run_dirs(runs, out, str(path))
     return SweepPlan(path, out, params, base, runs)
+
+
+def _check_variant_names(named: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """One problem per named variant whose name cannot be a run directory's name."""
+    problems = []
+    for name in named:
+        problem = variant_name_problem(name)
+        if problem:
+            problems.append((key_path("$.sweep.variants", name), problem))
+    return problems
+
+
+def _check_run_dirs(runs: list[PlannedRun], out: Path, source: str) -> None:
+    """Refuse a plan in which two runs share a run directory, or one lies anywhere but
+    strictly inside ``out``: the runner writes into (and may clean) every run directory,
+    so none may be outside the sweep's own folder, for instance through a symlink."""
+    root = out.resolve()
+    taken: dict[tuple[str, int], str] = {}
+    for run in runs:
+        # Case-folded: on a case-insensitive file system 'A' and 'a' are one folder.
+        key = (run.variant.casefold(), run.seed)
+        if key in taken:
+            first = taken[key]
+            what = (f"two variants have the id {first!r}" if first == run.variant else
+                    f"variants {first!r} and {run.variant!r} differ only in case")
+            raise RecipeError.single("$.sweep", f"{what}, so they would share a run "
+                                     "directory; rename the named variants", source=source)
+        taken[key] = run.variant
+        resolved = run.run_dir.resolve()
+        if resolved == root or not resolved.is_relative_to(root):
+            raise RecipeError.single("$.sweep", f"variant {run.variant!r}: run directory "
+                                     f"{str(resolved)!r} is not inside the sweep directory "
+                                     f"{str(root)!r}", source=source)
 
 
 def flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
