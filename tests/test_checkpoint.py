@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ganforge.errors import CheckpointError
+from ganforge.errors import CheckpointError, StorageError
 from ganforge.training.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
@@ -42,7 +42,7 @@ def test_failed_write_leaves_the_old_file(tmp_path: Path, monkeypatch) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("os.fsync", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageError, match=f"cannot write {path}: No space left on device"):
         write(path, 1, 9.0)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind

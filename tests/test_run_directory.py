@@ -4,7 +4,6 @@ that works on the first launch and on every requeue, and exact logged means afte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -14,11 +14,8 @@ A stop request (``should_stop``, asked between batches) ends an evaluation with
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,7 +29,8 @@ from safetensors.torch import save
 from ..cache import user_cache_dir
 from ..datasets.decoding import BadImage
 from ..datasets.policy import Skipped
-from ..errors import DataError
+from ..errors import DataError, StorageError
+from ..files import write_bytes_atomic, writing
 from ..interfaces import Dataset, Generator, Metric
 from ..structuring import unstructure_params
 from ..training.samples import generate
@@ -125,22 +123,13 @@ def _store(path: Path, key: Mapping[str, Any], features: torch.Tensor) -> bool:
     returns whether the entry was written."""
     data = save({"features": features.contiguous()},
                 metadata={"key": json.dumps(key, sort_keys=True)})
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                         suffix=".tmp", delete=False) as f:
-            tmp = f.name
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        with writing(path.parent):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, data)
+    except StorageError:
         return False
+    return True
 
 
 def _extract(extractor: FeatureExtractor, images: torch.Tensor, batch: list, logits: list) -> None:

@@ -48,7 +48,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from ..errors import CheckpointError, RecipeError
-from ..files import fsync_folder, temporary_path
+from ..files import write_bytes_atomic, writing
 from ..structuring import key_path, structure_params, unstructure_params
 from .rng import rng_state_problems
 
@@ -242,19 +242,9 @@ def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: i
     }
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = save_bytes(host, metadata=metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_folder(path.parent)
-    return path
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return write_bytes_atomic(path, data)
 
 
 def _trainer_meta(trainer: TrainerMeta | Mapping[str, Any] | None) -> TrainerMeta:
