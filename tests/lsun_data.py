@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import struct
 from pathlib import Path
 
 import lmdb
@@ -64,3 +66,28 @@ def add_entry(lmdb_path: Path, key: bytes, seed: int = 99) -> None:
     with env.begin(write=True) as txn:
         txn.put(key, encode(random_image(np.random.default_rng(seed), 64, 64), "WEBP"))
     env.close()
+
+
+def _main_root_page(data: bytes, psize: int) -> int:
+    """The root page of the main database, from the newer of the two meta pages (lmdb's
+    MDB_meta: after the 16-byte page header, the main MDB_db's md_root is at +128 and the
+    meta's txnid at +144)."""
+    metas = [struct.unpack_from("<QQ", data, page * psize + 136) for page in (0, 1)]
+    newer = max((0, 1), key=lambda page: metas[page][1])
+    return struct.unpack_from("<Q", data, newer * psize + 128)[0]
+
+
+def zero_root_page(lmdb_path: Path) -> None:
+    """Overwrite the main database's root page with zeros, keeping the file's size and
+    modification time (so a cached key index still matches it): every read of the
+    database then fails with lmdb's MDB_CORRUPTED."""
+    data_file = lmdb_path / "data.mdb"
+    env = lmdb.open(str(lmdb_path), readonly=True, lock=False)
+    psize = env.stat()["psize"]
+    env.close()
+    stat = data_file.stat()
+    data = bytearray(data_file.read_bytes())
+    root = _main_root_page(bytes(data), psize)
+    data[root * psize:(root + 1) * psize] = bytes(psize)
+    data_file.write_bytes(bytes(data))
+    os.utime(data_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +15,7 @@ from PIL import Image
 
 from ganforge.datasets import decoding
 from ganforge.datasets.decoding import BadImage, decode_image
+from ganforge.datasets.policy import Skipped
 
 
 def png(image: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
@@ -115,3 +119,84 @@ def test_resize_center_crop_and_range() -> None:
     assert (out[:, :, 1:9] == 255).all()  # only the bright centre survives the crop
     unit = decoding.to_unit_range(torch.tensor([0, 255], dtype=torch.uint8))
     assert unit.tolist() == [-1.0, 1.0]
+
+
+def thin_png() -> bytes:
+    """A PNG of 1,000,000x1 pixels that compresses to about 1 KB."""
+    data = png(Image.new("L", (1_000_000, 1), 128))
+    assert len(data) < 2048
+    return data
+
+
+@pytest.fixture
+def bounded_resize(monkeypatch) -> None:
+    """Make torchvision's resize fail on being asked for an oversized image, instead of
+    allocating it (gigabytes for a thin image, were the bound missing)."""
+    real = decoding.TF.resize
+
+    def resize(image: torch.Tensor, size: list[int], **kwargs) -> torch.Tensor:
+        short, long = sorted(image.shape[-2:])
+        pixels = size[0] * int(size[0] * long / short)  # torchvision's rule
+        assert pixels <= 4096 * 4096, f"asked to resize {image.shape} to {pixels} pixels"
+        return real(image, size, **kwargs)
+
+    monkeypatch.setattr(decoding.TF, "resize", resize)
+
+
+@pytest.mark.parametrize(("height", "width", "size"), [
+    (20, 40, 10), (40, 20, 10), (7, 3, 5), (1, 1000, 4), (3, 3, 64), (480, 640, 64)])
+def test_resized_shape_is_torchvisions(height: int, width: int, size: int) -> None:
+    image = torch.zeros(1, height, width, dtype=torch.uint8)
+    out = decoding.TF.resize(image, [size], antialias=True)
+    assert tuple(out.shape[-2:]) == decoding.resized_shape(height, width, size)
+
+
+def test_an_elongated_image_is_refused_before_the_resize(bounded_resize) -> None:
+    image = decode_image(thin_png(), 3, name="thin.png")  # 1,000,000 pixels: decodes
+    with pytest.raises(BadImage, match=r"^thin.png: 1000000x1 pixels is too elongated to "
+                                       r"resize to 64: 64000000x64 pixels would be over the "
+                                       rf"limit of {4096 * 4096}$"):
+        decoding.resize_center_crop(image, 64, "thin.png")
+
+
+def test_the_resize_bound_leaves_ordinary_shapes_alone() -> None:
+    panorama = torch.zeros(3, 64, 1024, dtype=torch.uint8)  # 16:1 at the largest size
+    assert decoding.resize_center_crop(panorama, 1024).shape == (3, 1024, 1024)
+    assert decoding.resize_center_crop(torch.zeros(3, 1, 1, dtype=torch.uint8),
+                                       1024).shape == (3, 1024, 1024)
+
+
+def image_folder(plugins, root: Path, on_error: str):
+    return plugins.registry.create("dataset", "image_folder", {
+        "root": str(root), "image_size": 64, "channels": 1, "on_error": on_error})
+
+
+def test_an_elongated_image_follows_the_on_error_policy(plugins, tmp_path: Path,
+                                                        bounded_resize) -> None:
+    (tmp_path / "a-good.png").write_bytes(png(Image.new("L", (80, 60), 7)))
+    thin = tmp_path / "b-thin.png"
+    thin.write_bytes(thin_png())
+    skipping = image_folder(plugins, tmp_path, "skip")
+    assert skipping[0].shape == (1, 64, 64)
+    skipped = skipping[1]
+    assert isinstance(skipped, Skipped) and skipped.key == str(thin)
+    assert "too elongated to resize to 64" in skipped.reason
+    failing = image_folder(plugins, tmp_path, "fail")
+    with pytest.raises(BadImage, match=rf"^{re.escape(str(thin))}: 1000000x1 pixels is too "
+                                       r"elongated[^\n]*$"):
+        failing[1]
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels (no data for them)."""
+    data = bytearray(png(Image.new("L", (1, 1))))
+    data[16:24] = struct.pack(">II", width, height)  # IHDR's width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # IHDR's CRC
+    return bytes(data)
+
+
+def test_the_decoded_size_is_bounded_whatever_pillows_limit(monkeypatch) -> None:
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # e.g. another library's choice
+    with pytest.raises(BadImage, match=r"^huge.png: 9000x9000 pixels is over the limit of "
+                                       rf"{8192 * 8192} \(decompression bomb\?\)$"):
+        decode_image(png_header_claiming(9000, 9000), 1, name="huge.png")

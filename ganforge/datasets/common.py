@@ -47,8 +47,9 @@ class EncodedImageDataset(Uint8ImageDataset):
             if isinstance(source, bytes) and not source:
                 raise BadImage(f"{name}: empty value")
             image = decode_image(source, self.params.channels, name=name)
+            # Inside the policy: an image too elongated to resize is a bad image too.
+            return resize_center_crop(image, self.params.image_size, name)
         except BadImage as exc:
             if self.params.on_error == "skip":
                 return Skipped(name, str(exc))
             raise
-        return resize_center_crop(image, self.params.image_size)

@@ -10,7 +10,10 @@ Every odd case a scraped dataset holds is either converted correctly or refused 
   (Pillow's own conversion clips them to white);
 - EXIF orientation is applied;
 - truncated, zero-byte and undecodable data, and decompression bombs (more than
-  :data:`MAX_PIXELS` pixels), are refused.
+  :data:`MAX_PIXELS` pixels, checked from the header before decoding), are refused;
+- so is an image whose shape would make the resize write more than
+  :data:`MAX_RESIZED_PIXELS` pixels (a 1 KB PNG of 1,000,000x1 pixels resized to 64 would
+  be 64x64,000,000 pixels, 12 GB, before the crop).
 """
 
 from __future__ import annotations
@@ -26,8 +29,13 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..errors import DataError
 
-#: Images larger than this are refused as decompression bombs (about 16k x 16k).
-MAX_PIXELS = 16384 * 16384
+#: Images larger than this are refused as decompression bombs (8192 x 8192, 192 MiB as RGB;
+#: below Pillow's own limit, so the bound holds whatever ``Image.MAX_IMAGE_PIXELS`` is).
+MAX_PIXELS = 8192 * 8192
+
+#: The most pixels the resize step may write (before the crop): 4096 x 4096, so at the
+#: largest ``image_size`` (1024) an aspect ratio of up to 16 still resizes.
+MAX_RESIZED_PIXELS = 4096 * 4096
 
 
 class BadImage(DataError):
@@ -83,9 +91,27 @@ def decode_image(source: bytes | Path, channels: int, name: str | None = None) -
         raise BadImage(f"{label}: cannot decode image: {reason}") from None
 
 
-def resize_center_crop(image: torch.Tensor, size: int) -> torch.Tensor:
+def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after resizing the shorter side to ``size``, by torchvision's rule
+    (the longer side is truncated, never rounded up)."""
+    if width <= height:
+        return int(size * height / width), size
+    return size, int(size * width / height)
+
+
+def resize_center_crop(image: torch.Tensor, size: int, name: str = "image") -> torch.Tensor:
     """Resize the shorter side to ``size`` (antialiased), then center-crop a square, as
-    the PyTorch DCGAN example prepares LSUN."""
+    the PyTorch DCGAN example prepares LSUN.
+
+    Raises :class:`BadImage` naming ``name`` when the resize would write more than
+    :data:`MAX_RESIZED_PIXELS` pixels (an extreme aspect ratio), before allocating them.
+    """
+    height, width = image.shape[-2:]
+    new_height, new_width = resized_shape(height, width, size)
+    if new_height * new_width > MAX_RESIZED_PIXELS:
+        raise BadImage(f"{name}: {width}x{height} pixels is too elongated to resize to "
+                       f"{size}: {new_width}x{new_height} pixels would be over the limit of "
+                       f"{MAX_RESIZED_PIXELS}")
     image = TF.resize(image, [size], antialias=True)
     return TF.center_crop(image, [size, size])
 
@@ -102,4 +128,5 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 
 def load_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
     """Decode, resize, crop and scale one image file to a float training tensor."""
-    return to_unit_range(resize_center_crop(decode_image(path, channels), image_size))
+    return to_unit_range(resize_center_crop(decode_image(path, channels), image_size,
+                                            str(path)))

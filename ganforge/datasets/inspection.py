@@ -14,6 +14,7 @@ from ..interfaces import Dataset
 from .decoding import BadImage, to_unit_range
 from .policy import Skipped
 from .prepared import uint8_item
+from .worker_errors import WorkerErrorsUnwrapped
 
 
 @attrs.frozen
@@ -59,7 +60,7 @@ def scan_dataset(dataset: Dataset, limit: int = 0, workers: int | None = None,
     bad: list[tuple[str, str]] = []
     with progress_bar("scanning", progress, transient=True) as bar:
         task = bar.add_task("scan", total=scanned)
-        for results in loader:
+        for results in WorkerErrorsUnwrapped(loader):
             bad.extend(r for r in results if r is not None)
             bar.advance(task, len(results))
     return ScanReport(count, scanned, bad)

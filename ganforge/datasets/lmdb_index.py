@@ -42,7 +42,11 @@ os.register_at_fork(before=close_lmdb_handles)
 
 
 def open_lmdb(path: Path) -> Any:
-    """This process's read-only, lock-free handle on the lmdb folder ``path``."""
+    """This process's read-only, lock-free handle on the lmdb folder ``path``.
+
+    Raises :class:`DataError` naming ``data.mdb`` when it is not an lmdb or is shorter than
+    lmdb's own meta pages say (a truncated copy or download).
+    """
     import lmdb
 
     key = str(path.resolve())
@@ -52,9 +56,36 @@ def open_lmdb(path: Path) -> Any:
             env = lmdb.open(str(path), readonly=True, lock=False, readahead=False,
                             meminit=False, max_readers=1024, subdir=True)
         except lmdb.Error as exc:
-            raise DataError(f"{path}: not a readable lmdb: {exc}") from None
+            raise DataError(f"{path / 'data.mdb'}: not a readable lmdb: {exc}") from None
+        try:
+            _check_complete(env, path / "data.mdb")
+        except BaseException:
+            env.close()
+            raise
         _OPEN[key] = env
     return env
+
+
+def _check_complete(env: Any, data: Path) -> None:
+    """Refuse a ``data.mdb`` shorter than the pages its meta page says are in use.
+
+    lmdb maps the file and reads pages through the map: a page past the end of a truncated
+    file kills the process with SIGBUS, no exception, no message. Opening reads only the
+    two meta pages at the start of the file, so the size is checked right after opening,
+    before any other page is touched.
+    """
+    needed = (env.info()["last_pgno"] + 1) * env.stat()["psize"]
+    actual = data.stat().st_size
+    if actual < needed:
+        raise DataError(f"{data}: truncated: lmdb needs {needed} bytes but the file has "
+                        f"{actual}; copy or download it again")
+
+
+def lmdb_read_error(path: Path, exc: Exception, what: str) -> DataError:
+    """A one-line error for an lmdb failure while reading ``what`` from the lmdb folder
+    ``path`` (corrupted pages, for one), naming its ``data.mdb``."""
+    return DataError(f"{path / 'data.mdb'}: cannot read {what}: {exc}; the database is "
+                     f"damaged, copy or download it again")
 
 
 def fingerprint(path: Path, entries: int) -> dict[str, Any]:
@@ -132,7 +163,7 @@ def load_key_index(lmdb_path: Path, progress: bool = True) -> KeyIndex:
     for folder in folders:
         if _valid(folder, fp):
             return KeyIndex(folder)
-    keys = _read_keys(env, entries, lmdb_path.name, progress)
+    keys = _read_keys(env, entries, lmdb_path, progress)
     for folder in folders:
         try:
             _write(folder, keys, fp)
@@ -143,15 +174,21 @@ def load_key_index(lmdb_path: Path, progress: bool = True) -> KeyIndex:
                     f"{folders[-1]}")
 
 
-def _read_keys(env: Any, entries: int, label: str, progress: bool) -> list[bytes]:
+def _read_keys(env: Any, entries: int, lmdb_path: Path, progress: bool) -> list[bytes]:
+    import lmdb
+
     from ..progress_bars import progress_bar
 
+    label = lmdb_path.name
     keys: list[bytes] = []
     with progress_bar(f"indexing {label}", progress, transient=True) as bar, \
             env.begin() as txn:
         task = bar.add_task(f"indexing {label}", total=entries)
-        for i, key in enumerate(txn.cursor().iternext(keys=True, values=False)):
-            keys.append(bytes(key))
-            if i % 10_000 == 0:
-                bar.update(task, completed=i)
+        try:
+            for i, key in enumerate(txn.cursor().iternext(keys=True, values=False)):
+                keys.append(bytes(key))
+                if i % 10_000 == 0:
+                    bar.update(task, completed=i)
+        except lmdb.Error as exc:
+            raise lmdb_read_error(lmdb_path, exc, "its keys") from None
     return keys

@@ -17,7 +17,7 @@ from ..errors import DataError
 from ..interfaces import ImageSpec
 from ..params import param
 from .common import EncodedImageDataset
-from .lmdb_index import KeyIndex, load_key_index, open_lmdb
+from .lmdb_index import KeyIndex, lmdb_read_error, load_key_index, open_lmdb
 from .policy import on_error_validator
 
 DOWNLOAD_HINT = ("get it with the LSUN project's download.py (python download.py -c bedroom), "
@@ -87,8 +87,14 @@ class LSUNDataset(EncodedImageDataset):
         return category, self.indexes[category][index - self.starts[category]]
 
     def encoded(self, index: int) -> tuple[bytes, str]:
+        import lmdb
+
         category, key = self.locate(index)
         name = f"{self.params.categories[category]}:{key.decode('utf-8', 'replace')}"
-        with self._env(category).begin(buffers=False) as txn:
-            data = txn.get(key)
+        try:
+            with self._env(category).begin(buffers=False) as txn:
+                data = txn.get(key)
+        except lmdb.Error as exc:
+            # A damaged database, not a bad image: no policy skips it.
+            raise lmdb_read_error(self.paths[category], exc, f"image {name}") from None
         return bytes(data or b""), name

@@ -33,6 +33,7 @@ from ..params import param
 from .common import Uint8ImageDataset, channels_validator, image_size_validator
 from .decoding import BadImage, to_uint8
 from .policy import Skipped
+from .worker_errors import WorkerErrorsUnwrapped
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -124,7 +125,7 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
             skipped: list[dict[str, str]] = []
             loader = DataLoader(Subset(_Uint8View(dataset), list(indices)), batch_size=64,
                                 num_workers=workers, collate_fn=_as_list)
-            for items in loader:
+            for items in WorkerErrorsUnwrapped(loader):
                 for item in items:
                     if isinstance(item, Skipped):
                         skipped.append({"key": item.key, "reason": item.reason})

@@ -74,7 +74,8 @@ class _TorchvisionDataset(Uint8ImageDataset):
     def uint8_item(self, index: int) -> torch.Tensor:
         image = self.inner[index][0]
         image = image.convert("L" if self.params.channels == 1 else "RGB")
-        return resize_center_crop(TF.pil_to_tensor(image), self.params.image_size)
+        return resize_center_crop(TF.pil_to_tensor(image), self.params.image_size,
+                                  f"{self.title} #{index}")
 
 
 

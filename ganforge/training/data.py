@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from ..datasets.decoding import to_unit_range
 from ..datasets.policy import ImageBatch, collate_images
+from ..datasets.worker_errors import WorkerErrorsUnwrapped
 from ..errors import DataError
 from ..interfaces import Dataset
 
@@ -122,7 +123,9 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
     """An endless iterator over batches of real images, from global batch ``start_batch``.
 
     A dataset held whole on the device (``residency == "device"``) is indexed there with no
-    loader; any other goes through a ``DataLoader`` with the given settings.
+    loader; any other goes through a ``DataLoader`` with the given settings. A ganforge
+    error raised in a loader worker (a bad image under ``on_error = "fail"``) reaches the
+    caller as its original one-line message, not as the worker's traceback.
     """
     sampler = EpochBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
     if dataset.residency == "device":
@@ -138,4 +141,4 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
                         prefetch_factor=prefetch_factor if workers else None,
                         worker_init_fn=seed_worker if workers else None,
                         generator=torch.Generator().manual_seed(seed))
-    return iter(loader)
+    return WorkerErrorsUnwrapped(loader)

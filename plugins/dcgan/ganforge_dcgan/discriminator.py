@@ -8,7 +8,13 @@ from torch import nn
 
 from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
 
-from .layers import image_size_validator, init_weights, norm, num_resolution_steps
+from .layers import (
+    check_dataset_size,
+    image_size_validator,
+    init_weights,
+    norm,
+    num_resolution_steps,
+)
 
 
 class DCGANDiscriminator(Discriminator):
@@ -35,7 +41,7 @@ class DCGANDiscriminator(Discriminator):
         self.params = params
         spec = resolve_image_spec("discriminator", params.image_size, params.channels,
                                   image_spec)
-        image_size_validator(None, attrs.fields(type(params)).image_size, spec.size)
+        check_dataset_size("discriminator", spec.size)
         self.image_spec = spec
         steps = num_resolution_steps(spec.size)
         bn, slope = params.batchnorm, params.leaky_slope

@@ -8,7 +8,13 @@ from torch import nn
 
 from ganforge import Generator, ImageSpec, param, resolve_image_spec
 
-from .layers import image_size_validator, init_weights, norm, num_resolution_steps
+from .layers import (
+    check_dataset_size,
+    image_size_validator,
+    init_weights,
+    norm,
+    num_resolution_steps,
+)
 
 
 class DCGANGenerator(Generator):
@@ -38,7 +44,7 @@ class DCGANGenerator(Generator):
         self.params = params
         self._spec = resolve_image_spec("generator", params.image_size, params.channels,
                                         image_spec)
-        image_size_validator(None, attrs.fields(type(params)).image_size, self._spec.size)
+        check_dataset_size("generator", self._spec.size)
         steps = num_resolution_steps(self._spec.size)
         bn = params.batchnorm
         channels = params.width * 2 ** (steps - 1)

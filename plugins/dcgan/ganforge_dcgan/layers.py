@@ -7,6 +7,8 @@ import math
 import attrs
 from torch import nn
 
+from ganforge import RecipeError
+
 #: Image sizes DCGAN supports; the number of blocks follows from the size.
 IMAGE_SIZES = (32, 64, 128)
 
@@ -15,6 +17,16 @@ def image_size_validator(_instance: object, attribute: attrs.Attribute, value: i
     """Allow ``None`` (take it from the dataset) or one of :data:`IMAGE_SIZES`."""
     if value is not None and value not in IMAGE_SIZES:
         raise ValueError(f"'{attribute.name}' must be one of {list(IMAGE_SIZES)}: {value}")
+
+
+def check_dataset_size(network: str, size: int) -> None:
+    """Refuse an image size given by the dataset that DCGAN cannot build, as a recipe error
+    on ``$.dataset.image_size`` (a network's own ``image_size`` param is validated with the
+    recipe, so a size that reaches the network unchecked came from the dataset)."""
+    if size not in IMAGE_SIZES:
+        raise RecipeError.single("$.dataset.image_size",
+                                 f"the dcgan {network} builds images of size "
+                                 f"{', '.join(map(str, IMAGE_SIZES))} only, not {size}")
 
 
 def num_resolution_steps(image_size: int) -> int:
