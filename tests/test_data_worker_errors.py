@@ -101,3 +101,23 @@ def test_prepare_with_workers_reports_the_bad_image_in_one_line(plugins,
     with pytest.raises(BadImage, match=ONE_BAD_IMAGE):
         prepare_dataset(dataset, {"use": "lsun"}, tmp_path / "prepared", workers=1,
                         progress=False)
+
+
+def test_more_workers_than_cores_gives_no_pytorch_paragraph(plugins, recwarn) -> None:
+    """The recipe layer notes it in one line (Recipe.notes); PyTorch's warning is silenced."""
+    import os
+
+    import torch
+
+    from ganforge.training.data import real_batches, shutdown_workers
+
+    dataset = plugins.registry.create("dataset", "synthetic",
+                                      {"count": 64, "image_size": 8, "channels": 1})
+    workers = len(os.sched_getaffinity(0)) + 1
+    batches = real_batches(dataset, 8, 0, 0, num_workers=workers,
+                           device=torch.device("cpu"), pin_memory=False)
+    try:
+        assert next(batches).images.shape == (8, 1, 8, 8)
+    finally:
+        shutdown_workers(batches)
+    assert not [w for w in recwarn if "This DataLoader will create" in str(w.message)]

@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -133,12 +134,18 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
         if resident is not None:
             return _resident_batches(resident, sampler, device)
     workers = num_workers > 0
-    # The loader draws its workers' base seed from this generator, not from torch's global
-    # RNG, so starting (or resuming) a loader leaves the checkpointed RNG state untouched.
-    loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
-                        collate_fn=collate_images, pin_memory=pin_memory,
-                        persistent_workers=workers and persistent_workers,
-                        prefetch_factor=prefetch_factor if workers else None,
-                        worker_init_fn=seed_worker if workers else None,
-                        generator=torch.Generator().manual_seed(seed))
-    return WorkerErrorsUnwrapped(loader)
+    # The loader draws its workers' base seed from its own generator, not from torch's
+    # global RNG, so starting (or resuming) a loader leaves the checkpointed RNG state
+    # untouched.
+    with warnings.catch_warnings():
+        # More workers than cores: the recipe layer says so in one line (Recipe.notes),
+        # instead of PyTorch's paragraph (at construction and when the workers start).
+        warnings.filterwarnings("ignore", message="This DataLoader will create",
+                                category=UserWarning)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                            collate_fn=collate_images, pin_memory=pin_memory,
+                            persistent_workers=workers and persistent_workers,
+                            prefetch_factor=prefetch_factor if workers else None,
+                            worker_init_fn=seed_worker if workers else None,
+                            generator=torch.Generator().manual_seed(seed))
+        return WorkerErrorsUnwrapped(loader)
