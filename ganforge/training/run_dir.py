@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
+import weakref
 from pathlib import Path
 
 import attrs
@@ -51,6 +53,9 @@ class FolderLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
+        # A forked child (a data-loader worker) would share the lock and keep it held after
+        # this process dies; children drop their copy at once.
+        os.register_at_fork(after_in_child=functools.partial(_drop_in_child, weakref.ref(self)))
         return self
 
     def release(self) -> None:
@@ -63,6 +68,12 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _drop_in_child(lock: weakref.ref[FolderLock]) -> None:
+    held = lock()
+    if held is not None:
+        held.release()
 
 
 @attrs.frozen
