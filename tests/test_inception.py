@@ -1,11 +1,15 @@
-"""The pickle-free ``.pth`` reader and the FID Inception network (no network, no real weights).
+"""The FID Inception network and how its weights file is read (no network, no real weights).
 
-Fixture checkpoints are written with ``torch.save`` (that is how the real weights file was
-made); hostile ones are crafted with the standard pickler. Nothing here ever unpickles.
+Fixture weights are written with ``torch.save`` (that is how the real file was made); hostile
+files are crafted with the standard pickler. The loader reads a file into memory, checks its
+SHA-256 against the pinned value, and only then parses those bytes with
+``torch.load(..., weights_only=True)``; the tests pin a fixture's hash with ``monkeypatch``
+where they need the parser to be reached. Nothing here unpickles a hostile file.
 """
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import os
@@ -13,7 +17,7 @@ import pickle
 import urllib.error
 import urllib.request
 import zipfile
-from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 from ganforge.errors import CheckpointError, UsageError
 from ganforge.evaluation import inception
 from ganforge.evaluation.inception import (
+    MAX_WEIGHTS_BYTES,
     WEIGHTS_FILE,
     WEIGHTS_SHA256,
     WEIGHTS_URL,
@@ -38,7 +43,6 @@ from ganforge.evaluation.inception import (
     inception_weights_path,
     load_fid_inception,
 )
-from ganforge.evaluation.pth_reader import read_pth_state_dict
 
 # pytorch-fid's FID network = torchvision Inception-v3, no aux head, 1008 classes:
 #   torchvision inception_v3 (1000 classes, with AuxLogits)      27,161,264
@@ -68,156 +72,9 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
     return path
 
 
-def _craft(path: Path, obj: object, storages: dict[str, bytes]) -> Path:
-    """A zip checkpoint whose data.pkl pickles ``obj``; ``_StorageRef`` become storages."""
-
-    class _Pickler(pickle.Pickler):
-        def persistent_id(self, value: object) -> object:
-            if isinstance(value, _StorageRef):
-                return ("storage", torch.FloatStorage, value.key, "cpu", value.numel)
-            return None
-
-    buffer = io.BytesIO()
-    _Pickler(buffer, protocol=2).dump(obj)
-    members = {"archive/data.pkl": buffer.getvalue(), "archive/byteorder": b"little"}
-    members.update({f"archive/data/{key}": data for key, data in storages.items()})
-    members["archive/version"] = b"3\n"
-    return _zip(path, members)
-
-
-class _StorageRef:
-    def __init__(self, key: str, numel: int) -> None:
-        self.key = key
-        self.numel = numel
-
-
-class _Rebuild:
-    """Pickles as a call of torch._utils._rebuild_tensor_v2 with chosen arguments."""
-
-    def __init__(self, *args: object) -> None:
-        self.args = args
-
-    def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
-        return (torch._utils._rebuild_tensor_v2, self.args)
-
-
-class _Evil:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (os.system, (f"echo hacked > {self.marker}",))
-
-
-# --------------------------------------------------------------------------- pth_reader
-
-
-def test_round_trip_conv_batchnorm_state_dict(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 2))
-    model(torch.randn(5, 3, 4, 4))  # train mode: running stats and num_batches_tracked move
-    state = model.state_dict()
-    path = tmp_path / "model.pth"
-    torch.save(state, path)
-
-    loaded = read_pth_state_dict(path)
-
-    _assert_same_state(loaded, state)
-    assert loaded["1.num_batches_tracked"].dtype == torch.int64
-    assert loaded["1.num_batches_tracked"].shape == ()
-    assert loaded["1.num_batches_tracked"].item() == 1
-    fresh = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 2))
-    fresh.load_state_dict(loaded, strict=True)
-
-
-def test_round_trip_dtypes_views_and_offsets(tmp_path: Path) -> None:
-    torch.manual_seed(1)
-    base = torch.randn(10, dtype=torch.float16)
-    grid = torch.randn(4, 6)
-    state = {
-        "half": torch.randn(3, 5).half(),
-        "half_slice": base[2:8:2],  # offset 2, stride 2 into a shared 10-element storage
-        "half_tail": base[7:],  # same storage, another offset
-        "row": grid[2],  # offset into a 2-D tensor's storage
-        "column": grid[:, 3],  # non-contiguous
-        "transposed": grid.t(),
-        "bf16": torch.randn(2, 3).bfloat16(),
-        "double": torch.randn(3, dtype=torch.float64),
-        "int32": torch.arange(-3, 3, dtype=torch.int32),
-        "uint8": torch.arange(250, 256, dtype=torch.uint8),
-        "bool": torch.tensor([True, False, True]),
-        "scalar": torch.tensor(2.5),
-        "empty": torch.empty(0, 3),
-        "param": nn.Parameter(torch.randn(2, 2)),
-    }
-    path = tmp_path / "mixed.pth"
-    torch.save(state, path)
-
-    loaded = read_pth_state_dict(path)
-
-    _assert_same_state(loaded, {k: v.detach() for k, v in state.items()})
-    assert loaded["transposed"].stride() == grid.t().stride()
-    assert type(loaded["param"]) is torch.Tensor
-    # Copies: no two results share memory, and nothing aliases the archive.
-    pointers = [t.untyped_storage().data_ptr() for t in loaded.values() if t.numel()]
-    assert len(set(pointers)) == len(pointers)
-
-
-def test_file_object_and_big_endian_archive(tmp_path: Path) -> None:
-    state = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([-1.5])}
-    path = tmp_path / "little.pth"
-    torch.save(state, path)
-    with zipfile.ZipFile(path) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    for name, data in list(members.items()):
-        if name.endswith("/byteorder"):
-            members[name] = b"big"
-        elif "/data/" in name:  # all storages are float32: swap every 4-byte word
-            members[name] = b"".join(data[i : i + 4][::-1] for i in range(0, len(data), 4))
-    big = _zip(tmp_path / "big.pth", members)
-
-    _assert_same_state(read_pth_state_dict(big), state)
-    with path.open("rb") as handle:
-        _assert_same_state(read_pth_state_dict(handle, name="weights"), state)
-
-
-@pytest.mark.parametrize("protocol", [0, 2, 4])
-def test_hostile_global_is_refused_and_not_executed(tmp_path: Path, protocol: int) -> None:
-    marker = tmp_path / "hacked.txt"
-    payload = pickle.dumps(_Evil(marker), protocol=protocol)
-    assert b"system" in payload  # the classic os.system gadget really is in there
-    path = _zip(tmp_path / "evil.pth", {"evil/data.pkl": payload, "evil/version": b"3\n"})
-
-    with pytest.raises(CheckpointError) as info:
-        read_pth_state_dict(path)
-
-    message = str(info.value)
-    assert str(path) in message
-    assert "system" in message and "global" in message
-    assert not marker.exists()
-
-
-def test_other_globals_and_opcodes_are_refused(tmp_path: Path) -> None:
-    cases: dict[str, bytes] = {
-        " eval'": pickle.dumps({"x": _Reducer(eval, ("1+1",))}, protocol=2),
-        "posixpath join": pickle.dumps({"x": _Reducer(os.path.join, ("a",))}, protocol=2),
-        "_get_layout": pickle.dumps(
-            {"x": _Reducer(torch.serialization._get_layout, ("torch.strided",))}, protocol=2
-        ),
-        "BINBYTES": pickle.dumps({"x": b"raw bytes"}, protocol=3),
-        "opcode DICT": pickle.dumps({"x": 1}, protocol=0),
-        "call of global 'torch FloatStorage'": pickle.dumps(
-            {"x": _Reducer(torch.FloatStorage, ())}, protocol=2
-        ),
-    }
-    for expected, payload in cases.items():
-        path = _zip(tmp_path / "bad.pth", {"bad/data.pkl": payload})
-        with pytest.raises(CheckpointError, match="refused") as info:
-            read_pth_state_dict(path)
-        assert expected in str(info.value), (expected, str(info.value))
-
-
 class _Reducer:
+    """Pickles as a call of ``func(*args)``: the classic code-execution gadget."""
+
     def __init__(self, func: Any, args: tuple[object, ...]) -> None:
         self.func = func
         self.args = args
@@ -226,50 +83,15 @@ class _Reducer:
         return (self.func, self.args)
 
 
-def test_crafted_tensor_outside_its_storage_is_refused(tmp_path: Path) -> None:
-    four_floats = torch.arange(4, dtype=torch.float32).numpy().tobytes()
-    hooks: OrderedDict[str, object] = OrderedDict()
-    ok = {"x": _Rebuild(_StorageRef("0", 4), 1, (3,), (1,), False, hooks)}
-    assert torch.equal(
-        read_pth_state_dict(_craft(tmp_path / "ok.pth", ok, {"0": four_floats}))["x"],
-        torch.tensor([1.0, 2.0, 3.0]),
-    )
-    too_far = {"x": _Rebuild(_StorageRef("0", 4), 0, (2, 3), (3, 1), False, hooks)}
-    with pytest.raises(CheckpointError, match="reaches element 5 of a 4-element storage"):
-        read_pth_state_dict(_craft(tmp_path / "far.pth", too_far, {"0": four_floats}))
-    short = {"x": _Rebuild(_StorageRef("0", 8), 0, (4,), (1,), False, hooks)}
-    with pytest.raises(CheckpointError, match="holds 16 bytes"):
-        read_pth_state_dict(_craft(tmp_path / "short.pth", short, {"0": four_floats}))
-    missing = {"x": _Rebuild(_StorageRef("7", 4), 0, (4,), (1,), False, hooks)}
-    with pytest.raises(CheckpointError, match="missing from the archive"):
-        read_pth_state_dict(_craft(tmp_path / "missing.pth", missing, {"0": four_floats}))
+def _torch_saved(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return buffer.getvalue()
 
 
-def test_non_zip_and_zip_without_data_pkl_are_refused(tmp_path: Path) -> None:
-    text = tmp_path / "notes.pth"
-    text.write_text("definitely not a checkpoint\n")
-    with pytest.raises(CheckpointError, match="not a PyTorch zip checkpoint") as info:
-        read_pth_state_dict(text)
-    assert str(text) in str(info.value)
-
-    empty = _zip(tmp_path / "empty.pth", {"archive/version": b"3\n", "archive/data/0": b"\0"})
-    with pytest.raises(CheckpointError, match="data.pkl") as info:
-        read_pth_state_dict(empty)
-    assert str(empty) in str(info.value)
-
-    with pytest.raises(CheckpointError):
-        read_pth_state_dict(tmp_path / "absent.pth")
-
-
-def test_nested_or_non_dict_checkpoints_are_refused(tmp_path: Path) -> None:
-    nested = tmp_path / "nested.pth"
-    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, nested)
-    with pytest.raises(CheckpointError, match="not a flat state dict"):
-        read_pth_state_dict(nested)
-    as_list = tmp_path / "list.pth"
-    torch.save([torch.ones(2)], as_list)
-    with pytest.raises(CheckpointError, match="not a state dict"):
-        read_pth_state_dict(as_list)
+def _one_line_naming(message: str, path: Path) -> None:
+    assert "\n" not in message, message
+    assert str(path) in message, message
 
 
 # --------------------------------------------------------------------------- inception
@@ -406,6 +228,31 @@ def test_load_round_trips_fake_weights(
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters())
     _assert_same_state(model.state_dict(), net.state_dict())
+    # Same weights, same arithmetic: features and logits (so every score) are bit-identical.
+    images = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    with torch.no_grad():
+        for ours, reference in zip(model(images), net(images), strict=True):
+            assert torch.equal(ours, reference)
+
+
+def test_the_hashed_bytes_are_the_parsed_bytes(
+    fake_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torch.load gets an in-memory copy of the verified bytes, never the path."""
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", _sha256(fake_weights))
+    real_load = torch.load
+    calls: list[tuple[object, dict[str, object]]] = []
+
+    def spy(source: object, **kwargs: Any) -> Any:
+        calls.append((source, kwargs))
+        return real_load(source, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    load_fid_inception(fake_weights)
+    [(source, kwargs)] = calls
+    assert isinstance(source, io.BytesIO)
+    assert hashlib.sha256(source.getvalue()).hexdigest() == inception.WEIGHTS_SHA256
+    assert kwargs == {"weights_only": True, "map_location": "cpu"}
 
 
 def test_hash_mismatch_is_refused(fake_weights: Path) -> None:
@@ -413,7 +260,130 @@ def test_hash_mismatch_is_refused(fake_weights: Path) -> None:
         load_fid_inception(fake_weights)
     message = str(info.value)
     assert WEIGHTS_SHA256 in message and _sha256(fake_weights) in message
-    assert "\n" not in message
+    _one_line_naming(message, fake_weights)
+
+
+def test_truncated_file_is_refused(
+    fake_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    truncated = tmp_path / WEIGHTS_FILE
+    truncated.write_bytes(fake_weights.read_bytes()[: 1 << 20])
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch") as info:
+        load_fid_inception(truncated)
+    _one_line_naming(str(info.value), truncated)
+    assert f"({1 << 20} bytes)" in str(info.value)
+
+    # Even under a pinned hash that matches, the cut-off archive is refused, not half-loaded.
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", _sha256(truncated))
+    with pytest.raises(CheckpointError, match="not loadable as weights") as info:
+        load_fid_inception(truncated)
+    _one_line_naming(str(info.value), truncated)
+
+
+def test_too_large_file_is_refused_before_reading(tmp_path: Path) -> None:
+    huge = tmp_path / WEIGHTS_FILE
+    with huge.open("wb") as handle:  # sparse: no disk space, no bytes to read
+        handle.truncate(MAX_WEIGHTS_BYTES + 1)
+    with pytest.raises(CheckpointError, match="refusing to read it") as info:
+        load_fid_inception(huge)
+    _one_line_naming(str(info.value), huge)
+    assert str(MAX_WEIGHTS_BYTES + 1) in str(info.value)
+    assert "SHA-256" not in str(info.value)  # refused on its size alone
+
+
+def test_a_fifo_or_folder_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)  # nobody writes to it: a blocking open or read would hang forever
+    with pytest.raises(CheckpointError, match="a FIFO, not a regular file") as info:
+        load_fid_inception(fifo)
+    _one_line_naming(str(info.value), fifo)
+
+    folder = tmp_path / "folder.pth"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match="a folder, not a regular file") as info:
+        load_fid_inception(folder, download=True)  # present, so nothing is downloaded
+    _one_line_naming(str(info.value), folder)
+
+
+def _gadget(kind: str, marker: Path) -> _Reducer:
+    """A callable and arguments that, if ever called, create ``marker``."""
+    code = f"open({str(marker)!r}, 'w').write('hacked')"
+    if kind == "system":
+        return _Reducer(os.system, (f"echo hacked > '{marker}'",))
+    return _Reducer({"eval": builtins.eval, "exec": builtins.exec}[kind], (code,))
+
+
+_CONTAINERS: dict[str, Callable[[_Reducer], bytes]] = {
+    "torch.save": lambda gadget: _torch_saved({"fc.weight": torch.ones(2), "x": gadget}),
+    "pickle-0": lambda gadget: pickle.dumps({"x": gadget}, protocol=0),
+    "pickle-2": lambda gadget: pickle.dumps({"x": gadget}, protocol=2),
+    "pickle-4": lambda gadget: pickle.dumps({"x": gadget}, protocol=4),
+}
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol 4:UserWarning")
+@pytest.mark.parametrize("container", list(_CONTAINERS))
+@pytest.mark.parametrize("kind", ["system", "eval", "exec"])
+def test_malicious_reduce_never_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, container: str
+) -> None:
+    marker = tmp_path / "hacked.txt"
+    gadget = _gadget(kind, marker)
+    gadget.func(*gadget.args)  # the control: called, the gadget does leave its mark
+    assert marker.read_text().strip() == "hacked"
+    marker.unlink()
+    path = tmp_path / "evil.pth"
+    path.write_bytes(_CONTAINERS[container](gadget))
+
+    # The hash is checked first: the file is refused before anything parses it.
+    with pytest.raises(CheckpointError, match="SHA-256 mismatch") as info:
+        load_fid_inception(path)
+    _one_line_naming(str(info.value), path)
+    assert not marker.exists()
+
+    # Even if its hash were the pinned one, weights_only=True refuses the gadget unrun.
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", _sha256(path))
+    with pytest.raises(CheckpointError, match=r"weights_only=True\): UnpicklingError") as info:
+        load_fid_inception(path)
+    message = str(info.value)
+    _one_line_naming(message, path)
+    if container in ("torch.save", "pickle-2"):  # protocols 0 and 4: refused at an opcode
+        assert f"GLOBAL {'posix.system' if kind == 'system' else kind}" in message
+    assert "weights_only=False" not in message and "safe_globals" not in message
+    assert not marker.exists()
+
+
+def test_files_that_are_not_a_state_dict_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What torch.load(weights_only=True) accepts but is no flat state dict, and what it
+    cannot parse at all: each refused in one line naming the file, under a matching hash."""
+    cases: dict[str, tuple[bytes, str]] = {
+        "nested.pth": (
+            _torch_saved({"model": {"w": torch.ones(2)}, "epoch": 3}),
+            "not a flat state dict of tensors",
+        ),
+        "list.pth": (_torch_saved([torch.ones(2)]), r"not a state dict \(a list\)"),
+        "notes.pth": (b"definitely not a checkpoint\n", "not loadable as weights"),
+        "empty.pth": (b"", "not loadable as weights"),
+        "small.pth": (
+            _torch_saved(nn.Conv2d(3, 4, 3).state_dict()),
+            "does not fit the FID Inception network",
+        ),
+    }
+    for name, (data, expected) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        monkeypatch.setattr(inception, "WEIGHTS_SHA256", _sha256(path))
+        with pytest.raises(CheckpointError, match=expected) as info:
+            load_fid_inception(path)
+        _one_line_naming(str(info.value), path)
+
+    no_data = _zip(tmp_path / "no_data.pth", {"archive/version": b"3\n"})
+    monkeypatch.setattr(inception, "WEIGHTS_SHA256", _sha256(no_data))
+    with pytest.raises(CheckpointError, match="not loadable as weights") as info:
+        load_fid_inception(no_data)
+    _one_line_naming(str(info.value), no_data)
 
 
 def test_weights_path_is_cache_aware(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,3 +459,31 @@ def test_download_verifies_hash_then_renames_into_place(
     assert destination.read_bytes() == payload
     assert [p.name for p in destination.parent.iterdir()] == [WEIGHTS_FILE]
     _assert_same_state(model.state_dict(), net.state_dict())
+
+
+def test_download_larger_than_any_weights_file_is_abandoned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(inception, "MAX_WEIGHTS_BYTES", 3 << 20)
+    endless = _EndlessResponse()
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: endless)
+    with pytest.raises(CheckpointError, match="refusing to read it") as info:
+        load_fid_inception(download=True)
+    message = str(info.value)
+    assert "\n" not in message and WEIGHTS_URL in message
+    assert (3 << 20) < endless.served <= (4 << 20)  # stopped within a chunk of the limit
+    destination = tmp_path / "cache" / "weights" / WEIGHTS_FILE
+    assert list(destination.parent.iterdir()) == []
+
+
+class _EndlessResponse(io.RawIOBase):
+    """A download that never ends: zeros for as long as they are read."""
+
+    def __init__(self) -> None:
+        self.served = 0
+
+    def read(self, size: int = -1) -> bytes:
+        assert size > 0, "an unbounded read of an endless stream"
+        self.served += size
+        return b"\0" * size

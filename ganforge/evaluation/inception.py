@@ -14,8 +14,10 @@ structure differs from torchvision's Inception-v3 in four places, all reproduced
 The parameter names are those of torchvision's ``Inception3`` without ``AuxLogits``, which
 are the keys of the released weights file, so it loads with ``strict=True``.
 
-The weights are never unpickled: :func:`load_fid_inception` checks the file's SHA-256 and
-reads it with :func:`ganforge.evaluation.pth_reader.read_pth_state_dict`.
+The weights file is the one foreign file ganforge reads. :func:`load_fid_inception` reads it
+whole into memory (a regular file of bounded size), checks the bytes' SHA-256 against the
+pinned value, and only then gives *those bytes* to ``torch.load(..., weights_only=True)``,
+which builds tensors and plain containers and refuses every other global.
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
+import stat
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from http.client import HTTPException
 from pathlib import Path
 
@@ -37,11 +42,11 @@ from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 
 from ganforge.cache import user_cache_dir
 from ganforge.errors import CheckpointError, UsageError
-from ganforge.evaluation.pth_reader import read_pth_state_dict
 
 __all__ = [
     "FEATURE_DIM",
     "INPUT_SIZE",
+    "MAX_WEIGHTS_BYTES",
     "NUM_CLASSES",
     "WEIGHTS_FILE",
     "WEIGHTS_SHA256",
@@ -68,8 +73,11 @@ WEIGHTS_URL = (
 #: .pth``); it agrees with the prefix in the name. A wrong value could only fail closed.
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
-#: Size in bytes of the weights file (used only to word errors; the hash decides).
+#: Size in bytes of the weights file (used to word errors and bound reads; the hash decides).
 WEIGHTS_SIZE = 95_628_359
+
+#: Largest file read (or downloaded) as weights: anything bigger is refused before reading.
+MAX_WEIGHTS_BYTES = 4 * WEIGHTS_SIZE
 
 #: Side of the square input the network was trained on; inputs are resized to it.
 INPUT_SIZE = 299
@@ -257,25 +265,27 @@ def load_fid_inception(
         device: where to put the network.
 
     The file's SHA-256 must equal :data:`WEIGHTS_SHA256` -- every time, downloaded or not --
-    and no other weights are ever substituted. The bytes that were hashed are the bytes
-    that are parsed, without unpickling.
+    and no other weights are ever substituted. The file is read whole into memory first (a
+    regular file of at most :data:`MAX_WEIGHTS_BYTES`); the bytes that were hashed are the
+    bytes that are parsed, by ``torch.load(..., weights_only=True)``, never the path again.
 
     Raises:
         UsageError: the file is missing (and ``download`` is off, or the download failed);
             the one-line message says which file to put where.
-        CheckpointError: the file's hash is not the expected one, or it cannot be read.
+        CheckpointError: the file's hash is not the expected one, it is too large or not a
+            regular file, or it cannot be read as the network's state dict.
     """
     target = inception_weights_path(path)
-    if not target.is_file():
+    data = _read_weights(target)
+    if data is None:
         if not download:
             raise UsageError(f"FID Inception weights not found: {_placement_hint(target, path)}")
         _download(target, explicit=path)
-    try:
-        data = target.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read FID Inception weights {target}: {exc.strerror}") from exc
+        data = _read_weights(target)
+        if data is None:
+            raise UsageError(f"FID Inception weights not found: {_placement_hint(target, path)}")
     _verify_sha256(hashlib.sha256(data).hexdigest(), str(target), len(data))
-    state = read_pth_state_dict(io.BytesIO(data), name=str(target))
+    state = _load_state_dict(data, target)
     del data
     model = FIDInceptionV3()
     try:
@@ -287,6 +297,85 @@ def load_fid_inception(
         ) from exc
     model.requires_grad_(False)
     return model.eval().to(device)
+
+
+def _read_weights(target: Path) -> bytes | None:
+    """The whole content of ``target``, or ``None`` if there is no such file.
+
+    Anything but a regular file is refused without blocking (a FIFO would hang the reader:
+    the open is non-blocking and the kind is checked on the opened file), and so is a file
+    larger than :data:`MAX_WEIGHTS_BYTES`, before it is read, or one that grows meanwhile.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(target, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise UsageError(f"cannot read FID Inception weights {target}: {exc.strerror}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else (
+                "a folder" if stat.S_ISDIR(info.st_mode) else "a special file"
+            )
+            raise CheckpointError(f"{target}: {kind}, not a regular file; refusing to read it")
+        if info.st_size > MAX_WEIGHTS_BYTES:
+            raise CheckpointError(_too_large(str(target), info.st_size, MAX_WEIGHTS_BYTES))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(info.st_size + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read FID Inception weights {target}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > info.st_size:
+        raise CheckpointError(f"{target}: grew while it was read; refusing to read it")
+    return data
+
+
+def _too_large(what: str, size: int, limit: int) -> str:
+    return (
+        f"{what}: {size} bytes, larger than any FID Inception weights file "
+        f"({WEIGHTS_SIZE} bytes expected, {limit} at most); refusing to read it"
+    )
+
+
+def _load_state_dict(data: bytes, target: Path) -> dict[str, Tensor]:
+    """Parse verified bytes with ``torch.load(weights_only=True)`` into a flat state dict."""
+    try:
+        result = torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+    except Exception as exc:  # torch raises several types (UnpicklingError, RuntimeError, ...)
+        raise CheckpointError(
+            f"{target}: not loadable as weights (torch.load, weights_only=True): "
+            f"{_torch_reason(exc)}"
+        ) from exc
+    if not isinstance(result, Mapping):
+        raise CheckpointError(f"{target}: not a state dict (a {type(result).__name__})")
+    for key, value in result.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise CheckpointError(
+                f"{target}: not a flat state dict of tensors "
+                f"(entry {key!r:.60} is a {type(value).__name__})"
+            )
+    return dict(result)
+
+
+#: Sentences of advice in torch.load's refusals (re-run with ``weights_only=False``, or
+#: allowlist the global): never the right fix for a file that is not the pinned one.
+_TORCH_ADVICE = ("Weights only load failed", "In PyTorch", "Re-running", "Do it only",
+                 "Check the documentation", "Please")
+
+
+def _torch_reason(exc: BaseException, limit: int = 240) -> str:
+    """What ``torch.load`` objected to, as one short line without its advice."""
+    text = str(exc)
+    if "Unpickler error:" in text:  # older torch: "... WeightsUnpickler error: <reason>"
+        text = text.split("Unpickler error:", 1)[1].strip().splitlines()[0]
+    sentences = re.split(r"(?<=\.)\s+", " ".join(text.split()))
+    text = " ".join(s for s in sentences if s and not s.startswith(_TORCH_ADVICE))
+    reason = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
 def _placement_hint(target: Path, explicit: str | Path | None) -> str:
@@ -329,9 +418,13 @@ def _download(target: Path, explicit: str | Path | None) -> None:
                 urllib.request.urlopen(WEIGHTS_URL, timeout=_DOWNLOAD_TIMEOUT_S) as response,
             ):
                 while chunk := response.read(_CHUNK):
+                    size += len(chunk)
+                    if size > MAX_WEIGHTS_BYTES:
+                        raise CheckpointError(
+                            _too_large(f"download of {WEIGHTS_URL}", size, MAX_WEIGHTS_BYTES)
+                        )
                     out.write(chunk)
                     digest.update(chunk)
-                    size += len(chunk)
         except (urllib.error.URLError, HTTPException, OSError, ValueError) as exc:
             reason = " ".join(str(getattr(exc, "reason", exc)).split()) or type(exc).__name__
             raise UsageError(
