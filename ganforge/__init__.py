@@ -22,6 +22,7 @@ _EXPORTS = {
     "ImageSpec": "interfaces",
     "resolve_image_spec": "interfaces",
     "KINDS": "kinds",
+    "AuditResult": "audit",
     "param": "params",
     "Registry": "registry",
     "hookimpl": "hookspecs",
@@ -39,6 +40,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .audit import AuditResult
     from .errors import GanforgeError, RecipeError
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (

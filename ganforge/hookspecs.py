@@ -12,6 +12,8 @@ from typing import Any
 
 import pluggy
 
+from .audit import AuditResult
+
 hookspec = pluggy.HookspecMarker("ganforge")
 hookimpl = pluggy.HookimplMarker("ganforge")
 
@@ -27,11 +29,13 @@ def ganforge_register(registry: Any) -> None:
 
 
 @hookspec
-def ganforge_check(generator: Any, discriminator: Any) -> list[Any] | None:
+def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | None:
     """Audit a built generator/discriminator pair for ``ganforge check``.
 
-    Return a list of objects with ``network``, ``guideline``, ``passed`` and ``detail``
-    attributes (see ``ganforge_dcgan.audit.GuidelineResult``), or ``None`` to say nothing.
+    Return one :class:`ganforge.AuditResult` per rule and network judged (``network`` is
+    ``"generator"`` or ``"discriminator"``; ``auditor`` names the ruleset and titles its
+    table), or ``None`` (or an empty list) for networks the plugin does not know: judge only
+    your own. A network no plugin judges is reported as "no audit for this network".
     """
 
 

@@ -12,6 +12,10 @@ GAN training:
 5. LeakyReLU(0.2) in every D layer (the logit layer is exempt and has no activation);
 6. weights initialised from N(0, 0.02).
 
+Each guideline is one row of :data:`_RULES` (its name, the networks it judges, its check);
+the rows read every difference between G and D from the network's :class:`_Role`, and the
+table runs once for G and once for D.
+
 The audit is structure-agnostic: it traces the real execution order of the leaf modules
 of *any* ``nn.Module`` tree with forward hooks during a single forward pass, groups the
 traced leaves into layers (a weight layer plus the norms and activations executed after
@@ -35,7 +39,10 @@ from torch.nn.modules import activation as _activation_module
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import UninitializedParameter
 
+from ganforge.audit import AuditResult
+
 __all__ = [
+    "AUDITOR",
     "GUIDELINES",
     "GuidelineResult",
     "audit",
@@ -43,25 +50,21 @@ __all__ = [
     "audit_generator",
 ]
 
+AUDITOR = "DCGAN guidelines"
+"""The ``auditor`` of every result; ``ganforge check`` titles the audit table with it."""
+
+GuidelineResult = AuditResult
+"""The former name of :class:`ganforge.AuditResult`, kept for code that imports it here."""
+
 _GENERATOR = "generator"
 _DISCRIMINATOR = "discriminator"
-
-_NO_POOLING = "no pooling"
-_STRIDED = "strided convolutions"
-_BATCHNORM = "batchnorm"
-_NO_FC = "no fully connected hidden layers"
-_ACTIVATIONS = "activations"
-_INIT = "init N(0, 0.02)"
-
-GUIDELINES: tuple[str, ...] = (_NO_POOLING, _STRIDED, _BATCHNORM, _NO_FC, _ACTIVATIONS, _INIT)
-"""Guideline names, in the order each network's results are reported."""
+_BOTH = (_GENERATOR, _DISCRIMINATOR)
 
 _INIT_STD = 0.02
 _INIT_STD_RANGE = (0.015, 0.025)
 _BN_MAX_STD = 0.05
 _MIN_MEAN_TOLERANCE = 0.01
 _ZERO_TOLERANCE = 1e-6
-_LEAKY_SLOPE = 0.2
 
 
 def _nn_types(*names: str) -> tuple[type[nn.Module], ...]:
@@ -72,14 +75,14 @@ def _nn_types(*names: str) -> tuple[type[nn.Module], ...]:
 _CONV_TYPES = _nn_types("Conv1d", "Conv2d", "Conv3d")
 _CONV_TRANSPOSE_TYPES = _nn_types("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
 _WEIGHT_TYPES = (*_CONV_TYPES, *_CONV_TRANSPOSE_TYPES, nn.Linear)
-_POOL_TYPES = _nn_types(
+_UNPOOL_TYPES = _nn_types("MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d")
+_POOL_TYPES = _UNPOOL_TYPES + _nn_types(
     "MaxPool1d", "MaxPool2d", "MaxPool3d",
     "AvgPool1d", "AvgPool2d", "AvgPool3d",
     "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
     "LPPool1d", "LPPool2d", "LPPool3d",
     "FractionalMaxPool2d", "FractionalMaxPool3d",
-    "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
 )  # fmt: skip
 _UPSAMPLE_TYPES = _nn_types("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")
 _RESAMPLE_TYPES = (*_POOL_TYPES, *_UPSAMPLE_TYPES)
@@ -104,25 +107,6 @@ _TRACE_AS_LEAF = (
     *_OTHER_NORM_TYPES,
     *_ACTIVATION_TYPES,
 )
-
-
-@attrs.frozen
-class GuidelineResult:
-    """Outcome of one DCGAN guideline check on one network.
-
-    Attributes:
-        network: ``"generator"`` or ``"discriminator"``.
-        guideline: Short human-readable guideline name, one of :data:`GUIDELINES`.
-        passed: Whether the network follows the guideline.
-        detail: On failure, every offending layer named by its ``named_modules()`` path and
-            class (e.g. ``"main.3 (ConvTranspose2d) has no BatchNorm"``), joined with
-            ``"; "``; on success, a short confirmation.
-    """
-
-    network: str = attrs.field(validator=attrs.validators.in_((_GENERATOR, _DISCRIMINATOR)))
-    guideline: str
-    passed: bool
-    detail: str
 
 
 @attrs.frozen
@@ -229,21 +213,54 @@ def _group(calls: Iterable[_Call]) -> _Structure:
     return _Structure(tuple(layers), tuple(resamplers))
 
 
-def _result(network: str, guideline: str, offenders: list[str], ok: str) -> GuidelineResult:
-    if offenders:
-        unique = list(dict.fromkeys(offenders))
-        return GuidelineResult(network, guideline, False, "; ".join(unique))
-    return GuidelineResult(network, guideline, True, ok)
+@attrs.frozen
+class _Role:
+    """What the guidelines expect of one network; the rules read every G/D difference here.
+
+    Layers are the traced weight layers in execution order; indices may be negative.
+    """
+
+    network: str
+    letter: str  # how details name the network: "G" or "D"
+    first: str  # what its first layer is
+    last: str  # what its last layer is
+    direction: str  # "upsample" or "downsample" ...
+    strided: tuple[type[nn.Module], ...]  # ... with these layers at stride > 1
+    strided_name: str
+    batchnorm: slice  # the layers that must have BatchNorm ...
+    batchnorm_name: str  # ... and what details call them
+    no_batchnorm: int  # the layer that must not have it
+    linear: int  # the only layer that may be Linear
+    activation: type[nn.Module]  # after every layer but the last ...
+    leaky_slope: float | None  # ... with this negative slope (a LeakyReLU)
+    output_activation: type[nn.Module] | None  # after the last layer; None: raw logits
+
+    def name(self, index: int) -> str:
+        """What the first (``index`` 0) or the last (-1) layer is, as details say it."""
+        return self.first if index == 0 else self.last
+
+    @property
+    def activation_name(self) -> str:
+        """``"ReLU"`` or ``"LeakyReLU(0.2)"``."""
+        name = self.activation.__name__
+        return name if self.leaky_slope is None else f"{name}({self.leaky_slope:g})"
 
 
-def _too_few_layers(network: str, guideline: str, count: int) -> GuidelineResult:
-    return GuidelineResult(
-        network,
-        guideline,
-        False,
-        f"found {count} weight layer(s) (Conv/ConvTranspose/Linear); at least 2 are needed "
-        "to tell the input and output layers from the hidden layers",
-    )
+_G = _Role(
+    network=_GENERATOR, letter="G", first="z projection", last="output",
+    direction="upsample", strided=_CONV_TRANSPOSE_TYPES, strided_name="ConvTranspose",
+    batchnorm=slice(None, -1), batchnorm_name="layers before the output", no_batchnorm=-1,
+    linear=0, activation=nn.ReLU, leaky_slope=None, output_activation=nn.Tanh,
+)  # fmt: skip
+_D = _Role(
+    network=_DISCRIMINATOR, letter="D", first="input", last="logit",
+    direction="downsample", strided=_CONV_TYPES, strided_name="Conv",
+    batchnorm=slice(1, -1), batchnorm_name="hidden layers", no_batchnorm=0,
+    linear=-1, activation=nn.LeakyReLU, leaky_slope=0.2, output_activation=None,
+)  # fmt: skip
+
+_Verdict = tuple[list[str], str]
+"""What a check finds: the offenders (empty: passed) and the detail to show when it passes."""
 
 
 def _max_stride(module: nn.Module) -> int:
@@ -251,194 +268,131 @@ def _max_stride(module: nn.Module) -> int:
     return max(stride) if isinstance(stride, tuple) else int(stride)
 
 
-def _is_pool(call: _Call) -> bool:
-    return isinstance(call.module, _POOL_TYPES)
-
-
-def _check_no_pooling(network: str, structure: _Structure) -> GuidelineResult:
+def _no_pooling(role: _Role, structure: _Structure) -> _Verdict:
     offenders = [
         f"{call.label} is a pooling layer"
-        if _is_pool(call)
+        if isinstance(call.module, _POOL_TYPES)
         else f"{call.label} is an interpolation upsampling layer"
         for call in structure.resamplers
     ]
-    return _result(network, _NO_POOLING, offenders, "no pooling or interpolation layers")
+    return offenders, "no pooling or interpolation layers"
 
 
-def _check_generator_strides(structure: _Structure) -> GuidelineResult:
+def _resamples(call: _Call) -> str:
+    if isinstance(call.module, _UNPOOL_TYPES):
+        return "unpools"
+    return "pools" if isinstance(call.module, _POOL_TYPES) else "upsamples by interpolation"
+
+
+def _strides(role: _Role, structure: _Structure) -> _Verdict:
     strided = [
         layer
         for layer in structure.layers
-        if isinstance(layer.weight.module, _CONV_TRANSPOSE_TYPES)
-        and _max_stride(layer.weight.module) > 1
+        if isinstance(layer.weight.module, role.strided) and _max_stride(layer.weight.module) > 1
     ]
+    kind = role.strided_name
     offenders = []
     if not strided:
-        offenders.append("no ConvTranspose with stride > 1; G must upsample with it")
+        offenders.append(f"no {kind} with stride > 1; {role.letter} must {role.direction} with it")
     offenders += [
-        f"{call.label} {'unpools' if _is_pool(call) else 'upsamples by interpolation'} "
-        "instead of a strided ConvTranspose"
+        f"{call.label} {_resamples(call)} instead of a strided {kind}"
         for call in structure.resamplers
     ]
-    ok = f"upsamples with {len(strided)} strided ConvTranspose layer(s)"
-    return _result(_GENERATOR, _STRIDED, offenders, ok)
+    return offenders, f"{role.direction}s with {len(strided)} strided {kind} layer(s)"
 
 
-def _check_discriminator_strides(structure: _Structure) -> GuidelineResult:
-    strided = [
-        layer
-        for layer in structure.layers
-        if isinstance(layer.weight.module, _CONV_TYPES) and _max_stride(layer.weight.module) > 1
-    ]
-    offenders = []
-    if not strided:
-        offenders.append("no Conv with stride > 1; D must downsample with it")
-    offenders += [
-        f"{call.label} {'pools' if _is_pool(call) else 'resamples by interpolation'} "
-        "instead of a strided convolution"
-        for call in structure.resamplers
-    ]
-    ok = f"downsamples with {len(strided)} strided convolution(s)"
-    return _result(_DISCRIMINATOR, _STRIDED, offenders, ok)
-
-
-def _missing_batchnorm(layer: _Layer) -> str:
-    message = f"{layer.label} has no BatchNorm"
-    if layer.other_norms:
-        others = ", ".join(call.label for call in layer.other_norms)
-        message += f" ({others} is not BatchNorm)"
-    return message
-
-
-def _check_generator_batchnorm(structure: _Structure) -> GuidelineResult:
+def _batchnorm(role: _Role, structure: _Structure) -> _Verdict:
     layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_GENERATOR, _BATCHNORM, len(layers))
-    body, output = layers[:-1], layers[-1]
-    offenders = [_missing_batchnorm(layer) for layer in body if not layer.batchnorms]
-    offenders += [
-        f"{norm.label} follows the output layer {output.label}; G's output layer must not "
-        "have BatchNorm"
-        for norm in output.batchnorms
-    ]
-    ok = f"{len(body)} of {len(body)} layers before the output have BatchNorm; output has none"
-    return _result(_GENERATOR, _BATCHNORM, offenders, ok)
+    indices = range(len(layers))
+    needing, free = indices[role.batchnorm], indices[role.no_batchnorm]
+    where = role.name(role.no_batchnorm)
+    offenders: list[str] = []
+    for index, layer in enumerate(layers):
+        if index == free:
+            offenders += [
+                f"{norm.label} follows the {where} layer {layer.label}; {role.letter}'s "
+                f"{where} layer must not have BatchNorm"
+                for norm in layer.batchnorms
+            ]
+        elif index in needing and not layer.batchnorms:
+            message = f"{layer.label} has no BatchNorm"
+            if layer.other_norms:
+                others = ", ".join(call.label for call in layer.other_norms)
+                message += f" ({others} is not BatchNorm)"
+            offenders.append(message)
+    count = len(needing)
+    return offenders, (
+        f"{count} of {count} {role.batchnorm_name} have BatchNorm; {where} layer has none"
+    )
 
 
-def _check_discriminator_batchnorm(structure: _Structure) -> GuidelineResult:
+def _fully_connected(role: _Role, structure: _Structure) -> _Verdict:
     layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_DISCRIMINATOR, _BATCHNORM, len(layers))
-    first, hidden = layers[0], layers[1:-1]
-    offenders = [
-        f"{norm.label} follows the input layer {first.label}; D's input layer must not have "
-        "BatchNorm"
-        for norm in first.batchnorms
-    ]
-    offenders += [_missing_batchnorm(layer) for layer in hidden if not layer.batchnorms]
-    ok = f"{len(hidden)} of {len(hidden)} hidden layers have BatchNorm; input layer has none"
-    return _result(_DISCRIMINATOR, _BATCHNORM, offenders, ok)
-
-
-def _check_generator_fc(structure: _Structure) -> GuidelineResult:
-    layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_GENERATOR, _NO_FC, len(layers))
+    allowed = range(len(layers))[role.linear]
+    ordinal, what = ("first" if role.linear == 0 else "last"), role.name(role.linear)
     offenders = [
         f"{layer.label} is a fully connected "
-        f"{'output' if index == len(layers) - 1 else 'hidden'} layer; only G's first layer "
-        "(the z projection) may be Linear"
+        f"{role.last if index == len(layers) - 1 else 'hidden'} layer; only "
+        f"{role.letter}'s {ordinal} layer (the {what}) may be Linear"
         for index, layer in enumerate(layers)
-        if index > 0 and isinstance(layer.weight.module, nn.Linear)
+        if index != allowed and isinstance(layer.weight.module, nn.Linear)
     ]
-    if isinstance(layers[0].weight.module, nn.Linear):
-        ok = "only the first layer (z projection) is Linear"
-    else:
-        ok = "no Linear layers"
-    return _result(_GENERATOR, _NO_FC, offenders, ok)
+    if isinstance(layers[allowed].weight.module, nn.Linear):
+        return offenders, f"only the {ordinal} layer ({what}) is Linear"
+    return offenders, "no Linear layers"
 
 
-def _check_discriminator_fc(structure: _Structure) -> GuidelineResult:
-    layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_DISCRIMINATOR, _NO_FC, len(layers))
-    offenders = [
-        f"{layer.label} is a fully connected hidden layer; only D's last layer (the logit) "
-        "may be Linear"
-        for layer in layers[:-1]
-        if isinstance(layer.weight.module, nn.Linear)
-    ]
-    if isinstance(layers[-1].weight.module, nn.Linear):
-        ok = "only the last layer (logit) is Linear"
-    else:
-        ok = "no Linear layers"
-    return _result(_DISCRIMINATOR, _NO_FC, offenders, ok)
-
-
-def _check_generator_activations(structure: _Structure) -> GuidelineResult:
-    layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_GENERATOR, _ACTIVATIONS, len(layers))
-    body, output = layers[:-1], layers[-1]
-    offenders: list[str] = []
-    for layer in body:
-        if not layer.activations:
-            offenders.append(f"{layer.label} has no activation, expected ReLU")
-        offenders += [
-            f"{act.label} after {layer.label} should be ReLU"
-            for act in layer.activations
-            if not isinstance(act.module, nn.ReLU)
-        ]
-    if not output.activations:
-        offenders.append(f"output layer {output.label} has no activation, expected Tanh")
-    offenders += [
-        f"{act.label} after the output layer {output.label} should be Tanh"
-        for act in output.activations
-        if not isinstance(act.module, nn.Tanh)
-    ]
-    ok = f"ReLU after {len(body)} of {len(body)} layers before the output; Tanh on the output"
-    return _result(_GENERATOR, _ACTIVATIONS, offenders, ok)
-
-
-def _leaky_relu_problem(act: _Call, layer: _Layer) -> str | None:
-    module = act.module
-    if not isinstance(module, nn.LeakyReLU):
-        return f"{act.label} after {layer.label} should be LeakyReLU(0.2)"
-    slope = float(module.negative_slope)
-    if not math.isclose(slope, _LEAKY_SLOPE, rel_tol=1e-6):
-        return f"{act.label} after {layer.label} has negative_slope={slope:g}, expected 0.2"
+def _activation_problem(role: _Role, module: nn.Module) -> str | None:
+    if not isinstance(module, role.activation):
+        return f"should be {role.activation_name}"
+    if role.leaky_slope is not None:
+        slope = float(module.negative_slope)
+        if not math.isclose(slope, role.leaky_slope, rel_tol=1e-6):
+            return f"has negative_slope={slope:g}, expected {role.leaky_slope:g}"
     return None
 
 
-def _check_discriminator_activations(structure: _Structure) -> GuidelineResult:
-    layers = structure.layers
-    if len(layers) < 2:
-        return _too_few_layers(_DISCRIMINATOR, _ACTIVATIONS, len(layers))
-    body, logit = layers[:-1], layers[-1]
+def _output_activation(role: _Role, layer: _Layer) -> list[str]:
+    after = f"after the {role.last} layer {layer.label}"
+    expected = role.output_activation
+    if expected is None:
+        return [
+            f"{act.label} {after}: the sigmoid belongs to the loss (BCEWithLogitsLoss); "
+            f"{role.letter} must output raw logits"
+            if isinstance(act.module, nn.Sigmoid)
+            else f"{act.label} {after}: {role.letter} must output raw logits with no activation"
+            for act in layer.activations
+        ]
+    name = expected.__name__
+    offenders = []
+    if not layer.activations:
+        offenders.append(f"{role.last} layer {layer.label} has no activation, expected {name}")
+    offenders += [
+        f"{act.label} {after} should be {name}"
+        for act in layer.activations
+        if not isinstance(act.module, expected)
+    ]
+    return offenders
+
+
+def _activations(role: _Role, structure: _Structure) -> _Verdict:
+    *body, last = structure.layers
+    expected = role.activation_name
     offenders: list[str] = []
     for layer in body:
         if not layer.activations:
-            offenders.append(f"{layer.label} has no activation, expected LeakyReLU(0.2)")
+            offenders.append(f"{layer.label} has no activation, expected {expected}")
         for act in layer.activations:
-            problem = _leaky_relu_problem(act, layer)
+            problem = _activation_problem(role, act.module)
             if problem is not None:
-                offenders.append(problem)
-    for act in logit.activations:
-        if isinstance(act.module, nn.Sigmoid):
-            offenders.append(
-                f"{act.label} after the logit layer {logit.label}: the sigmoid belongs to the "
-                "loss (BCEWithLogitsLoss); D must output raw logits"
-            )
-        else:
-            offenders.append(
-                f"{act.label} after the logit layer {logit.label}: D must output raw logits "
-                "with no activation"
-            )
-    ok = (
-        f"LeakyReLU(0.2) after {len(body)} of {len(body)} layers before the logit layer; "
-        "raw logits out"
+                offenders.append(f"{act.label} after {layer.label} {problem}")
+    offenders += _output_activation(role, last)
+    out = role.output_activation
+    final = f"{out.__name__} on the output" if out is not None else "raw logits out"
+    count = len(body)
+    return offenders, (
+        f"{expected} after {count} of {count} layers before the {role.last} layer; {final}"
     )
-    return _result(_DISCRIMINATOR, _ACTIVATIONS, offenders, ok)
 
 
 def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
@@ -482,11 +436,9 @@ def _batchnorm_problems(module: nn.Module) -> list[str]:
     return problems
 
 
-def _check_init(network: str, structure: _Structure) -> GuidelineResult:
+def _init(role: _Role, structure: _Structure) -> _Verdict:
     if not structure.layers:
-        return GuidelineResult(
-            network, _INIT, False, "no weight layers (Conv/ConvTranspose/Linear) were executed"
-        )
+        return ["no weight layers (Conv/ConvTranspose/Linear) were executed"], ""
     seen: set[int] = set()
     offenders: list[str] = []
     n_weights = n_norms = 0
@@ -506,14 +458,57 @@ def _check_init(network: str, structure: _Structure) -> GuidelineResult:
                 problems = _weight_problems(weight)
             if problems:
                 offenders.append(f"{call.label}: {', '.join(problems)}")
-    ok = (
+    return offenders, (
         f"{n_weights} weight tensor(s) ~ N(0, 0.02); "
         f"{n_norms} BatchNorm layer(s) ~ N(1, 0.02) with zero bias"
     )
-    return _result(network, _INIT, offenders, ok)
 
 
-def audit_generator(generator: nn.Module, z: torch.Tensor) -> list[GuidelineResult]:
+@attrs.frozen
+class _Rule:
+    """One guideline: its name, the networks it judges, its check."""
+
+    guideline: str
+    networks: tuple[str, ...]
+    check: Callable[[_Role, _Structure], _Verdict]
+    min_layers: int = 0  # weight layers needed to tell the input and output layers apart
+
+
+_RULES: tuple[_Rule, ...] = (
+    _Rule("no pooling", _BOTH, _no_pooling),
+    _Rule("strided convolutions", _BOTH, _strides),
+    _Rule("batchnorm", _BOTH, _batchnorm, min_layers=2),
+    _Rule("no fully connected hidden layers", _BOTH, _fully_connected, min_layers=2),
+    _Rule("activations", _BOTH, _activations, min_layers=2),
+    _Rule("init N(0, 0.02)", _BOTH, _init),
+)
+
+GUIDELINES: tuple[str, ...] = tuple(rule.guideline for rule in _RULES)
+"""Guideline names, in the order each network's results are reported."""
+
+
+def _run(role: _Role, network: nn.Module, inputs: torch.Tensor) -> list[AuditResult]:
+    """Trace ``network`` on ``inputs`` once and run every rule that judges ``role``."""
+    structure = _group(_trace(network, inputs))
+    results = []
+    for rule in _RULES:
+        if role.network not in rule.networks:
+            continue
+        count = len(structure.layers)
+        if count < rule.min_layers:
+            offenders, ok = [
+                f"found {count} weight layer(s) (Conv/ConvTranspose/Linear); at least "
+                f"{rule.min_layers} are needed to tell the input and output layers from the "
+                "hidden layers"
+            ], ""
+        else:
+            offenders, ok = rule.check(role, structure)
+        detail = "; ".join(dict.fromkeys(offenders)) or ok
+        results.append(AuditResult(role.network, rule.guideline, not offenders, detail, AUDITOR))
+    return results
+
+
+def audit_generator(generator: nn.Module, z: torch.Tensor) -> list[AuditResult]:
     """Audit a generator against the DCGAN guidelines.
 
     Args:
@@ -523,20 +518,12 @@ def audit_generator(generator: nn.Module, z: torch.Tensor) -> list[GuidelineResu
 
     Returns:
         One result per guideline, in :data:`GUIDELINES` order, all with
-        ``network == "generator"``.
+        ``network == "generator"`` and ``auditor ==`` :data:`AUDITOR`.
     """
-    structure = _group(_trace(generator, z))
-    return [
-        _check_no_pooling(_GENERATOR, structure),
-        _check_generator_strides(structure),
-        _check_generator_batchnorm(structure),
-        _check_generator_fc(structure),
-        _check_generator_activations(structure),
-        _check_init(_GENERATOR, structure),
-    ]
+    return _run(_G, generator, z)
 
 
-def audit_discriminator(discriminator: nn.Module, images: torch.Tensor) -> list[GuidelineResult]:
+def audit_discriminator(discriminator: nn.Module, images: torch.Tensor) -> list[AuditResult]:
     """Audit a discriminator against the DCGAN guidelines.
 
     Args:
@@ -546,17 +533,9 @@ def audit_discriminator(discriminator: nn.Module, images: torch.Tensor) -> list[
 
     Returns:
         One result per guideline, in :data:`GUIDELINES` order, all with
-        ``network == "discriminator"``.
+        ``network == "discriminator"`` and ``auditor ==`` :data:`AUDITOR`.
     """
-    structure = _group(_trace(discriminator, images))
-    return [
-        _check_no_pooling(_DISCRIMINATOR, structure),
-        _check_discriminator_strides(structure),
-        _check_discriminator_batchnorm(structure),
-        _check_discriminator_fc(structure),
-        _check_discriminator_activations(structure),
-        _check_init(_DISCRIMINATOR, structure),
-    ]
+    return _run(_D, discriminator, images)
 
 
 def audit(
@@ -564,7 +543,7 @@ def audit(
     discriminator: nn.Module,
     z: torch.Tensor,
     images: torch.Tensor,
-) -> list[GuidelineResult]:
+) -> list[AuditResult]:
     """Audit both networks; the generator's results come first, then the discriminator's.
 
     Args:

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ganforge import Registry, hookimpl
+from ganforge import AuditResult, Registry, hookimpl
 
 
 @hookimpl
@@ -20,14 +20,26 @@ def ganforge_register(registry: Registry) -> None:
 
 
 @hookimpl
-def ganforge_check(generator: Any, discriminator: Any) -> list[Any]:
-    """Audit any generator/discriminator pair against the paper's guidelines."""
-    from .audit import audit
+def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | None:
+    """Audit the DCGAN networks of a pair against the paper's guidelines; others: no verdict.
 
+    A DCGAN discriminator is traced on the generator's images, whatever the generator is.
+    """
+    from .audit import audit_discriminator, audit_generator
+    from .discriminator import DCGANDiscriminator
+    from .generator import DCGANGenerator
+
+    judge_g = isinstance(generator, DCGANGenerator)
+    judge_d = isinstance(discriminator, DCGANDiscriminator)
+    if not (judge_g or judge_d):
+        return None
     z = generator.sample_latent(2, torch.Generator().manual_seed(0), device="cpu")
-    with torch.no_grad():
-        was_training = generator.training
-        generator.eval()
-        images = generator(z)
-        generator.train(was_training)
-    return audit(generator, discriminator, z, images)
+    results = audit_generator(generator, z) if judge_g else []
+    if judge_d:
+        with torch.no_grad():
+            was_training = generator.training
+            generator.eval()
+            images = generator(z)
+            generator.train(was_training)
+        results += audit_discriminator(discriminator, images)
+    return results

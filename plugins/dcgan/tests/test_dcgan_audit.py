@@ -1,10 +1,11 @@
-"""Tests for the DCGAN architecture-guidelines audit (ganforge_dcgan.audit)."""
+"""The DCGAN architecture-guidelines audit (ganforge_dcgan.audit) on hand-built networks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from ganforge_dcgan.audit import (
+    AUDITOR,
     GUIDELINES,
     GuidelineResult,
     audit,
@@ -12,6 +13,8 @@ from ganforge_dcgan.audit import (
     audit_generator,
 )
 from torch import nn
+
+from ganforge import AuditResult
 
 NZ, NGF, NDF, NC, SIZE, BATCH = 16, 8, 8, 3, 64, 2
 
@@ -93,12 +96,12 @@ def image_batch() -> torch.Tensor:
     return torch.randn(BATCH, NC, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
 
 
-def by_guideline(results: list[GuidelineResult]) -> dict[str, GuidelineResult]:
+def by_guideline(results: list[AuditResult]) -> dict[str, AuditResult]:
     assert [r.guideline for r in results] == list(GUIDELINES)
     return {r.guideline: r for r in results}
 
 
-def failed(results: list[GuidelineResult]) -> set[str]:
+def failed(results: list[AuditResult]) -> set[str]:
     return {r.guideline for r in results if not r.passed}
 
 
@@ -131,8 +134,16 @@ def test_audit_reports_generator_first_then_discriminator() -> None:
     assert all(r.passed for r in results)
 
 
-def test_guideline_result_is_frozen_and_validates_network() -> None:
+def test_results_are_the_core_audit_result_named_by_the_auditor() -> None:
+    results = audit(build(g_layers()), build(d_layers()), z_batch(), image_batch())
+    assert all(type(r) is AuditResult and r.auditor == AUDITOR for r in results)
+    assert AUDITOR == "DCGAN guidelines"
+
+
+def test_guideline_result_is_the_frozen_core_type_and_validates_network() -> None:
+    assert GuidelineResult is AuditResult  # the old name still imports
     result = GuidelineResult("generator", "batchnorm", True, "ok")
+    assert result.auditor == ""
     with pytest.raises(AttributeError):
         result.passed = False  # type: ignore[misc]
     with pytest.raises(ValueError, match="network"):
