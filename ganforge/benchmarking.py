@@ -3,16 +3,17 @@
 Used by ``ganforge bench RECIPE`` and ``benchmarks/train_step.py``. The plain loop is written
 out here as the example writes it (Sigmoid + ``nn.BCELoss``, real and fake batches through D
 separately, the fake batch reused for the G update, ``.item()`` on both losses every step),
-independent of ganforge's components; ganforge's side is ``Trainer._train_step``. Both run on
-the same uint8 images held on the device, after warm-up.
+independent of ganforge's components; ganforge's side is its public training step
+(:class:`~ganforge.training.step.GANStep`) on the experiment :func:`assemble` builds. Both run
+on the same uint8 images held on the device, after warm-up.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -118,33 +119,42 @@ def plain_loop(images: torch.Tensor, batch: int, steps: int, warmup: int, width:
 
 # -- (b) ganforge's trainer step ------------------------------------------------------------
 
-def trainer_loop(trainer: Any, batches: Any, steps: int, warmup: int, batch: int) -> float:
-    """Images/s of ``Trainer._train_step`` (the whole step: D and G updates, divergence
-    watch, no host synchronisation) on ``batches``."""
-    device = trainer.device
+def trainer_loop(step: Any, batches: Any, steps: int, warmup: int, batch: int) -> float:
+    """Images/s of ganforge's training step ``step`` (the whole step: D and G updates,
+    divergence watch, no host synchronisation) on ``batches``."""
+    device = step.experiment.device
+    next_real = functools.partial(real_on_device, step.experiment, step.latent_rng, batches)
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
-        trainer._train_step(batches)
-        trainer.step += 1
+        step(next_real, i + 1)
     sync(device)
     return steps * batch / (time.perf_counter() - start)
 
 
-def step_flops(trainer: Any, batches: Any, batch: int) -> float:
+def real_on_device(experiment: Any, rng: torch.Generator, batches: Any) -> torch.Tensor:
+    """The next batch of ``batches`` as the trainer feeds it: on the device, augmented, in
+    the step's memory format."""
+    real = next(batches).images.to(experiment.device, non_blocking=True)
+    real = experiment.dataset.augment(real, rng)
+    return real.contiguous(memory_format=experiment.speed.memory_format)
+
+
+def step_flops(step: Any, batches: Any, batch: int) -> float:
     """FLOPs per image of one ganforge training step, counted by torch's FlopCounterMode
     (convolutions and matrix products, forward and backward) on the eager modules."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    compiled = trainer._G, trainer._D
-    trainer._G, trainer._D = trainer.generator, trainer.discriminator
+    x = step.experiment
+    forward = step.forward_g, step.forward_d
+    step.forward_g, step.forward_d = x.generator, x.discriminator
     try:
         with FlopCounterMode(display=False) as counter:
-            trainer._train_step(batches)
+            step(functools.partial(real_on_device, x, step.latent_rng, batches), 1)
     finally:
-        trainer._G, trainer._D = compiled
+        step.forward_g, step.forward_d = forward
     return counter.get_total_flops() / batch
 
 
@@ -178,46 +188,44 @@ class BenchRow:
 
 
 def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
-                 batches: Sequence[int] | None = None, baseline: bool = True,
-                 run_dir: Path | None = None) -> list[BenchRow]:
+                 batches: Sequence[int] | None = None, baseline: bool = True
+                 ) -> list[BenchRow]:
     """Time ganforge's step on ``recipe`` (its dataset held on the device, and through
     its data loader) and, for DCGAN recipes, the plain example loop on the same images."""
-    import tempfile
-
     from .datasets.decoding import to_uint8
-    from .recipe import apply_overrides, build_recipe
-    from .training import Trainer
+    from .training import assemble
     from .training.data import real_batches, shutdown_workers
+    from .training.distributed import DistributedContext
+    from .training.step import GANStep, forward_module
 
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for batch in batches or [recipe.run.batch_size]:
-            table = apply_overrides(recipe.to_dict(), [f"run.batch_size={batch}"])
-            variant = build_recipe(table, plugins.registry)
-            trainer = Trainer(variant, plugins, run_dir or Path(tmp) / "run", progress=False)
-            device = trainer.device
-            n = max(2 * batch, min(len(trainer.dataset), 8 * batch))
-            images = torch.stack([to_uint8(trainer.dataset[i]) for i in range(n)]).to(device)
-            resident = _resident_batches(images, batch, device)
-            flops = step_flops(trainer, resident, batch)
-            ours = trainer_loop(trainer, resident, steps, warmup, batch)
-            memory = peak_memory(device)
-            run = variant.run
-            loader = real_batches(trainer.dataset, batch, run.seed, 0,
-                                  num_workers=run.num_workers, device=device,
-                                  pin_memory=device.type == "cuda")
-            try:
-                loaded = trainer_loop(trainer, loader, steps, warmup, batch)
-            finally:
-                shutdown_workers(loader)
-            plain = None
-            if baseline and variant["generator"].name == "dcgan" and \
-                    variant["discriminator"].name == "dcgan":
-                plain = plain_loop(images, batch, steps, warmup,
-                                   variant["generator"].params.width, device,
-                                   variant["generator"].params.latent_dim)
-            rows.append(BenchRow(batch, ours, loaded, plain, memory, flops,
-                                 trainer.speed.bf16))
+    for batch in batches or [recipe.run.batch_size]:
+        variant = recipe.with_overrides([f"run.batch_size={batch}"], plugins.registry)
+        x = assemble(variant, plugins.registry, variant.run.device)
+        run, device = variant.run, x.device
+        forward = functools.partial(forward_module, run=run, speed=x.speed,
+                                    dist=DistributedContext(), device=device)
+        step = GANStep(x, torch.Generator(device=device).manual_seed(run.seed),
+                       forward_g=forward(x.generator), forward_d=forward(x.discriminator))
+        n = max(2 * batch, min(len(x.dataset), 8 * batch))
+        images = torch.stack([to_uint8(x.dataset[i]) for i in range(n)]).to(device)
+        resident = _resident_batches(images, batch, device)
+        flops = step_flops(step, resident, batch)
+        ours = trainer_loop(step, resident, steps, warmup, batch)
+        memory = peak_memory(device)
+        loader = real_batches(x.dataset, batch, run.seed, 0, num_workers=run.num_workers,
+                              device=device, pin_memory=device.type == "cuda")
+        try:
+            loaded = trainer_loop(step, loader, steps, warmup, batch)
+        finally:
+            shutdown_workers(loader)
+        plain = None
+        if baseline and variant["generator"].name == "dcgan" and \
+                variant["discriminator"].name == "dcgan":
+            plain = plain_loop(images, batch, steps, warmup,
+                               variant["generator"].params.width, device,
+                               variant["generator"].params.latent_dim)
+        rows.append(BenchRow(batch, ours, loaded, plain, memory, flops, x.speed.bf16))
     return rows
 
 

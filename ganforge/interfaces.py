@@ -29,10 +29,40 @@ class ImageSpec:
         return (self.channels, self.size, self.size)
 
 
+@attrs.frozen
+class ComponentState:
+    """What a stateful component keeps across a checkpoint: tensors (stored in the
+    checkpoint as ``state/<table>/<name>``) and JSON-able values (stored under its recipe
+    table name). Resume gives back exactly what was saved."""
+
+    tensors: dict[str, torch.Tensor] = attrs.field(factory=dict)
+    values: dict[str, Any] = attrs.field(factory=dict)
+
+
 class Component(abc.ABC):  # noqa: B024 - a marker base, the kinds add the abstract methods
-    """Marker base of every component. ``Params`` must be a frozen attrs class."""
+    """Base of every component. ``Params`` must be a frozen attrs class.
+
+    A component may hold **state** that must survive a checkpoint (a running statistic, a
+    counter, an adaptive probability): it returns it from :meth:`component_state` and takes
+    it back in :meth:`load_component_state`. The trainer tells every component the step it
+    is about to train through :meth:`on_step`. All three are optional: a stateless component
+    (the default) implements none of them. Networks keep their weights and buffers in
+    ``state_dict`` as usual; ``component_state`` is for anything else.
+    """
 
     Params: ClassVar[type]
+
+    def component_state(self) -> ComponentState | None:
+        """This component's state for a checkpoint, or None when it has none (default)."""
+        return None
+
+    def load_component_state(self, state: ComponentState) -> None:
+        """Restore what :meth:`component_state` returned (called on resume)."""
+        raise TypeError(f"{type(self).__name__} returned state from component_state() but "
+                        "does not implement load_component_state()")
+
+    def on_step(self, step: int) -> None:  # noqa: B027 - optional, empty by design
+        """Called before training step ``step`` (1-based). Default: nothing."""
 
 
 def resolve_image_spec(name: str, image_size: int | None, channels: int | None,

@@ -3,10 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-Kind = Literal["generator", "discriminator", "loss", "optimizer", "dataset", "metric"]
-
 #: Every kind, in the order the CLI lists them.
 KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "dataset",
                           "metric")

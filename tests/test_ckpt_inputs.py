@@ -21,14 +21,14 @@ from typer.testing import CliRunner
 import ganforge.cli.latent_commands  # noqa: F401  (registers the commands on ``app``)
 from ganforge.cli import app
 from ganforge.errors import CheckpointError, UsageError
-from ganforge.training.build import resolve_device
+from ganforge.sampling import MAX_IMAGES, check_output_path
+from ganforge.training.assembly import resolve_device
 from ganforge.training.checkpoint import (
     latest_checkpoint,
     read_checkpoint,
     read_header,
     read_metadata,
 )
-from ganforge.training.samples import MAX_IMAGES, check_output_path
 from tests.test_ckpt_layout import make_checkpoint
 
 

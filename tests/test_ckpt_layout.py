@@ -18,14 +18,13 @@ from ganforge import load_plugins
 from ganforge.cli import app
 from ganforge.errors import CheckpointError
 from ganforge.recipe import build_recipe
-from ganforge.training.build import build_generator, build_networks
+from ganforge.training.assembly import build_generator, build_networks, load_generator
 from ganforge.training.checkpoint import (
     TensorInfo,
     check_module_layout,
     read_header,
     write_checkpoint,
 )
-from ganforge.training.inference import load_generator
 from tests.conftest import TINY_RECIPE
 
 #: With this width the tiny recipe's G would hold 2.2 billion parameters (8.9 GB).

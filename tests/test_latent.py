@@ -39,7 +39,7 @@ from ganforge.evaluation.latent import (
 )
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.inference import load_generator
+from ganforge.training.assembly import load_generator
 from tests.conftest import TINY_RECIPE
 
 TILE = 96  # 32 px images upscaled 3x on sheets and figures

@@ -20,9 +20,8 @@ from scipy import linalg
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
-from ganforge.training.build import build_networks
-from ganforge.training.inference import load_generator
-from ganforge.training.samples import generate
+from ganforge.sampling import generate
+from ganforge.training.assembly import build_networks, load_generator
 from tests.conftest import QUICKSTART_STEPS
 
 

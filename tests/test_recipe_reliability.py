@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from ganforge.cli import app
+from ganforge.datasets.order import EpochBatchSampler
 from ganforge.errors import RecipeError
 from ganforge.params import at_most
 from ganforge.recipe import (
@@ -32,7 +33,6 @@ from ganforge.recipe import (
 )
 from ganforge.recipe.loading import MAX_EXTENDS_DEPTH
 from ganforge.recipe.model import MAX_NUM_WORKERS, SEED_LIMIT, usable_cpus
-from ganforge.training.data import EpochBatchSampler
 
 QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.toml"
 
@@ -270,16 +270,19 @@ def test_largest_seed_works_with_the_seed_arithmetic() -> None:
     seed = SEED_LIMIT - 1
     sampler = EpochBatchSampler(10, 4, seed)
     assert len(next(iter(sampler))) == 4
-    # The offsets the trainer adds: rank, rollbacks and epochs far past any real run.
-    torch.Generator().manual_seed(seed * 1_000_003 + 10**9 + 7_919 * 1024)
-    torch.Generator().manual_seed(seed + 1_000_003 * 1024)
+    # Every derived stream (ranks, rollbacks, epochs far past any real run) takes it.
+    from ganforge.seeds import derive_seed
+
+    for purpose, indices in (("latents", (1024,)), ("rollback", (10**9, 1024)),
+                             ("data order", (10**12,))):
+        torch.Generator().manual_seed(derive_seed(seed, purpose, *indices))
 
 
 @pytest.mark.parametrize("seed", [9_300_000_000_000, 18_446_744_073_709])
 def test_cli_refuses_a_huge_seed_in_one_line(tiny_recipe: Path, tmp_path: Path,
                                              seed: int) -> None:
-    # Before: the first trained and the second (seed * 1_000_003 past 2**64 in the data
-    # order) ended in an internal error.
+    # Before the bound: the first trained and the second (seed * 1_000_003 past 2**64 in
+    # the data order) ended in an internal error.
     result = CliRunner().invoke(app, ["run", str(tiny_recipe), "--out", str(tmp_path / "r"),
                                       "--quiet", "--set", f"run.seed={seed}"])
     assert result.exit_code == 2, result.output

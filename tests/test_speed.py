@@ -33,6 +33,12 @@ def small(plugins, *overrides: str, size: int = 32, width: int = 8):
     return build_recipe(apply_overrides(table, list(overrides)), plugins.registry)
 
 
+def train_step(trainer: Trainer, batches) -> tuple[torch.Tensor, torch.Tensor]:
+    """One call of the public training step on ``batches``, as ``fit`` makes it."""
+    trainer.step += 1
+    return trainer.train_step(lambda: trainer.next_real(batches), trainer.step)
+
+
 def trainer_for(plugins, tmp_path: Path, *overrides: str) -> tuple[Trainer, object]:
     trainer = Trainer(small(plugins, *overrides), plugins, tmp_path / "run", progress=False)
     batches = real_batches(trainer.dataset, 16, 0, 0, num_workers=0, device=trainer.device,
@@ -61,7 +67,7 @@ def test_switches_reach_the_networks_and_optimizers(plugins, tmp_path: Path) -> 
     assert trainer.opt_d.defaults["fused"] and trainer.opt_g.defaults["fused"]
     seen = []
     trainer.discriminator.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
-    trainer._train_step(batches)
+    train_step(trainer, batches)
     assert seen and set(seen) == {torch.bfloat16}  # D runs under bf16 autocast
 
 
@@ -75,7 +81,7 @@ def test_d_is_frozen_during_the_g_update(plugins, tmp_path: Path) -> None:
         for p in params:
             p.register_post_accumulate_grad_hook(
                 lambda _, name=name: counts.__setitem__(name, counts[name] + 1))
-    trainer._train_step(batches)
+    train_step(trainer, batches)
     n_d = len(list(trainer.discriminator.parameters()))
     n_g = len(list(trainer.generator.parameters()))
     # One accumulation per parameter and backward pass: D's backward only, not G's (an
@@ -93,7 +99,7 @@ def test_ganforge_step_costs_fewer_flops_than_the_plain_loop(plugins, tmp_path: 
         trainer = Trainer(recipe, plugins, tmp_path / f"run{batch}", progress=False)
         batches = real_batches(trainer.dataset, batch, 0, 0, num_workers=0, device=CPU,
                                pin_memory=False)
-        per_image.append(step_flops(trainer, batches, batch))
+        per_image.append(step_flops(trainer.train_step, batches, batch))
     assert per_image[0] == pytest.approx(per_image[1], rel=1e-9) and per_image[0] > 0
     images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
     with FlopCounterMode(display=False) as counter:
@@ -112,17 +118,17 @@ def test_compile_has_no_recompiles_in_steady_state(plugins, tmp_path: Path,
     eager, eager_batches = trainer_for(plugins, tmp_path / "eager", "run.precision=fp32")
     compiled, batches = trainer_for(plugins, tmp_path / "compiled", "run.precision=fp32",
                                     "run.compile=true")
-    assert compiled._G is not compiled.generator  # wrapped
+    assert compiled.train_step.forward_g is not compiled.generator  # wrapped
     torch._dynamo.reset()
-    losses = [(compiled._train_step(batches), eager._train_step(eager_batches))
+    losses = [(train_step(compiled, batches), train_step(eager, eager_batches))
               for _ in range(2)]
     monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    losses += [(compiled._train_step(batches), eager._train_step(eager_batches))
+    losses += [(train_step(compiled, batches), train_step(eager, eager_batches))
                for _ in range(4)]
     for (cd, cg), (ed, eg) in losses:
         assert abs(cd.item() - ed.item()) < 1e-3 and abs(cg.item() - eg.item()) < 1e-3
     # Checkpoints never depend on compile: the state dicts are the plain modules'.
-    assert not any(k.startswith("_orig_mod") for k in compiled.state_tensors()[0])
+    assert not any(k.startswith("_orig_mod") for k in compiled.state()[0])
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -183,7 +189,7 @@ def test_the_step_never_reads_back_from_the_device(plugins, tmp_path: Path,
     trainer, _ = trainer_for(plugins, tmp_path)
     images = torch.rand(4, 16, 3, 32, 32) * 2 - 1  # batches already in memory: the step alone
     batches = iter([ImageBatch(x) for x in images])
-    trainer._train_step(batches)  # the first step may set things up
+    train_step(trainer, batches)  # the first step may set things up
     reads: list[str] = []
     inside = [False]
     for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__",
@@ -199,8 +205,8 @@ def test_the_step_never_reads_back_from_the_device(plugins, tmp_path: Path,
     inside[0] = True
     try:
         for _ in range(3):
-            trainer._train_step(batches)
+            train_step(trainer, batches)
     finally:
         inside[0] = False
     assert reads == []
-    assert trainer._watch.check() is None  # and the watch can still be read when asked
+    assert trainer.train_step.watch.check() is None  # and the watch can still be read when asked

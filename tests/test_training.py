@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ganforge.datasets.order import EpochBatchSampler
 from ganforge.errors import CheckpointError, UsageError
 from ganforge.recipe import apply_overrides, build_recipe, load_recipe
 from ganforge.training import Trainer, train
+from ganforge.training.assembly import load_generator
 from ganforge.training.checkpoint import read_checkpoint
-from ganforge.training.data import EpochBatchSampler
-from ganforge.training.inference import load_generator
 
 
 def run(plugins, recipe_path: Path, out: Path, *overrides: str, resume: bool = False):
@@ -198,10 +198,10 @@ def test_an_error_before_the_first_step_closes_what_fit_opened(
             raise RuntimeError("plugin failed")
 
     monkeypatch.setattr(trainer, "_real_batches", keep)
-    monkeypatch.setattr(trainer, "_notify", fail)
+    monkeypatch.setattr(trainer, "notify", fail)
     with pytest.raises(RuntimeError, match="plugin failed"):
         trainer.fit()
-    assert trainer._log.jsonl._file.closed and trainer._skipped._file.closed
+    assert trainer.log.jsonl._file.closed and trainer._skipped._file.closed
     workers = opened["batches"]._workers  # the DataLoader iterator's processes
     assert workers and not any(w.is_alive() for w in workers)
     assert {s: signal.getsignal(s) for s in handlers} == handlers

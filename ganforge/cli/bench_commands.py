@@ -31,16 +31,12 @@ def bench(
     """Images/s of a recipe's training step (data on the device and through its loader),
     peak memory, the ratio to the plain PyTorch DCGAN loop on the same images, and the
     step's counted FLOPs, TFLOP/s and fraction of the device's peak."""
-    import tempfile
-
     from ..benchmarking import bench_recipe, known_peak_tflops
     from ..training import resolve_device
 
     plugins = _plugins()
     resolved = _recipe(recipe, overrides, plugins)
-    with tempfile.TemporaryDirectory() as tmp:
-        rows = bench_recipe(resolved, plugins, steps, warmup, batch or None, baseline,
-                            Path(tmp) / "run")
+    rows = bench_recipe(resolved, plugins, steps, warmup, batch or None, baseline)
     run = resolved.run
     device = resolve_device(run.device)
     precision = "bf16" if rows[0].bf16 else "fp32"

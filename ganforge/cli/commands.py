@@ -168,6 +168,8 @@ def plugins() -> None:
 @reports_errors
 def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> None:
     """Validate a recipe, build its networks and audit them against plugin guidelines."""
+    from rich.markup import escape
+
     from ..training import build_networks
 
     loaded = _plugins()
@@ -180,16 +182,24 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
         console.print(f"{label} {resolved[label].name!r}: {count:,} parameters")
     results = [r for batch in loaded.broadcast(
         "ganforge_check", generator=generator, discriminator=discriminator) for r in batch]
+    for label in ("generator", "discriminator"):
+        if not any(r.network == label for r in results):
+            console.print(f"no audit for this network: {label} {resolved[label].name!r}",
+                          markup=False)
     if not results:
-        console.print("no plugin audits these networks")
         return
-    table = Table(title="DCGAN guidelines audit")
-    for column in ("network", "guideline", "result", "detail"):
-        table.add_column(column)
-    for r in results:
-        verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
-        table.add_row(r.network, r.guideline, verdict, r.detail)
-    console.print(table)
+    # One table per ruleset, titled by the results' auditor (plugins that predate
+    # AuditResult may return objects without one).
+    auditors = dict.fromkeys(getattr(r, "auditor", "") for r in results)
+    for auditor in auditors:
+        table = Table(title=f"{auditor} audit" if auditor else "audit")
+        for column in ("network", "guideline", "result", "detail"):
+            table.add_column(column)
+        for r in results:
+            if getattr(r, "auditor", "") == auditor:
+                verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
+                table.add_row(escape(r.network), escape(r.guideline), verdict, escape(r.detail))
+        console.print(table)
     failed = sum(not r.passed for r in results)
     console.print(f"{len(results) - failed} passed, {failed} failed")
 
@@ -208,9 +218,7 @@ def sample(
     """Write a grid of images from a checkpoint's generator (needs nothing else)."""
     import torch
 
-    from ..training import resolve_device
-    from ..training.inference import load_generator
-    from ..training.samples import (
+    from ..sampling import (
         check_count,
         check_output_path,
         check_seed,
@@ -218,6 +226,8 @@ def sample(
         image_grid,
         write_grid,
     )
+    from ..training import resolve_device
+    from ..training.assembly import load_generator
 
     # Every option is checked before plugins, checkpoint or network are touched.
     target = check_output_path(out, "--out")

@@ -93,7 +93,7 @@ def inspect(
 ) -> None:
     """Count images, find decode errors, and write a grid of real training images."""
     from ..datasets.inspection import first_real_images, scan_dataset
-    from ..training.samples import image_grid, write_grid
+    from ..sampling import image_grid, write_grid
 
     plugins = _plugins()
     table, seed = dataset_source(source, overrides, plugins)

@@ -2,102 +2,25 @@
 
 A checkpoint may come from anyone, and its embedded recipe names the dataset these commands
 read. So a dataset taken from a checkpoint never downloads (``download`` is forced off), is
-overridable with ``--set dataset.KEY=VALUE``, and the commands say which folder they read.
+overridable with ``--set dataset.KEY=VALUE``, and the commands say which folder they read
+(:func:`ganforge.training.assembly.checkpoint_dataset`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import CheckpointError, DataError, RecipeError, UsageError
 from .app import app, reports_errors, stderr
 from .commands import _plugins
 
-_FROM_CHECKPOINT = "the checkpoint's recipe"
 
-
-def _dataset_keys(overrides: list[str], command: str) -> set[str]:
-    """The dataset params ``--set`` changes; anything outside ``dataset.`` is refused (the
-    networks come from the checkpoint's tensors and cannot change)."""
-    from ..recipe import parse_override
-
-    keys = set()
-    for text in overrides:
-        parts, _ = parse_override(text)
-        if parts[0] != "dataset" or len(parts) < 2:
-            raise UsageError(f"{command}: --set {text!r}: only dataset.KEY=VALUE can be set "
-                             "(the checkpoint's networks and settings are used as saved)")
-        keys.add(parts[1])
-    return keys
-
-
-def embedded_recipe(checkpoint: Path, recipe_toml: str, registry: Any) -> Any:
-    """The recipe embedded in a checkpoint; one that does not load is the checkpoint's fault."""
-    import tomllib
-
-    from ..recipe import build_recipe
-
-    try:
-        return build_recipe(tomllib.loads(recipe_toml), registry, source=str(checkpoint))
-    except (tomllib.TOMLDecodeError, RecipeError) as exc:
-        raise CheckpointError(f"{checkpoint}: its embedded recipe does not load here: "
-                              f"{str(exc).splitlines()[0]}") from None
-
-
-def with_dataset_overrides(recipe: Any, overrides: list[str], registry: Any,
-                           checkpoint: Path) -> Any:
-    """``recipe`` with ``--set dataset.KEY=VALUE`` applied (checked by :func:`_dataset_keys`
-    beforehand)."""
-    import tomllib
-
-    from ..recipe import apply_overrides, build_recipe
-
-    if not overrides:
-        return recipe
-    table = apply_overrides(tomllib.loads(recipe.to_toml()), overrides)
-    return build_recipe(table, registry, source=f"{checkpoint} + --set")
-
-
-def checkpoint_dataset_table(recipe: Any, overrides: list[str], command: str
-                             ) -> dict[str, Any]:
-    """The dataset table of a checkpoint's recipe (after ``--set``) with ``download`` off:
-    the checkpoint's say-so is not the user's consent, and these commands never download."""
-    table = recipe["dataset"].to_table()
-    if "download" in table:
-        if table["download"] and "download" in _dataset_keys(overrides, command):
-            raise UsageError(f"{command}: never downloads a dataset; put the data on disk "
-                             "and pass --set dataset.root=PATH")
-        table["download"] = False
-    return table
-
-
-def open_checkpoint_dataset(table: dict[str, Any], overrides: list[str], registry: Any,
-                            command: str) -> Any:
-    """Build the dataset ``table`` of a checkpoint's recipe, after saying on stderr which
-    folder it reads; missing data is a usage error that says how to point at it."""
-    from ..evaluation.reference import resolved_paths
-
-    user_keys = _dataset_keys(overrides, command)
-    name = table["use"]
-    roots = resolved_paths(table)
-    if roots:
-        from_set = "use" in user_keys or bool(user_keys & roots.keys())
-        stderr().print(f"reading dataset {name!r} at {', '.join(roots.values())} "
-                       f"(from {'--set' if from_set else _FROM_CHECKPOINT})")
-    hint = "pass --set dataset.root=PATH where the data is (it is never downloaded here)"
-    for path in roots.values():
-        if not Path(path).exists():
-            raise UsageError(f"{command}: dataset {name!r}: {path} does not exist; {hint}")
-    try:
-        return registry.create("dataset", name, {k: v for k, v in table.items() if k != "use"})
-    except DataError as exc:
-        raise UsageError(f"{command}: {str(exc).splitlines()[0]}; {hint}") from None
+def _say(note: str) -> None:
+    stderr().print(note, markup=False)
 
 
 #: ``--set`` of eval: the checkpoint's dataset table only.
@@ -131,15 +54,13 @@ def evaluate(
     the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set).
     """
     from ..evaluation.evaluator import Evaluator
-    from ..training import resolve_device
-    from ..training.inference import load_generator
+    from ..training import load_experiment, resolve_device
+    from ..training.assembly import dataset_override_keys
 
     plugins = _plugins()
     overrides = list(overrides or [])
-    _dataset_keys(overrides, "eval")  # a wrong --set is refused before anything is loaded
+    dataset_override_keys(overrides)  # a wrong --set is refused before anything is loaded
     dev = resolve_device(device)
-    generator, recipe, step = load_generator(checkpoint, plugins.registry, dev)
-    recipe = with_dataset_overrides(recipe, overrides, plugins.registry, checkpoint)
     params: dict[str, object] = {}
     for key, value in (("n_fake", n), ("n_real", n_real), ("extractor", extractor),
                        ("inception_weights", str(weights) if weights else None)):
@@ -148,10 +69,14 @@ def evaluate(
     if download:
         params["download"] = True
     metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
-    table = checkpoint_dataset_table(recipe, overrides, "eval")
-    dataset = None
-    if any(m.needs_real for _, m in metrics.values()):  # the Inception Score reads no data
-        dataset = open_checkpoint_dataset(table, overrides, plugins.registry, "eval")
+    needs_data = any(m.needs_real for _, m in metrics.values())  # the Inception Score: none
+    experiment = load_experiment(checkpoint, plugins.registry, dev, dataset_overrides=overrides,
+                                 parts={"generator", "dataset"} if needs_data else
+                                 {"generator"}, note=_say)
+    generator, step, dataset = experiment.generator, experiment.step, experiment.dataset
+    table = experiment.recipe["dataset"].to_table()
+    if "download" in table:
+        table["download"] = False
     evaluator = Evaluator(metrics, dataset, table, dev)
     results = evaluator.run(generator, step)
     console = Console()
@@ -206,26 +131,27 @@ def probe(
 ) -> None:
     """Linear probe of D's features (DCGAN §5.1): trained D against a random D."""
     from ..evaluation.probe import run_probe
-    from ..training import build_networks, read_checkpoint, resolve_device
-    from ..training.checkpoint import load_module_state
+    from ..training import assemble, load_experiment, resolve_device
+    from ..training.assembly import dataset_override_keys
     from .data_commands import dataset_source
 
     plugins = _plugins()
     registry = plugins.registry
     overrides = list(overrides or [])
     if dataset is None:  # then --set changes the checkpoint's own dataset table
-        _dataset_keys(overrides, "probe")
+        dataset_override_keys(overrides)
     dev = resolve_device(device)
-    contents = read_checkpoint(checkpoint)
-    recipe = embedded_recipe(checkpoint, contents.recipe_toml, registry)
-    _, trained = build_networks(recipe, registry)
-    load_module_state(trained, contents.section("discriminator"), "discriminator", checkpoint)
-    _, random_d = build_networks(recipe, registry, seed=baseline_seed)
+    experiment = load_experiment(
+        checkpoint, registry, "cpu", parts={"discriminator", "dataset"} if dataset is None
+        else {"discriminator"}, dataset_overrides=overrides if dataset is None else (),
+        note=_say)
+    trained = experiment.discriminator
+    random_d = assemble(experiment.recipe, registry, "cpu", parts={"discriminator"},
+                        seed=baseline_seed, training=False).discriminator
     spec = trained.image_spec if hasattr(trained, "image_spec") else None
     if dataset is None:
-        recipe = with_dataset_overrides(recipe, overrides, registry, checkpoint)
-        table = checkpoint_dataset_table(recipe, overrides, "probe")
-        data = open_checkpoint_dataset(table, overrides, registry, "probe")
+        data = experiment.dataset
+        table = experiment.recipe["dataset"].to_table()
     else:
         sets = list(overrides)
         is_name = not (dataset.endswith(".toml") or Path(dataset).is_file())
@@ -238,7 +164,7 @@ def probe(
                                {k: v for k, v in table.items() if k != "use"})
     results = run_probe(trained, random_d, data, labels_per_class, seed, test_size, dev)
     if as_json:
-        typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": contents.step,
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": experiment.step,
                                "dataset": table, "labels_per_class": labels_per_class,
                                "seed": seed, "results": [
                                    {"features": r.name, "accuracy": r.accuracy, "error": r.error,
@@ -247,7 +173,7 @@ def probe(
                                    for r in results]}, indent=1))
         return
     out = Table(title=f"linear probe: {table['use']}, {labels_per_class} labels per class "
-                      f"(step {contents.step})")
+                      f"(step {experiment.step})")
     for column in ("features", "accuracy", "error", "C (cross-validated)", "dims", "train",
                    "test"):
         out.add_column(column)

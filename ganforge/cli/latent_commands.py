@@ -72,9 +72,7 @@ def interpolate(
         walk_grid,
         write_gif,
     )
-    from ..training import resolve_device
-    from ..training.inference import load_generator
-    from ..training.samples import (
+    from ..sampling import (
         MAX_IMAGES,
         check_count,
         check_output_path,
@@ -82,6 +80,8 @@ def interpolate(
         generate,
         write_grid,
     )
+    from ..training import resolve_device
+    from ..training.assembly import load_generator
 
     # Every option is checked before plugins, checkpoint or network are touched.
     target = check_output_path(out, "--out")
@@ -150,7 +150,7 @@ def arithmetic(
     concept's exemplars, and write a figure (--out) with one row per concept (mean image and
     exemplars) and the result A - B + C with its noisy neighbourhood.
     """
-    from ..training.samples import check_count, check_output_path, check_seed
+    from ..sampling import check_count, check_output_path, check_seed
 
     # Every option is checked before plugins, checkpoint or network are touched.
     if n is not None:
@@ -187,9 +187,9 @@ def _write_sheet(checkpoint: Path, sheet: Path, n: int, seed: int, device: str) 
         sheet_record_path,
         write_sheet_record,
     )
+    from ..sampling import generate
     from ..training import resolve_device
-    from ..training.inference import load_generator
-    from ..training.samples import generate
+    from ..training.assembly import load_generator
 
     dev = resolve_device(device, "--device")
     loaded = _plugins()
@@ -227,9 +227,9 @@ def _write_figure(checkpoint: Path, sheet: Path, n: int | None, seed: int | None
         sheet_latents,
         sheet_record_path,
     )
+    from ..sampling import MAX_IMAGES, SEED_LIMIT, generate
     from ..training import resolve_device
-    from ..training.inference import load_generator
-    from ..training.samples import MAX_IMAGES, SEED_LIMIT, generate
+    from ..training.assembly import load_generator
 
     record_path = sheet_record_path(sheet)
     record = read_sheet_record(sheet)

@@ -125,8 +125,3 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     """float [-1, 1] -> uint8 [0, 255], rounded (the inverse of :func:`to_unit_range`)."""
     return image.float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
 
-
-def load_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
-    """Decode, resize, crop and scale one image file to a float training tensor."""
-    return to_unit_range(resize_center_crop(decode_image(path, channels), image_size,
-                                            str(path)))

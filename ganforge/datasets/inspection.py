@@ -69,7 +69,7 @@ def scan_dataset(dataset: Dataset, limit: int = 0, workers: int | None = None,
 def first_real_images(dataset: Dataset, n: int, seed: int) -> torch.Tensor:
     """The first ``n`` good images in the order a run with ``seed`` sees them, augmented
     as in training; bad images are passed over whatever the policy."""
-    from ..training.data import EpochBatchSampler
+    from .order import EpochBatchSampler
 
     order = next(iter(EpochBatchSampler(len(dataset), len(dataset), seed)))
     images: list[torch.Tensor] = []

@@ -10,12 +10,9 @@ replaced by another one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import attrs
 import torch
-
-OnError = Literal["fail", "skip"]
 
 on_error_validator = attrs.validators.in_(["fail", "skip"])
 

@@ -7,6 +7,7 @@ import torch
 
 from ..interfaces import Dataset, ImageSpec
 from ..params import param
+from ..seeds import derive_seed
 from .common import image_size_validator
 
 
@@ -37,7 +38,7 @@ class SyntheticDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         p = self.params
-        g = torch.Generator().manual_seed(p.seed * 1_000_003 + index)
+        g = torch.Generator().manual_seed(derive_seed(p.seed, "synthetic", index))
         s = p.image_size
         ys, xs = torch.meshgrid(torch.linspace(0, 1, s), torch.linspace(0, 1, s), indexing="ij")
         start, end = torch.rand(2, p.channels, 1, 1, generator=g) * 2 - 1

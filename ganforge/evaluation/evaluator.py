@@ -32,8 +32,8 @@ from ..datasets.policy import Skipped
 from ..errors import DataError, StorageError
 from ..files import write_bytes_atomic, writing
 from ..interfaces import Dataset, Generator, Metric
+from ..sampling import generate
 from ..structuring import unstructure_params
-from ..training.samples import generate
 from .features import FeatureExtractor, FeatureSet, make_extractor
 from .reference import dataset_identity, resolved_paths
 

@@ -46,6 +46,7 @@ from torchvision.utils import make_grid
 
 from ..errors import UsageError
 from ..interfaces import Generator
+from ..seeds import derive_seed
 
 #: Interpolation modes accepted by :func:`interpolate` and :func:`interpolation_latents`.
 MODES = ("auto", "slerp", "linear")
@@ -308,12 +309,6 @@ def arithmetic_latent(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torc
     return a - b + c
 
 
-def _derived_seed(seed: int, purpose: str) -> int:
-    """A 63-bit seed for ``purpose`` derived from ``seed``, independent of ``seed``'s stream."""
-    digest = hashlib.sha256(f"ganforge:{purpose}:{seed}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
 def neighbourhood(
     z: torch.Tensor, k: int, scale: float, seed: int, prior: str | None = "uniform"
 ) -> torch.Tensor:
@@ -327,7 +322,7 @@ def neighbourhood(
     if k < 0:
         raise UsageError(f"the neighbourhood size must be >= 0, got {k}")
     base = z.detach().reshape(1, -1).cpu()
-    rng = torch.Generator().manual_seed(_derived_seed(seed, "neighbourhood"))
+    rng = torch.Generator().manual_seed(derive_seed(seed, "neighbourhood"))
     shape = (k, base.shape[1])
     if prior == "uniform":
         noise = torch.rand(shape, generator=rng, dtype=base.dtype).mul_(2).sub_(1)

@@ -41,9 +41,9 @@ MAX_SAMPLE_COUNT = 1024
 MAX_KEEP_LAST = 10_000
 MAX_D_STEPS = 100
 MAX_ROLLBACKS = 1000
-#: Seeds are below 2**32: NumPy's legacy seeding takes no more, and the trainer's derived
-#: seeds (``seed * 1_000_003 + epoch``, ``seed + 1_000_003 * rank``) then stay far below
-#: the 2**64 that ``torch.Generator.manual_seed`` accepts.
+#: Seeds are below 2**32: NumPy's legacy seeding takes no more. Every stream a run draws
+#: from is seeded by :func:`ganforge.seeds.derive_seed`, which maps any seed into
+#: ``torch.Generator.manual_seed``'s range.
 SEED_LIMIT = 2**32
 
 
@@ -209,6 +209,14 @@ class Recipe:
     def to_toml(self) -> str:
         """The resolved recipe as one flat TOML file (no ``extends``)."""
         return tomli_w.dumps(self.to_dict())
+
+    def with_overrides(self, overrides: Iterable[str], registry: Registry) -> Recipe:
+        """This recipe with ``--set``-style ``overrides`` applied (``use`` changes first, as
+        on the command line), validated again; no TOML round trip."""
+        from .loading import apply_overrides
+
+        return build_recipe(apply_overrides(self.to_dict(), overrides), registry,
+                            source=self.source)
 
     def notes(self, cpus: int | None = None) -> list[str]:
         """One-line notes to print when a run of this recipe starts (see :func:`run_notes`)."""

@@ -1,17 +1,27 @@
-"""Training: the trainer, checkpoints, the run directory and sampling."""
+"""Training: assembly, the training step, the trainer, checkpoints and the run directory."""
 
-from .build import build_networks, dataset_image_spec, resolve_device
+from .assembly import (
+    Experiment,
+    assemble,
+    build_networks,
+    dataset_image_spec,
+    load_experiment,
+    resolve_device,
+)
 from .checkpoint import latest_checkpoint, read_checkpoint
 from .run_dir import RunDirectory
 from .trainer import Trainer, TrainResult, train
 
 __all__ = [
+    "Experiment",
     "RunDirectory",
     "TrainResult",
     "Trainer",
+    "assemble",
     "build_networks",
     "dataset_image_spec",
     "latest_checkpoint",
+    "load_experiment",
     "read_checkpoint",
     "resolve_device",
     "train",

@@ -8,7 +8,9 @@ Layout of the tensor names::
 
 Metadata (all strings): ``ganforge.format``, ``ganforge.step``, ``ganforge.recipe`` (the
 resolved TOML), ``ganforge.versions``, ``ganforge.optimizers`` (param groups and
-non-tensor state, as JSON) and ``ganforge.trainer`` (the trainer's counters, as JSON).
+non-tensor state, as JSON), ``ganforge.trainer`` (the trainer's counters, as JSON) and
+``ganforge.components`` (the JSON-able state of stateful components by recipe table; their
+tensors are named ``state/<table>/<name>``).
 No pickle anywhere.
 
 Files are written to a hidden temporary file unique to its writer
@@ -145,6 +147,8 @@ class CheckpointHeader:
     versions: dict[str, str]
     optimizers: dict[str, Any]
     trainer: TrainerMeta
+    #: JSON-able state of stateful components, by recipe table name.
+    components: dict[str, dict[str, Any]]
     #: Every tensor's dtype and shape by name.
     entries: dict[str, TensorInfo]
     #: The raw ``__metadata__`` strings.
@@ -168,6 +172,8 @@ class CheckpointContents:
     trainer: TrainerMeta = attrs.field(factory=TrainerMeta)
     #: ``recipe_toml`` parsed; every top-level value is a table.
     recipe_table: dict[str, Any] = attrs.field(factory=dict)
+    #: JSON-able state of stateful components, by recipe table name.
+    components: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
     def section(self, prefix: str) -> dict[str, torch.Tensor]:
         """Tensors under ``prefix/`` with the prefix removed (e.g. a module's state dict)."""
@@ -224,7 +230,8 @@ def optimizer_from_flat(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, 
 def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: int,
                      recipe_toml: str, versions: Mapping[str, str],
                      optimizers: Mapping[str, Any],
-                     trainer: TrainerMeta | Mapping[str, Any] | None = None) -> Path:
+                     trainer: TrainerMeta | Mapping[str, Any] | None = None,
+                     components: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """Write one checkpoint atomically: temporary file, fsync, rename, fsync the folder.
 
     ``trainer`` is a :class:`TrainerMeta` or the dict of its fields; it is validated as a
@@ -239,6 +246,8 @@ def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: i
         "ganforge.versions": json.dumps(dict(versions), sort_keys=True),
         "ganforge.optimizers": json.dumps(dict(optimizers), sort_keys=True),
         "ganforge.trainer": json.dumps(unstructure_params(meta), sort_keys=True),
+        "ganforge.components": json.dumps({k: dict(v) for k, v in (components or {}).items()},
+                                          sort_keys=True),
     }
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     data = save_bytes(host, metadata=metadata)
@@ -545,6 +554,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         tensors=tensors,
         trainer=header.trainer,
         recipe_table=header.recipe_table,
+        components=header.components,
     )
 
 
@@ -560,6 +570,7 @@ def _decode_header(path: Path, metadata: dict[str, str],
         versions=_decode_versions(path, metadata),
         optimizers=_decode_optimizers(path, metadata),
         trainer=_decode_trainer(path, metadata),
+        components=_decode_components(path, metadata),
         entries=entries,
         metadata=metadata,
     )
@@ -640,6 +651,15 @@ def _decode_optimizers(path: Path, metadata: Mapping[str, str]) -> dict[str, Any
             raise _refuse(path, f"{where}.scalars is not a JSON object mapping parameter "
                                 "indices to JSON objects")
     return optimizers
+
+
+def _decode_components(path: Path, metadata: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    components = _decode_json(path, metadata, "ganforge.components")
+    for table, values in components.items():
+        if not isinstance(values, dict):
+            raise _refuse(path, f"broken ganforge metadata: ganforge.components[{_q(table)}] "
+                                "is not a JSON object")
+    return components
 
 
 def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> TrainerMeta:

@@ -68,10 +68,6 @@ class DistributedContext:
         dist.all_gather(parts, tensor.contiguous())
         return parts
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
 
 def is_main_process() -> bool:
     """Rank 0 of a torchrun job, or a single process (known before joining the group)."""

@@ -14,6 +14,7 @@ import attrs
 
 from ..errors import RunDirectoryBusy
 from ..files import TEMPORARY_SUFFIX, writing
+from .checkpoint import checkpoint_name, latest_checkpoint, rotate
 
 #: The lock file inside a locked folder; it holds the holder's PID (for the message only:
 #: the lock itself is the kernel's, released when the holder dies).
@@ -116,6 +117,23 @@ class RunDirectory:
 
     def sample_path(self, step: int) -> Path:
         return self.samples / f"step-{step:07d}.png"
+
+    def checkpoint_path(self, step: int) -> Path:
+        """The rotating checkpoint of ``step``: ``checkpoints/step-0001000.safetensors``."""
+        return self.checkpoints / checkpoint_name(step)
+
+    def best_checkpoint(self, label: str) -> Path:
+        """The checkpoint of the best evaluation of metric ``label`` (outside rotation)."""
+        return self.checkpoints / f"best-{label}.safetensors"
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete, readable ``step-N`` checkpoint, or None."""
+        return latest_checkpoint(self.checkpoints)
+
+    def rotate_checkpoints(self, keep_last: int, protect: tuple[Path, ...] = ()) -> list[Path]:
+        """Delete all but the newest ``keep_last`` ``step-N`` checkpoints (never one in
+        ``protect``, never ``best-*``)."""
+        return rotate(self.checkpoints, keep_last, protect)
 
     def has_run(self) -> bool:
         """True when something a run writes is already here."""

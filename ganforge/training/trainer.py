@@ -1,9 +1,16 @@
-"""The trainer: written against the component interfaces only; it knows no model by name."""
+"""The trainer: a short loop over the public training step, with periodic work done by
+callbacks on the steps where it is due. It is written against the component interfaces
+and knows no model by name.
+
+Data flows one way: recipe -> registry -> :func:`~ganforge.training.assembly.assemble` ->
+:class:`~ganforge.training.step.GANStep` + :mod:`~ganforge.training.callbacks` -> the run
+directory (:class:`~ganforge.training.run_dir.RunDirectory`).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import inspect
+import functools
 import json
 import math
 import os
@@ -22,35 +29,31 @@ from ..errors import CheckpointError, TrainingError, UsageError
 from ..files import write_text_atomic, writing
 from ..plugins import Plugins
 from ..recipe import Recipe
-from .build import build_networks, resolve_device
+from ..sampling import generate, image_grid, write_grid
+from ..seeds import derive_seed
+from .assembly import Experiment, assemble, resolve_device
+from .callbacks import LogLosses, LossMeter, default_callbacks
 from .checkpoint import (
     TrainerMeta,
-    checkpoint_name,
-    latest_checkpoint,
     load_module_state,
     optimizer_from_flat,
     optimizer_to_flat,
     read_checkpoint,
-    rotate,
     validate_optimizer_state,
     write_checkpoint,
 )
 from .data import real_batches, shutdown_workers
 from .distributed import init_distributed, is_main_process
-from .divergence import DivergenceWatch, gradient_norm
+from .divergence import DivergenceWatch
 from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
 from .rng import capture_rng, restore_rng, rng_state_problems
 from .run_dir import RunDirectory
-from .samples import generate, image_grid, write_grid
-from .speed import resolve_speed
+from .step import GANStep, forward_module
 from .stopping import StopRequest, StopVote
 
 #: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
 RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "precision")
-#: Tensors of the running loss sums since the last log line (``trainer/<name>``): kept in
-#: checkpoints so the first mean logged after a resume covers the same steps as without.
-LOSS_SUMS = ("loss_sum_d", "loss_sum_g", "loss_count")
 
 
 def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -83,45 +86,37 @@ class TrainResult:
 
 class Trainer:
     """Trains one recipe in one run directory. Create, optionally :meth:`restore`, then
-    :meth:`fit`."""
+    :meth:`fit`. ``notify(hook, **kwargs)`` broadcasts observer hooks (default: none)."""
 
     def __init__(self, recipe: Recipe, plugins: Plugins, run_dir: str | Path, *,
-                 progress: bool = True) -> None:
+                 progress: bool = True,
+                 notify: Callable[..., Any] | None = None) -> None:
         self.recipe = recipe
-        self.plugins = plugins
+        self.registry = plugins.registry
+        self.plugin_versions = {r.distribution: r.version for r in plugins.records
+                                if r.status == "loaded" and r.version}
+        self._broadcast = notify if notify is not None else plugins.broadcast
         self.dirs = RunDirectory(Path(run_dir))
         self.show_progress = progress
         run = recipe.run
-        registry = plugins.registry
         self.dist = init_distributed(run.device)
-        self.device = resolve_device(run.device)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        self.dataset = recipe["dataset"].create(registry)
-        spec = self.dataset.image_spec
-        generator, discriminator = build_networks(recipe, registry, spec)
-        self.speed = resolve_speed(run.precision, run.channels_last, run.compile, self.device,
-                                   run.cuda_graphs)
-        fmt = self.speed.memory_format
-        self.generator = generator.to(self.device, memory_format=fmt)
-        self.discriminator = discriminator.to(self.device, memory_format=fmt)
-        # Forward passes go through these: compiled when run.compile is on. State dicts
-        # are always taken from the plain modules, so checkpoints do not depend on it.
-        self._G, self._D = self._wrap(self.generator), self._wrap(self.discriminator)
-        self.loss = recipe["loss"].create(registry)
-        self.opt_g = recipe["optimizer.generator"].create(registry).build(
-            self.generator.parameters(), self.device)
-        self.opt_d = recipe["optimizer.discriminator"].create(registry).build(
-            self.discriminator.parameters(), self.device)
+        device = resolve_device(run.device)
+        if self.dist.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.dist.local_rank)
+        self.experiment: Experiment = assemble(recipe, self.registry, device)
         # Each process draws its own latents (rank 0: exactly the single-process stream).
         self.latent_rng = torch.Generator(device=self.device).manual_seed(
-            run.seed + 1_000_003 * self.dist.rank)
-        fixed_rng = torch.Generator().manual_seed(run.seed + 1)
+            derive_seed(run.seed, "latents", self.dist.rank))
+        fixed_rng = torch.Generator().manual_seed(derive_seed(run.seed, "sample grid"))
         self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
             self.device)
-        self._params_d = list(self.discriminator.parameters())
-        self._params_g = list(self.generator.parameters())
-        self._watch = DivergenceWatch(self.device)
+        forward = functools.partial(forward_module, run=run, speed=self.speed, dist=self.dist,
+                                    device=self.device)
+        self.train_step = GANStep(self.experiment, self.latent_rng,
+                                  forward_g=forward(self.generator),
+                                  forward_d=forward(self.discriminator),
+                                  watch=DivergenceWatch(self.device))
+        self.losses = LossMeter(self.device)
         #: Rollbacks after a divergence (``run.on_divergence = "rollback"``).
         self.rollbacks = 0
         self.step = 0
@@ -129,192 +124,82 @@ class Trainer:
         self.batches_seen = 0
         #: ``{"label", "value", "step"}`` of the best evaluation so far, or None.
         self.best: dict[str, Any] | None = None
+        #: The metrics of the last log step (and evaluation).
+        self.metrics: dict[str, float] = {}
+        #: Images skipped under ``on_error = "skip"`` in this session.
+        self.skipped_count = 0
+        #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
+        self.notes: list[str] = []
+        self.stop_requested: Callable[[], bool] = lambda: False
         self._evaluator: Any = None
         self._elapsed_before = 0.0
         self._session_start: float | None = None
-        #: Images skipped under ``on_error = "skip"`` in this session.
-        self.skipped_count = 0
-        #: Loss sums since the last log line, on the device (no host sync per step).
-        self._loss_sums = torch.zeros(2, device=self.device)
-        self._loss_count = 0
-        #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
-        self.notes: list[str] = []
+        self._last_checkpoint: Path | None = None
 
-    def _notify(self, hook: str, **kwargs: Any) -> None:
+    # The assembled parts, by the names the rest of the trainer uses.
+    generator = property(lambda self: self.experiment.generator)
+    discriminator = property(lambda self: self.experiment.discriminator)
+    dataset = property(lambda self: self.experiment.dataset)
+    device = property(lambda self: self.experiment.device)
+    speed = property(lambda self: self.experiment.speed)
+    opt_g = property(lambda self: self.experiment.optimizers["generator"])
+    opt_d = property(lambda self: self.experiment.optimizers["discriminator"])
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
         """Broadcast an observer hook (from rank 0 only under torchrun)."""
         if self.dist.is_main:
-            self.plugins.broadcast(hook, **kwargs)
+            self._broadcast(hook, **kwargs)
 
-    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
-        """What forward passes go through: DDP under torchrun, compiled when asked. State
-        dicts always come from the plain module, so checkpoints do not depend on either."""
-        run = self.recipe.run
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
+    # -- the loop ---------------------------------------------------------------------------
 
-            if run.sync_batchnorm:
-                if self.device.type != "cuda":
-                    raise UsageError("run.sync_batchnorm needs CUDA devices")
-                module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-            # BatchNorm buffers stay per process (as in the paper's single-GPU training);
-            # newer torch names the switch forward_sync_buffers.
-            params = inspect.signature(DistributedDataParallel.__init__).parameters
-            no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers"
-                              in params else {"broadcast_buffers": False})
-            module = DistributedDataParallel(
-                module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                **no_buffer_sync)
-        return torch.compile(module, mode=self.speed.compile_mode) if self.speed.compile \
-            else module
+    def fit(self) -> TrainResult:
+        """Train from the current step to ``run.steps``. Ctrl-C or SIGTERM stops after the
+        current step with a checkpoint (a second one aborts at once); see ``stopping.py``."""
+        run, start, stop = self.recipe.run, self.step, StopRequest()
+        with contextlib.ExitStack() as stack:
+            self._open_outputs(stack, start)
+            next_real = functools.partial(self.next_real, self._real_batches(stack))
+            stack.enter_context(stop)
+            self.stop_requested = lambda: stop.requested
+            vote = StopVote(self.dist)
+            stack.callback(vote.close)
+            self.notify("ganforge_run_started", run_dir=self.dirs.root,
+                        recipe=self.recipe.to_dict(), step=start)
+            progress = stack.enter_context(TrainingProgress(
+                run.steps, start, enabled=self.show_progress and self.dist.is_main))
+            self._session_start = time.perf_counter()
+            for message in self.notes if self.dist.is_main else ():
+                progress.warn(message)
+            callbacks = default_callbacks(self, start)
+            while self.step < run.steps:
+                self.experiment.on_step(self.step + 1)
+                self.losses.add(*self.train_step(next_real, self.step + 1))
+                self.step += 1
+                progress.advance(self.step)
+                due = [c for c in callbacks if c.due(self.step, self.step == run.steps)]
+                if due and self._rolled_back(progress):  # a sync we pay for anyway
+                    for callback in callbacks:
+                        if isinstance(callback, LogLosses):
+                            callback.restart(self.step)
+                    continue
+                for callback in due:
+                    callback(self, progress)
+                # One process stops at once; many stop after the same step (stopping.py).
+                if agreed := vote.vote(stop.signum):
+                    stop.agree(agreed)
+                    break
+            if agreed := vote.finish():  # a vote still in flight when the loop ended
+                stop.agree(agreed)
+            if stop.requested and self.step > start and (
+                    self._last_checkpoint != self.dirs.checkpoint_path(self.step)):
+                progress.note(f"interrupted: checkpoint {self.save_checkpoint()} written")
+        if not stop.requested:
+            self.notify("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
+        return TrainResult(self.dirs.root, self.step,
+                           self._last_checkpoint or self.dirs.latest_checkpoint(),
+                           stop.requested, self.metrics, self.skipped_count, stop.signum)
 
-    # -- state --------------------------------------------------------------------------
-
-    def state_tensors(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Every tensor needed to continue exactly, and the optimizers' JSON-able rest."""
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix, module in (("generator", self.generator),
-                               ("discriminator", self.discriminator)):
-            tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
-        optimizers: dict[str, Any] = {}
-        for name, opt in (("generator", self.opt_g), ("discriminator", self.opt_d)):
-            flat, rest = optimizer_to_flat(f"optimizer/{name}", opt)
-            tensors.update(flat)
-            optimizers[name] = rest
-        tensors.update(capture_rng(self.latent_rng))
-        tensors["trainer/loss_sum_d"] = self._loss_sums[0]
-        tensors["trainer/loss_sum_g"] = self._loss_sums[1]
-        tensors["trainer/loss_count"] = torch.tensor(self._loss_count, dtype=torch.int64)
-        return tensors, optimizers
-
-    def versions(self) -> dict[str, str]:
-        """Versions of ganforge, torch and every loaded plugin distribution."""
-        found = {"ganforge": __version__, "torch": torch.__version__}
-        for record in self.plugins.records:
-            if record.status == "loaded" and record.version:
-                found[record.distribution] = record.version
-        return found
-
-    def counters(self) -> dict[str, Any]:
-        """Trainer state that is not a tensor, saved in every checkpoint."""
-        return {"batches_seen": self.batches_seen, "best": self.best,
-                "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks,
-                "threads": torch.get_num_threads(), "precision": self.speed.precision}
-
-    def elapsed_s(self) -> float:
-        """Training wall time of this run so far, earlier sessions included."""
-        session = time.perf_counter() - self._session_start if self._session_start else 0.0
-        return self._elapsed_before + session
-
-    def save_checkpoint(self, path: Path | None = None) -> Path:
-        """Write the checkpoint of the current step (to ``path``, default the rotating
-        ``step-N`` name), then rotate older ``step-N`` ones."""
-        rotating = path is None
-        path = path or self.dirs.checkpoints / checkpoint_name(self.step)
-        # Rank 0 alone writes, and checks, what it writes: every rank holds the same
-        # weights, and other ranks' BatchNorm statistics are never saved.
-        tensors: dict[str, torch.Tensor] = {}
-        optimizers: dict[str, Any] = {}
-        bad: list[str] = []
-        if self.dist.is_main:
-            tensors, optimizers = self.state_tensors()
-            bad = [k for k, v in tensors.items() if v.is_floating_point()
-                   and not torch.isfinite(v).all()]
-        refused = f"step {self.step}: refusing to checkpoint non-finite state"
-        if rotating and self.dist.enabled:
-            # Every rank saves on the same steps: all stop together when rank 0 refuses,
-            # instead of the others waiting at their next collective.
-            flag = torch.tensor([float(bool(bad))], device=self.device)
-            if self.dist.maximum(flag).item() and not bad:
-                raise TrainingError(f"{refused} (found by rank 0)")
-        if bad:
-            raise TrainingError(f"{refused} ({', '.join(bad[:3])})")
-        if not self.dist.is_main:
-            return path
-        with writing(path):
-            write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
-                             versions=self.versions(), optimizers=optimizers,
-                             trainer=self.counters())
-        if rotating:
-            rotate(self.dirs.checkpoints, self.recipe.run.keep_last, protect=(path,))
-        self._notify("ganforge_checkpoint_saved", step=self.step, path=path)
-        return path
-
-    def restore(self, path: str | Path) -> None:
-        """Load a checkpoint of this recipe; only the ``[run]`` table may differ."""
-        contents = read_checkpoint(path)  # metadata and RNG states checked before tensors
-        differing = recipe_differences(contents.recipe_table, self.recipe.to_dict())
-        if differing:
-            raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
-                                  "differ); a resumed run may change only how long and how it "
-                                  "runs, not what it computes")
-        problems = rng_state_problems(contents.tensors, self.latent_rng, required=True)
-        if problems:
-            raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
-        load_module_state(self.generator, contents.section("generator"), "generator", path)
-        load_module_state(self.discriminator, contents.section("discriminator"),
-                          "discriminator", path)
-        try:
-            for name, optimizer in (("generator", self.opt_g),
-                                    ("discriminator", self.opt_d)):
-                state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
-                                            contents.optimizers[name])
-                validate_optimizer_state(optimizer, state, name, path)
-                optimizer.load_state_dict(state)
-            for optimizer in (self.opt_g, self.opt_d):
-                match_parameter_layout(optimizer)
-            restore_rng(contents.tensors, self.latent_rng)
-            if self.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
-                self.latent_rng.manual_seed(self.recipe.run.seed + 1_000_003 * self.dist.rank
-                                            + contents.step)
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: optimizer or RNG state does not load: {exc}") \
-                from None
-        self._restore_loss_sums(contents.section("trainer"), path)
-        meta = contents.trainer
-        self.step = contents.step
-        self.batches_seen = (meta.batches_seen if meta.batches_seen is not None
-                             else contents.step * self.recipe.run.d_steps)
-        self.best = None if meta.best is None else attrs.asdict(meta.best)
-        self._elapsed_before = meta.elapsed_s
-        self.rollbacks = meta.rollbacks
-        self.notes.extend(self._how_it_differs(meta))
-        self._watch.reset()
-
-    def _restore_loss_sums(self, saved: Mapping[str, torch.Tensor], path: str | Path) -> None:
-        """The loss sums since the last log line (absent in older checkpoints: zero)."""
-        if not saved:
-            self._loss_sums.zero_()
-            self._loss_count = 0
-            return
-        sums = [saved.get(name) for name in LOSS_SUMS]
-        if any(t is None or t.numel() != 1 for t in sums) or \
-                not all(t.is_floating_point() and torch.isfinite(t).all() for t in sums[:2]) \
-                or sums[2].is_floating_point() or int(sums[2]) < 0:
-            raise CheckpointError(f"{path}: trainer/ loss sums are not two finite numbers and "
-                                  "a non-negative count")
-        self._loss_sums = torch.stack([sums[0].float(), sums[1].float()]).to(self.device)
-        self._loss_count = int(sums[2])
-
-    def _how_it_differs(self, saved: TrainerMeta) -> list[str]:
-        """Notes on what makes this session compute differently from the one that wrote
-        the checkpoint although the recipe is the same: CPU results depend on the number of
-        threads, and ``run.precision = "auto"`` resolves per device."""
-        notes = []
-        threads = saved.threads
-        if threads is not None and threads != torch.get_num_threads():
-            notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
-                         f"CPU threads, this process uses {torch.get_num_threads()} (set "
-                         f"OMP_NUM_THREADS={threads} to match)")
-        precision = saved.precision
-        if precision is not None and precision != self.speed.precision:
-            notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
-                         f"run.precision = {self.recipe.run.precision!r} resolves to "
-                         f"{self.speed.precision} on {self.device}")
-        return notes
-
-    # -- training -----------------------------------------------------------------------
-
-    def _next_real(self, batches: Iterator[ImageBatch]) -> torch.Tensor:
+    def next_real(self, batches: Iterator[ImageBatch]) -> torch.Tensor:
         """The next batch of real images on the device, augmented; skipped images recorded."""
         while True:
             batch = next(batches)
@@ -328,45 +213,35 @@ class Trainer:
                 real = self.dataset.augment(real, self.latent_rng)
                 return real.contiguous(memory_format=self.speed.memory_format)
 
-    def _train_step(self, batches: Iterator[ImageBatch]) -> tuple[torch.Tensor, torch.Tensor]:
-        """D update(s), then the G update. Returns detached losses, still on the device."""
+    def _open_outputs(self, stack: contextlib.ExitStack, start: int) -> None:
+        """Open the metrics log and ``skipped.jsonl`` (rank 0; other ranks write nothing),
+        closed by ``stack`` however ``fit`` ends."""
+        if self.dist.is_main:
+            self.dirs.create()
+            self.log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start,
+                                       self.notes.append)
+            stack.callback(self.log.close)
+            self._skipped = JsonlWriter(self.dirs.skipped, start, self.notes.append)
+        else:
+            self.log = _NullLog()
+            self._skipped = JsonlWriter(Path(os.devnull), 0)
+        stack.callback(self._skipped.close)
+
+    def _real_batches(self, stack: contextlib.ExitStack) -> Iterator[ImageBatch]:
+        """This rank's endless batches of real images, from where the run stands; loader
+        workers are shut down by ``stack`` however ``fit`` ends."""
         run = self.recipe.run
-        G, D = self._G, self._D
-        autocast = self.speed.autocast
-        fake = loss_d = None
-        if self.speed.cuda_graphs:
-            # A new training iteration: graph outputs of the previous step may be reused.
-            torch.compiler.cudagraph_mark_step_begin()
-        for i in range(run.d_steps):
-            real = self._next_real(batches)
-            z = self.generator.sample_latent(real.shape[0], self.latent_rng, self.device)
-            with autocast(self.device):
-                if i == run.d_steps - 1:
-                    fake = G(z)  # kept with its graph: the G update reuses it
-                else:
-                    with torch.no_grad():
-                        fake = G(z)
-                loss_d = self.loss.discriminator_loss(D, real, fake.detach()).float()
-            self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self._watch.observe("discriminator", self.step + 1, loss_d,
-                                gradient_norm(self._params_d))
-            self.opt_d.step()
-        assert fake is not None and loss_d is not None
-        self.discriminator.requires_grad_(False)  # no gradients into D during the G update
-        # Under DDP, D's gradients are not all-reduced during the G update (it has none).
-        no_sync = getattr(self._D, "no_sync", contextlib.nullcontext)
-        try:
-            with autocast(self.device), no_sync():
-                loss_g = self.loss.generator_loss(D, fake).float()
-            self.opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self._watch.observe("generator", self.step + 1, loss_g,
-                                gradient_norm(self._params_g))
-            self.opt_g.step()
-        finally:
-            self.discriminator.requires_grad_(True)
-        return loss_d.detach(), loss_g.detach()
+        pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
+        batches = real_batches(self.dataset, self.dist.per_rank_batch(run.batch_size),
+                               run.seed, self.batches_seen, num_workers=run.num_workers,
+                               device=self.device, pin_memory=pin,
+                               persistent_workers=run.persistent_workers,
+                               prefetch_factor=run.prefetch_factor, rank=self.dist.rank,
+                               world_size=self.dist.world_size)
+        stack.callback(shutdown_workers, batches)
+        return batches
+
+    # -- periodic work (called by the callbacks) ---------------------------------------------
 
     def write_samples(self) -> Path:
         """Write the grid of the fixed latent batch for the current step."""
@@ -376,8 +251,8 @@ class Trainer:
         grid = image_grid(generate(self.generator, self.fixed_z))
         with writing(path):
             path = write_grid(grid, path)
-        self._log.image_grid(self.step, grid)
-        self._notify("ganforge_sample_written", step=self.step, path=path)
+        self.log.image_grid(self.step, grid)
+        self.notify("ganforge_sample_written", step=self.step, path=path)
         return path
 
     def evaluate(self, progress: TrainingProgress,
@@ -388,7 +263,7 @@ class Trainer:
         from ..evaluation.evaluator import EvaluationInterrupted, Evaluator
 
         if self._evaluator is None:
-            metrics = {label: (choice.name, choice.create(self.plugins.registry))
+            metrics = {label: (choice.name, choice.create(self.registry))
                        for label, choice in self.recipe.metrics.items()}
             self._evaluator = Evaluator(metrics, self.dataset,
                                         self.recipe["dataset"].to_table(), self.device)
@@ -412,7 +287,7 @@ class Trainer:
             previous = self.best
             self.best = {"label": chosen.label, "value": chosen.value, "step": self.step}
             try:
-                self.save_checkpoint(self.dirs.checkpoints / f"best-{chosen.label}.safetensors")
+                self.save_checkpoint(self.dirs.best_checkpoint(chosen.label))
             except TrainingError as exc:
                 # Rank 0 alone evaluates: it must not stop alone (the other ranks would wait
                 # at their next collective). The next periodic checkpoint, agreed by all
@@ -421,129 +296,150 @@ class Trainer:
                 progress.note(f"{exc}; best-{chosen.label} not updated")
         return values
 
-    def _open_outputs(self, stack: contextlib.ExitStack, start: int) -> None:
-        """Open the metrics log and ``skipped.jsonl`` (rank 0; other ranks write nothing),
-        closed by ``stack`` however ``fit`` ends."""
+    def save_checkpoint(self, path: Path | None = None) -> Path:
+        """Write the checkpoint of the current step (to ``path``, default the rotating
+        ``step-N`` name), then rotate older ``step-N`` ones."""
+        rotating = path is None
+        path = path or self.dirs.checkpoint_path(self.step)
+        # Rank 0 alone writes, and checks, what it writes: every rank holds the same
+        # weights, and other ranks' BatchNorm statistics are never saved.
+        tensors: dict[str, torch.Tensor] = {}
+        optimizers: dict[str, Any] = {}
+        components: dict[str, dict[str, Any]] = {}
+        bad: list[str] = []
         if self.dist.is_main:
-            self.dirs.create()
-            self._log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start,
-                                        self.notes.append)
-            stack.callback(self._log.close)
-            self._skipped = JsonlWriter(self.dirs.skipped, start, self.notes.append)
-        else:
-            self._log = _NullLog()
-            self._skipped = JsonlWriter(Path(os.devnull), 0)
-        stack.callback(self._skipped.close)
+            tensors, optimizers, components = self.state()
+            bad = [k for k, v in tensors.items() if v.is_floating_point()
+                   and not torch.isfinite(v).all()]
+        refused = f"step {self.step}: refusing to checkpoint non-finite state"
+        if rotating and self.dist.enabled:
+            # Every rank saves on the same steps: all stop together when rank 0 refuses,
+            # instead of the others waiting at their next collective.
+            flag = torch.tensor([float(bool(bad))], device=self.device)
+            if self.dist.maximum(flag).item() and not bad:
+                raise TrainingError(f"{refused} (found by rank 0)")
+        if bad:
+            raise TrainingError(f"{refused} ({', '.join(bad[:3])})")
+        if rotating:
+            self._last_checkpoint = path
+        if not self.dist.is_main:
+            return path
+        write_checkpoint(path, tensors, step=self.step, recipe_toml=self.recipe.to_toml(),
+                         versions=self.versions(), optimizers=optimizers,
+                         trainer=self.counters(), components=components)
+        if rotating:
+            self.dirs.rotate_checkpoints(self.recipe.run.keep_last, protect=(path,))
+        self.notify("ganforge_checkpoint_saved", step=self.step, path=path)
+        return path
 
-    def _real_batches(self, stack: contextlib.ExitStack) -> Iterator[ImageBatch]:
-        """This rank's endless batches of real images, from where the run stands; loader
-        workers are shut down by ``stack`` however ``fit`` ends."""
-        run = self.recipe.run
-        pin = self.device.type == "cuda" if run.pin_memory is None else run.pin_memory
-        batches = real_batches(self.dataset, self.dist.per_rank_batch(run.batch_size),
-                               run.seed, self.batches_seen, num_workers=run.num_workers,
-                               device=self.device, pin_memory=pin,
-                               persistent_workers=run.persistent_workers,
-                               prefetch_factor=run.prefetch_factor, rank=self.dist.rank,
-                               world_size=self.dist.world_size)
-        stack.callback(shutdown_workers, batches)
-        return batches
+    # -- state ------------------------------------------------------------------------------
 
-    def fit(self) -> TrainResult:
-        """Train from the current step to ``run.steps``. Ctrl-C or SIGTERM stops after the
-        current step with a checkpoint (a second one aborts at once); see ``stopping.py``."""
-        run = self.recipe.run
-        start = self.step
-        metrics: dict[str, float] = {}
-        checkpoint: Path | None = None
-        stop = StopRequest()
-        with contextlib.ExitStack() as stack:
-            self._open_outputs(stack, start)
-            batches = self._real_batches(stack)
-            stack.enter_context(stop)
-            vote = StopVote(self.dist)
-            stack.callback(vote.close)
-            self._notify("ganforge_run_started", run_dir=self.dirs.root,
-                         recipe=self.recipe.to_dict(), step=start)
-            progress = stack.enter_context(TrainingProgress(
-                run.steps, start, enabled=self.show_progress and self.dist.is_main))
-            self._session_start = time.perf_counter()
-            if self.dist.is_main:
-                for message in self.notes:
-                    progress.warn(message)
-            last_time, last_step = time.perf_counter(), start
-            while self.step < run.steps:
-                loss_d, loss_g = self._train_step(batches)
-                self._loss_sums += torch.stack((loss_d, loss_g))
-                self._loss_count += 1
-                self.step += 1
-                step = self.step
-                progress.advance(step)
-                last = step == run.steps
-                every = self.recipe.eval.every
-                due = {"log": step % run.log_every == 0 or last,
-                       "eval": bool(every) and (step % every == 0 or last),
-                       "sample": step % run.sample_every == 0 or last,
-                       "checkpoint": step % run.checkpoint_every == 0 or last}
-                if any(due.values()):
-                    diverged = self._check_divergence()  # a sync we pay for anyway
-                    if diverged is not None:
-                        self._on_divergence(*diverged, progress)
-                        self._loss_sums.zero_()
-                        self._loss_count = 0
-                        last_time, last_step = time.perf_counter(), self.step
-                        continue
-                if due["log"]:
-                    # Host synchronisation happens only on such steps.
-                    now = time.perf_counter()
-                    mean_d, mean_g = self.dist.mean(
-                        (self._loss_sums / self._loss_count).tolist(), self.device)
-                    metrics = {
-                        "loss_d": mean_d,
-                        "loss_g": mean_g,
-                        "images_per_s": (step - last_step) * run.batch_size
-                        / max(now - last_time, 1e-9),
-                        "epoch": step * run.d_steps * run.batch_size / len(self.dataset),
-                        "skipped_images": float(self.skipped_count),
-                        "elapsed_s": self.elapsed_s(),
-                    }
-                    self._log.scalars(step, metrics)
-                    self._notify("ganforge_log", step=step, metrics=metrics)
-                    progress.logged(step, metrics)
-                    self._loss_sums.zero_()
-                    self._loss_count = 0
-                    last_time, last_step = now, step
-                if due["eval"] and self.dist.is_main and not stop.requested:
-                    values = self.evaluate(progress, lambda: stop.requested)
-                    if values:
-                        self._log.scalars(step, values)
-                        self._notify("ganforge_log", step=step, metrics=values)
-                        metrics.update(values)
-                if due["sample"] and not stop.requested:
-                    self.write_samples()
-                if due["checkpoint"]:
-                    checkpoint = self.save_checkpoint()
-                # One process stops at once; many stop after the same step (stopping.py).
-                agreed = vote.vote(stop.signum)
-                if agreed:
-                    stop.agree(agreed)
-                    break
-            agreed = vote.finish()  # a vote still in flight when the loop ended
-            if agreed:
-                stop.agree(agreed)
-            if stop.requested and self.step > start and (
-                    checkpoint is None or checkpoint.name != checkpoint_name(self.step)):
-                checkpoint = self.save_checkpoint()
-                progress.note(f"interrupted: checkpoint {checkpoint} written")
-        if not stop.requested:
-            self._notify("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
-        return TrainResult(self.dirs.root, self.step, checkpoint or
-                           latest_checkpoint(self.dirs.checkpoints),
-                           stop.requested, metrics, self.skipped_count, stop.signum)
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+        """Every tensor needed to continue exactly, the optimizers' JSON-able rest, and the
+        JSON-able state of stateful components."""
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, module in (("generator", self.generator),
+                               ("discriminator", self.discriminator)):
+            tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
+        optimizers: dict[str, Any] = {}
+        for name, opt in self.experiment.optimizers.items():
+            flat, rest = optimizer_to_flat(f"optimizer/{name}", opt)
+            tensors.update(flat)
+            optimizers[name] = rest
+        tensors.update(capture_rng(self.latent_rng))
+        tensors.update(self.losses.state())
+        component_tensors, components = self.experiment.component_states()
+        tensors.update(component_tensors)
+        return tensors, optimizers, components
+
+    def versions(self) -> dict[str, str]:
+        """Versions of ganforge, torch and every loaded plugin distribution."""
+        return {"ganforge": __version__, "torch": torch.__version__, **self.plugin_versions}
+
+    def counters(self) -> dict[str, Any]:
+        """Trainer state that is not a tensor, saved in every checkpoint."""
+        return {"batches_seen": self.batches_seen, "best": self.best,
+                "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks,
+                "threads": torch.get_num_threads(), "precision": self.speed.precision}
+
+    def elapsed_s(self) -> float:
+        """Training wall time of this run so far, earlier sessions included."""
+        session = time.perf_counter() - self._session_start if self._session_start else 0.0
+        return self._elapsed_before + session
+
+    def restore(self, path: str | Path) -> None:
+        """Load a checkpoint of this recipe; only the ``[run]`` table may differ. Everything
+        is checked before anything is loaded where the checkpoint alone tells (metadata,
+        recipe, RNG states); weights and optimizer states are checked key by key."""
+        contents = read_checkpoint(path)
+        differing = recipe_differences(contents.recipe_table, self.recipe.to_dict())
+        if differing:
+            raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
+                                  "differ); a resumed run may change only how long and how it "
+                                  "runs, not what it computes")
+        problems = rng_state_problems(contents.tensors, self.latent_rng, required=True)
+        if problems:
+            raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
+        load_module_state(self.generator, contents.section("generator"), "generator", path)
+        load_module_state(self.discriminator, contents.section("discriminator"),
+                          "discriminator", path)
+        try:
+            for name, optimizer in self.experiment.optimizers.items():
+                state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
+                                            contents.optimizers[name])
+                validate_optimizer_state(optimizer, state, name, path)
+                optimizer.load_state_dict(state)
+                match_parameter_layout(optimizer)
+            restore_rng(contents.tensors, self.latent_rng)
+            if self.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
+                self.latent_rng.manual_seed(derive_seed(self.recipe.run.seed, "latents",
+                                                        self.dist.rank, contents.step))
+            self.losses.load(contents.section("trainer"))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
+                                  f"{exc}") from None
+        self.notes.extend(self.experiment.load_component_states(contents, path))
+        meta = contents.trainer
+        self.step = contents.step
+        self.batches_seen = (meta.batches_seen if meta.batches_seen is not None
+                             else contents.step * self.recipe.run.d_steps)
+        self.best = None if meta.best is None else attrs.asdict(meta.best)
+        self._elapsed_before = meta.elapsed_s
+        self.rollbacks = meta.rollbacks
+        self.notes.extend(self._how_it_differs(meta))
+        self.train_step.watch.reset()
+
+    def _how_it_differs(self, saved: TrainerMeta) -> list[str]:
+        """Notes on what makes this session compute differently from the one that wrote
+        the checkpoint although the recipe is the same: CPU results depend on the number of
+        threads, and ``run.precision = "auto"`` resolves per device."""
+        notes = []
+        threads = saved.threads
+        if threads is not None and threads != torch.get_num_threads():
+            notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
+                         f"CPU threads, this process uses {torch.get_num_threads()} (set "
+                         f"OMP_NUM_THREADS={threads} to match)")
+        precision = saved.precision
+        if precision is not None and precision != self.speed.precision:
+            notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
+                         f"run.precision = {self.recipe.run.precision!r} resolves to "
+                         f"{self.speed.precision} on {self.device}")
+        return notes
+
+    # -- divergence -------------------------------------------------------------------------
+
+    def _rolled_back(self, progress: TrainingProgress) -> bool:
+        """Check the divergence watch (every rank agrees): stop the run, or roll back and
+        return True (``run.on_divergence``); False when nothing diverged."""
+        diverged = self._check_divergence()
+        if diverged is None:
+            return False
+        self._on_divergence(*diverged, progress)
+        return True
 
     def _check_divergence(self) -> tuple[str, int] | None:
         """The earliest divergence seen by any rank (agreed by all ranks)."""
-        mine = self._watch.check()
+        mine = self.train_step.watch.check()
         if not self.dist.enabled:
             return mine
         order = ("discriminator", "generator")
@@ -560,7 +456,7 @@ class Trainer:
         """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
         and latents (``run.on_divergence``); every rollback is logged."""
         run = self.recipe.run
-        checkpoint = latest_checkpoint(self.dirs.checkpoints)
+        checkpoint = self.dirs.latest_checkpoint()
         what = (f"the {network} diverged at step {first_bad}: non-finite loss or gradient "
                 f"(detected at step {self.step})")
         if run.on_divergence == "stop" or checkpoint is None or \
@@ -576,11 +472,12 @@ class Trainer:
         self.restore(checkpoint)
         self.rollbacks, self.best = rollbacks + 1, best
         self._session_start = time.perf_counter()  # restore() reloaded the elapsed time
+        self.losses.reset()
         # Go on past the batches that diverged, with latents the failed attempt did not use
         # (and, under torchrun, different on every rank).
         self.batches_seen = batches_seen
-        self.latent_rng.manual_seed(self.recipe.run.seed * 1_000_003 + self.rollbacks
-                                    + 7_919 * self.dist.rank)
+        self.latent_rng.manual_seed(derive_seed(self.recipe.run.seed, "rollback",
+                                                self.rollbacks, self.dist.rank))
         record = {"step": self.step, "rollback": self.rollbacks, "network": network,
                   "first_bad_step": first_bad, "detected_at": detected,
                   "checkpoint": checkpoint.name}
@@ -629,7 +526,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         checkpoint = None
         notes = []
         if resume:
-            checkpoint = latest_checkpoint(dirs.checkpoints)
+            checkpoint = dirs.latest_checkpoint()
             if checkpoint is None:
                 refuse_another_recipe(dirs, recipe)
                 notes.append(f"--resume: no complete checkpoint in {dirs.checkpoints} yet; "

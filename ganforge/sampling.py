@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from ..errors import UsageError
-from ..files import writing
-from ..interfaces import Generator
+from .errors import UsageError
+from .files import writing
+from .interfaces import Generator
 
 #: Most images one command draws into one grid or sheet (a 64 x 64 grid): more is
 #: unreadable as a picture and only costs memory.
