@@ -12,7 +12,7 @@ from rich.table import Table
 
 from ..errors import TrainingError
 from .app import app, reports_errors, stderr
-from .commands import RecipeArgument, SetOption, _plugins
+from .shared import RecipeArgument, SetOption, load_plugins_or_warn
 
 
 def _fmt(value: Any) -> str:
@@ -45,7 +45,7 @@ def ablate(
     from ..sweep.results import collect
     from ..sweep.runner import run_plan, run_state
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     plan = plan_sweep(recipe, plugins.registry, overrides or [], out)
     console = Console()
     if not console.is_terminal:  # logs and files: do not squeeze the tables into 80 columns

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import app, reports_errors
-from .commands import RecipeArgument, SetOption, _plugins, _recipe
+from .shared import RecipeArgument, SetOption, load_plugins_or_warn, load_recipe_file
 
 
 @app.command()
@@ -34,8 +34,8 @@ def bench(
     from ..benchmarking import bench_recipe, known_peak_tflops
     from ..training import resolve_device
 
-    plugins = _plugins()
-    resolved = _recipe(recipe, overrides, plugins)
+    plugins = load_plugins_or_warn()
+    resolved = load_recipe_file(recipe, overrides, plugins)
     rows = bench_recipe(resolved, plugins, steps, warmup, batch or None, baseline)
     run = resolved.run
     device = resolve_device(run.device)

@@ -14,31 +14,17 @@ from rich.table import Table
 
 from ..errors import UsageError
 from .app import app, reports_errors, stderr
+from .shared import (
+    CheckpointArgument,
+    DeviceOption,
+    RecipeArgument,
+    SetOption,
+    load_plugins_or_warn,
+    load_recipe_file,
+)
 
 if TYPE_CHECKING:
     from ..plugins import Plugins
-    from ..recipe import Recipe
-
-SetOption = typer.Option(None, "--set", "-s", metavar="KEY.PATH=VALUE",
-                         help="Override a recipe value (TOML syntax); repeatable.")
-RecipeArgument = typer.Argument(..., help="Path to a recipe TOML file.", show_default=False)
-
-
-def _plugins() -> Plugins:
-    """Load plugins, warning (one line each) about any that failed."""
-    from ..plugins import load_plugins
-
-    plugins = load_plugins()
-    for record in plugins.problems:
-        stderr().print(f"[yellow]warning:[/yellow] {record.label} failed and was skipped: "
-                       f"{record.error}", markup=True)
-    return plugins
-
-
-def _recipe(path: Path, overrides: list[str] | None, plugins: Plugins) -> Recipe:
-    from ..recipe import load_recipe
-
-    return load_recipe(path, plugins.registry, overrides or [])
 
 
 @app.command()
@@ -55,8 +41,8 @@ def run(
     """Train a recipe; writes samples, metrics, TensorBoard logs and checkpoints."""
     from ..training import train
 
-    plugins = _plugins()
-    resolved = _recipe(recipe, overrides, plugins)
+    plugins = load_plugins_or_warn()
+    resolved = load_recipe_file(recipe, overrides, plugins)
     run_dir = out or Path(resolved.run.out or Path("runs") / recipe.stem)
     result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
     code = 128 + (result.stop_signal or signal.SIGINT) if result.interrupted else 0
@@ -82,8 +68,8 @@ def run(
 @reports_errors
 def resolve(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> None:
     """Print the fully resolved recipe (extends merged, overrides and defaults applied)."""
-    plugins = _plugins()
-    typer.echo(_recipe(recipe, overrides, plugins).to_toml(), nl=False)
+    plugins = load_plugins_or_warn()
+    typer.echo(load_recipe_file(recipe, overrides, plugins).to_toml(), nl=False)
 
 
 @app.command(context_settings={"ignore_unknown_options": False})
@@ -96,7 +82,7 @@ def components(
     """List registered components, or show one component's parameters."""
     from ..kinds import KINDS
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     args = args or []
     if args and args[0] == "show":
         if len(args) != 3:
@@ -148,7 +134,7 @@ def plugins() -> None:
     """List plugins with their distribution, status and the components they registered."""
     from ..kinds import KINDS
 
-    loaded = _plugins()
+    loaded = load_plugins_or_warn()
     counts: dict[str, int] = {}
     for kind in KINDS:
         for entry in loaded.registry.list(kind):
@@ -172,8 +158,8 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
 
     from ..training import build_networks
 
-    loaded = _plugins()
-    resolved = _recipe(recipe, overrides, loaded)
+    loaded = load_plugins_or_warn()
+    resolved = load_recipe_file(recipe, overrides, loaded)
     generator, discriminator = build_networks(resolved, loaded.registry)
     console = Console()
     console.print(f"recipe ok: {recipe}")
@@ -207,13 +193,13 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
 @app.command()
 @reports_errors
 def sample(
-    checkpoint: Path = typer.Argument(..., help="A ganforge .safetensors checkpoint."),
+    checkpoint: Path = CheckpointArgument,
     n: int = typer.Option(64, "--n", "-n", min=1, help="Number of images (at most 4096)."),
     out: str = typer.Option("samples.png", "--out", "-o",
                             help="Image file to write: .png, .jpg, .jpeg, .webp, .bmp, .tif "
                                  "or .tiff."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latents, 0 to 2**63 - 1."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = DeviceOption,
 ) -> None:
     """Write a grid of images from a checkpoint's generator (needs nothing else)."""
     import torch
@@ -234,7 +220,7 @@ def sample(
     check_count(n, "--n")
     check_seed(seed)
     dev = resolve_device(device, "--device")
-    loaded = _plugins()
+    loaded = load_plugins_or_warn()
     generator, _recipe_, step = load_generator(checkpoint, loaded.registry, dev)
     z = generator.sample_latent(n, torch.Generator().manual_seed(seed), "cpu").to(dev)
     write_grid(image_grid(generate(generator, z)), target)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from .app import app, reports_errors, stderr
-from .commands import SetOption, _plugins
+from .shared import SetOption, load_plugins_or_warn
 
 if TYPE_CHECKING:
     from ..plugins import Plugins
@@ -67,7 +67,7 @@ def prepare(
     """Decode a dataset once into uint8 shards (resumable; use 'prepared' to read them)."""
     from ..datasets.prepared import prepare_dataset
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     table, _seed = dataset_source(source, overrides, plugins)
     dataset = _build(table, plugins)
     report = prepare_dataset(dataset, table, out, shard_size=shard_size, workers=workers)
@@ -95,7 +95,7 @@ def inspect(
     from ..datasets.inspection import first_real_images, scan_dataset
     from ..sampling import image_grid, write_grid
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     table, seed = dataset_source(source, overrides, plugins)
     dataset = _build(table, plugins)
     report = scan_dataset(dataset, scan)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import app, reports_errors, stderr
-from .commands import _plugins
+from .shared import CheckpointArgument, DeviceOption, load_plugins_or_warn
 
 
 def _say(note: str) -> None:
@@ -33,7 +33,7 @@ EvalSetOption = typer.Option(
 @app.command("eval")
 @reports_errors
 def evaluate(
-    checkpoint: Path = typer.Argument(..., help="A ganforge .safetensors checkpoint."),
+    checkpoint: Path = CheckpointArgument,
     metric: list[str] = typer.Option(["fid"], "--metric", "-m",
                                      help="Registered metric(s): fid, kid, inception_score."),
     n: int | None = typer.Option(None, "--n", min=2, help="Generated images (n_fake)."),
@@ -45,7 +45,7 @@ def evaluate(
     download: bool = typer.Option(False, "--download",
                                   help="Fetch the Inception weights into the cache if missing."),
     overrides: list[str] = EvalSetOption,
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = DeviceOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per metric."),
 ) -> None:
     """Score a checkpoint's generator; every score is printed with its protocol.
@@ -57,7 +57,7 @@ def evaluate(
     from ..training import load_experiment, resolve_device
     from ..training.assembly import dataset_override_keys
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     overrides = list(overrides or [])
     dataset_override_keys(overrides)  # a wrong --set is refused before anything is loaded
     dev = resolve_device(device)
@@ -108,7 +108,7 @@ def evaluate(
 @app.command()
 @reports_errors
 def probe(
-    checkpoint: Path = typer.Argument(..., help="A ganforge .safetensors checkpoint."),
+    checkpoint: Path = CheckpointArgument,
     labels_per_class: int = typer.Option(..., "--labels-per-class", "-l", min=1,
                                          help="Labelled training images per class."),
     dataset: str | None = typer.Option(
@@ -126,7 +126,7 @@ def probe(
                                   help="Held-out images scored (at most)."),
     baseline_seed: int = typer.Option(1, "--baseline-seed",
                                       help="Seed of the random discriminator's weights."),
-    device: str = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto."),
+    device: str = DeviceOption,
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Linear probe of D's features (DCGAN §5.1): trained D against a random D."""
@@ -135,7 +135,7 @@ def probe(
     from ..training.assembly import dataset_override_keys
     from .data_commands import dataset_source
 
-    plugins = _plugins()
+    plugins = load_plugins_or_warn()
     registry = plugins.registry
     overrides = list(overrides or [])
     if dataset is None:  # then --set changes the checkpoint's own dataset table

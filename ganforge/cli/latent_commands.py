@@ -17,11 +17,8 @@ import typer
 from ..errors import UsageError
 from ..files import writing
 from .app import app, reports_errors, stderr
-from .commands import _plugins
+from .shared import CheckpointArgument, DeviceOption, load_plugins_or_warn
 
-CheckpointArgument = typer.Argument(..., help="A ganforge .safetensors checkpoint.",
-                                    show_default=False)
-DeviceOption = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto.")
 #: Longest GIF frame: Pillow stores durations in 16 bits of 10 ms.
 MAX_FRAME_MS = 60_000
 #: Most noisy neighbours one arithmetic figure shows (one row of tiles).
@@ -94,7 +91,7 @@ def interpolate(
     check_seed(seed)
     check_count(frame_ms, "--frame-ms", MAX_FRAME_MS, low=10)
     dev = resolve_device(device, "--device")
-    loaded = _plugins()
+    loaded = load_plugins_or_warn()
     generator, _recipe, step = load_generator(checkpoint, loaded.registry, dev)
     chosen = resolve_mode(generator, mode.value)
     z = interpolation_latents(generator, rows, steps, seed, chosen)
@@ -192,7 +189,7 @@ def _write_sheet(checkpoint: Path, sheet: Path, n: int, seed: int, device: str) 
     from ..training.assembly import load_generator
 
     dev = resolve_device(device, "--device")
-    loaded = _plugins()
+    loaded = load_plugins_or_warn()
     generator, _recipe, step = load_generator(checkpoint, loaded.registry, dev)
     z = sheet_latents(generator, n, seed)
     image = label_sheet(generate(generator, z.to(dev)))
@@ -243,7 +240,7 @@ def _write_figure(checkpoint: Path, sheet: Path, n: int | None, seed: int | None
                for option, text in zip(("--a", "--b", "--c"), concepts, strict=True)]
 
     dev = resolve_device(device, "--device")
-    loaded = _plugins()
+    loaded = load_plugins_or_warn()
     generator, _recipe, step = load_generator(checkpoint, loaded.registry, dev)
     check_sheet_record(record, checkpoint, step, record_path)
     latents = sheet_latents(generator, sheet_n, sheet_seed)
