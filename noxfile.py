@@ -1,10 +1,11 @@
-"""Developer sessions: ``nox -s tests`` (the README's test command) and ``nox -s lint``."""
+"""Developer sessions: ``nox -s tests`` (the README's test command), ``nox -s lint`` and
+``nox -s typecheck``."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint"]
+nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
 PACKAGES = ["-e", ".[test]", "-e", "plugins/dcgan"]
@@ -24,6 +25,13 @@ def lint(session: nox.Session) -> None:
     """ruff over the sources, plugins, tests and benchmarks."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "ganforge", "plugins", "tests", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    """mypy over ganforge and the DCGAN plugin (settings in pyproject.toml)."""
+    session.install(*PACKAGES, "mypy>=1.10")
+    session.run("mypy", "ganforge", "plugins/dcgan/ganforge_dcgan")
 
 
 @nox.session(python="3.11")

@@ -24,11 +24,13 @@ from torch import nn
 
 def weights_init(m: nn.Module) -> None:
     name = m.__class__.__name__
+    weight: Any = getattr(m, "weight", None)
+    bias: Any = getattr(m, "bias", None)
     if name.find("Conv") != -1:
-        nn.init.normal_(m.weight.data, 0.0, 0.02)
+        nn.init.normal_(weight.data, 0.0, 0.02)
     elif name.find("BatchNorm") != -1:
-        nn.init.normal_(m.weight.data, 1.0, 0.02)
-        nn.init.constant_(m.bias.data, 0)
+        nn.init.normal_(weight.data, 1.0, 0.02)
+        nn.init.constant_(bias.data, 0)
 
 
 class PlainGenerator(nn.Module):
@@ -203,6 +205,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         variant = recipe.with_overrides([f"run.batch_size={batch}"], plugins.registry)
         x = assemble(variant, plugins.registry, variant.run.device)
         run, device = variant.run, x.device
+        assert x.generator is not None and x.discriminator is not None and x.dataset is not None
         forward = functools.partial(forward_module, run=run, speed=x.speed,
                                     dist=DistributedContext(), device=device)
         step = GANStep(x, torch.Generator(device=device).manual_seed(run.seed),

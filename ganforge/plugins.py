@@ -121,7 +121,7 @@ def watching_stop_signals() -> Iterator[_SignalsSeen]:
 
         return record
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (int(signal.SIGINT), int(signal.SIGTERM)):
         handler = signal.getsignal(sig)
         if callable(handler):  # SIG_DFL ends the process anyway; SIG_IGN: nothing arrives
             previous[sig] = handler

@@ -26,7 +26,7 @@ class Entry:
 
     kind: str
     name: str
-    cls: type
+    cls: type[Any]
     origin: str
 
     @property
@@ -65,7 +65,7 @@ class Registry:
         finally:
             self._origin = previous
 
-    def register(self, kind: str, name: str, cls: type) -> None:
+    def register(self, kind: str, name: str, cls: type[Any]) -> None:
         """Register ``cls`` as component ``name`` of ``kind``.
 
         Raises :class:`RegistrationError` for an unknown kind, a class that is not a
@@ -120,7 +120,7 @@ class Registry:
             )
             raise UnknownComponentError(f"unknown {kind} {name!r}{hint}") from None
 
-    def get(self, kind: str, name: str) -> type:
+    def get(self, kind: str, name: str) -> type[Any]:
         """The class registered as ``name`` for ``kind``."""
         return self.entry(kind, name).cls
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -118,13 +118,13 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
     for column in ("name", "type", "default", "description"):
         table.add_column(column)
     for field in attrs.fields(params_cls):
-        default = "(required)" if field.default is attrs.NOTHING else repr(
-            field.default.factory() if isinstance(field.default, attrs.Factory)
-            else field.default)
+        default: Any = field.default
+        if hasattr(default, "factory"):  # an attrs.Factory: show what it makes
+            default = default.factory()
+        shown = "(required)" if default is attrs.NOTHING else repr(default)
         kind = field.type
         type_name = kind.__name__ if isinstance(kind, type) else str(kind)
-        table.add_row(field.name, type_name.replace("typing.", ""), default,
-                      param_doc(field))
+        table.add_row(field.name, type_name.replace("typing.", ""), shown, param_doc(field))
     console.print(table)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -74,6 +75,7 @@ def evaluate(
                                  parts={"generator", "dataset"} if needs_data else
                                  {"generator"}, note=_say)
     generator, step, dataset = experiment.generator, experiment.step, experiment.dataset
+    assert generator is not None
     table = experiment.recipe["dataset"].to_table()
     if "download" in table:
         table["download"] = False
@@ -148,7 +150,9 @@ def probe(
     trained = experiment.discriminator
     random_d = assemble(experiment.recipe, registry, "cpu", parts={"discriminator"},
                         seed=baseline_seed, training=False).discriminator
-    spec = trained.image_spec if hasattr(trained, "image_spec") else None
+    assert trained is not None and random_d is not None
+    spec: Any = getattr(trained, "image_spec", None)
+    data: Any
     if dataset is None:
         data = experiment.dataset
         table = experiment.recipe["dataset"].to_table()

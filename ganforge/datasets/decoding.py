@@ -65,7 +65,8 @@ def decode_image(source: bytes | Path, channels: int, name: str | None = None) -
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
-            with opened as img:
+            with opened as file:
+                img: Image.Image = file
                 if img.width * img.height > MAX_PIXELS:
                     raise BadImage(f"{label}: {img.width}x{img.height} pixels is over the "
                                    f"limit of {MAX_PIXELS} (decompression bomb?)")

@@ -6,6 +6,12 @@ and a JSON fingerprint of the database (size and modification time of ``data.mdb
 count). The cache lives beside the data (``<root>/.ganforge-index/<name>/``) when that folder
 is writable, else in the user cache directory; it is rebuilt whenever the fingerprint
 changes. Readers memory-map the arrays, so every data-loader worker shares one copy.
+
+The keys are walked in a child process (``python -m ganforge.datasets.lmdb_index``): on a
+damaged page lmdb may fail one of its own assertions (SIGABRT) or read outside the map
+(SIGSEGV, SIGBUS), which no Python code can catch. A child that dies so becomes one
+:class:`DataError` naming ``data.mdb``. The child streams the keys back through a pipe in
+chunks, so the parent keeps the progress bar.
 """
 
 from __future__ import annotations
@@ -13,6 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +34,13 @@ from ..cache import user_cache_dir
 from ..errors import DataError
 
 INDEX_FORMAT = 1
+
+#: Keys per message from the indexing child (and per progress-bar update).
+CHUNK = 10_000
+
+#: Signals a process dies of when lmdb fails on a damaged page (an assertion, a bad pointer).
+CRASH_SIGNALS = frozenset({signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+                           signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS})
 
 
 #: lmdb allows one open environment per database per process, so handles are shared within
@@ -81,7 +100,7 @@ def _check_complete(env: Any, data: Path) -> None:
                         f"{actual}; copy or download it again")
 
 
-def lmdb_read_error(path: Path, exc: Exception, what: str) -> DataError:
+def lmdb_read_error(path: Path, exc: Exception | str, what: str) -> DataError:
     """A one-line error for an lmdb failure while reading ``what`` from the lmdb folder
     ``path`` (corrupted pages, for one), naming its ``data.mdb``."""
     return DataError(f"{path / 'data.mdb'}: cannot read {what}: {exc}; the database is "
@@ -138,19 +157,16 @@ def _valid(folder: Path, expected: dict[str, Any]) -> bool:
         and (folder / "offsets.npy").exists()
 
 
-def _write(folder: Path, keys: list[bytes], fp: dict[str, Any]) -> None:
+def _write(folder: Path, keys: tuple[np.ndarray, np.ndarray], fp: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    lengths = np.fromiter((len(k) for k in keys), dtype=np.int64, count=len(keys))
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    blob = np.frombuffer(b"".join(keys), dtype=np.uint8)
+    blob, offsets = keys
     for name, array in (("keys.npy", blob), ("offsets.npy", offsets)):
         tmp = folder / f".{name}.tmp"
         with open(tmp, "wb") as f:
             np.save(f, array, allow_pickle=False)
         os.replace(tmp, folder / name)
     tmp = folder / ".index.json.tmp"
-    tmp.write_text(json.dumps({"fingerprint": fp, "count": len(keys)}))
+    tmp.write_text(json.dumps({"fingerprint": fp, "count": len(offsets) - 1}))
     os.replace(tmp, folder / "index.json")  # written last: its presence means complete
 
 
@@ -163,7 +179,7 @@ def load_key_index(lmdb_path: Path, progress: bool = True) -> KeyIndex:
     for folder in folders:
         if _valid(folder, fp):
             return KeyIndex(folder)
-    keys = _read_keys(env, entries, lmdb_path, progress)
+    keys = _read_keys(lmdb_path, entries, progress)
     for folder in folders:
         try:
             _write(folder, keys, fp)
@@ -174,21 +190,145 @@ def load_key_index(lmdb_path: Path, progress: bool = True) -> KeyIndex:
                     f"{folders[-1]}")
 
 
-def _read_keys(env: Any, entries: int, lmdb_path: Path, progress: bool) -> list[bytes]:
-    import lmdb
-
+def _read_keys(lmdb_path: Path, entries: int,
+               progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The keys of ``lmdb_path`` in lmdb's order, as (bytes end to end, offsets), walked in
+    a child process with a progress bar here."""
     from ..progress_bars import progress_bar
 
     label = lmdb_path.name
-    keys: list[bytes] = []
+    data = lmdb_path / "data.mdb"
     with progress_bar(f"indexing {label}", progress, transient=True) as bar, \
-            env.begin() as txn:
+            tempfile.TemporaryFile() as child_stderr:
         task = bar.add_task(f"indexing {label}", total=entries)
         try:
-            for i, key in enumerate(txn.cursor().iternext(keys=True, values=False)):
-                keys.append(bytes(key))
-                if i % 10_000 == 0:
-                    bar.update(task, completed=i)
-        except lmdb.Error as exc:
-            raise lmdb_read_error(lmdb_path, exc, "its keys") from None
-    return keys
+            child = subprocess.Popen(_child_command(lmdb_path), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=child_stderr,
+                                     env=_child_environment())
+        except OSError as exc:
+            raise DataError(f"{data}: cannot start the process that reads its keys: "
+                            f"{exc}") from None
+        with child:  # closes the pipe and waits for the child
+            try:
+                keys = _receive_keys(child.stdout, lambda n: bar.update(task, completed=n))
+            except BaseException:  # interrupted here (Ctrl-C): the child must not outlive us
+                child.kill()
+                raise
+        if isinstance(keys, tuple):  # the end message came: every key is there
+            return keys
+        if isinstance(keys, str):  # lmdb raised an error in the child: its message
+            raise lmdb_read_error(lmdb_path, keys, "its keys")
+        child_stderr.seek(0)
+        lines = child_stderr.read().decode("utf-8", "replace").strip().splitlines()
+    # The child's last words (lmdb's failed assertion, a traceback) are the cause (--debug).
+    cause = ChildProcessError("\n".join(lines[-20:]) or f"exit status {child.returncode}")
+    raise _child_failure(data, child.returncode, lines[-1] if lines else "") from cause
+
+
+def _child_command(lmdb_path: Path) -> list[str]:
+    return [sys.executable, "-m", "ganforge.datasets.lmdb_index", str(lmdb_path)]
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, with this process's ``sys.path`` so that the child imports the same
+    ganforge and lmdb (as ``multiprocessing``'s spawn does)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    return env
+
+
+def _child_failure(data: Path, returncode: int, last_line: str) -> DataError:
+    if returncode < 0:
+        try:
+            sig: signal.Signals | int = signal.Signals(-returncode)
+            name = sig.name
+        except ValueError:
+            sig, name = -returncode, f"signal {-returncode}"
+        if sig in CRASH_SIGNALS:
+            return DataError(f"{data}: the database is damaged (reading its keys crashed "
+                             f"lmdb: {name}); copy or download it again")
+        return DataError(f"{data}: reading its keys was stopped by {name} (killed from "
+                         f"outside, out of memory for one; not a sign of damage); try again")
+    detail = f": {last_line}" if last_line else ""
+    return DataError(f"{data}: the process reading its keys failed with exit status "
+                     f"{returncode}{detail}")
+
+
+def _read_exact(stream: Any, size: int) -> bytes | None:
+    data = stream.read(size)
+    return data if len(data) == size else None
+
+
+def _receive_keys(stream: Any, advance: Callable[[int], object]
+                  ) -> tuple[np.ndarray, np.ndarray] | str | None:
+    """Read the child's messages: the keys as (blob, offsets); lmdb's error message; or
+    None when the stream ends early (the child died)."""
+    blobs: list[bytes] = []
+    lengths: list[np.ndarray] = []
+    received = 0
+    while (kind := _read_exact(stream, 1)) is not None:
+        if kind == b"E":
+            offsets = np.zeros(received + 1, dtype=np.int64)
+            if lengths:
+                np.cumsum(np.concatenate(lengths), out=offsets[1:])
+            return np.frombuffer(b"".join(blobs), dtype=np.uint8), offsets
+        header = _read_exact(stream, 16)
+        if header is None:
+            return None
+        count, size = struct.unpack("<QQ", header)
+        if kind == b"X":
+            message = _read_exact(stream, size)
+            return None if message is None else message.decode("utf-8", "replace")
+        if kind != b"K":
+            return None
+        sizes, blob = _read_exact(stream, 4 * count), _read_exact(stream, size)
+        if sizes is None or blob is None:
+            return None
+        lengths.append(np.frombuffer(sizes, dtype="<u4").astype(np.int64))
+        blobs.append(blob)
+        received += count
+        advance(received)
+    return None
+
+
+def _send_keys(path: str) -> int:
+    """In the child: walk the keys of the lmdb folder ``path`` and write them to stdout.
+
+    Messages: ``K`` count size, then ``count`` little-endian uint32 key lengths and ``size``
+    bytes of keys; ``X`` 0 size, then lmdb's error message; ``E`` at the end.
+    """
+    import lmdb
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C means
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the message stream
+
+    def send(chunk: list[bytes]) -> None:
+        sizes = np.fromiter(map(len, chunk), dtype="<u4", count=len(chunk))
+        out.write(b"K" + struct.pack("<QQ", len(chunk), int(sizes.sum())) + sizes.tobytes()
+                  + b"".join(chunk))
+        out.flush()  # also ends this process when the parent is gone (EPIPE)
+
+    try:
+        env = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False,
+                        subdir=True)
+        chunk: list[bytes] = []
+        with env.begin() as txn:
+            for key in txn.cursor().iternext(keys=True, values=False):
+                chunk.append(bytes(key))
+                if len(chunk) == CHUNK:
+                    send(chunk)
+                    chunk = []
+        send(chunk)
+    except lmdb.Error as exc:
+        message = str(exc).encode("utf-8", "replace")
+        out.write(b"X" + struct.pack("<QQ", 0, len(message)) + message)
+        out.flush()
+        return 0
+    out.write(b"E")
+    out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_send_keys(sys.argv[1]))

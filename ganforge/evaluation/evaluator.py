@@ -284,7 +284,7 @@ class Evaluator:
                 name, metric = self.metrics[label]
                 p = metric.params
                 uses_real = real is not None and metric.needs_real
-                metric_real = real.head(p.n_real) if uses_real else None
+                metric_real = real.head(p.n_real) if real is not None and uses_real else None
                 value, extra = metric.score(fake.head(p.n_fake), metric_real)
                 protocol = {
                     "metric": name, "n_fake": min(p.n_fake, len(fake)),

@@ -23,9 +23,9 @@ def samples_sheet(plan: SweepPlan, out: Path, columns: int = 4) -> Path | None:
         run = next(r for r in plan.runs if r.variant == variant)
         path = _latest_sample(run.run_dir)
         if path is not None:
-            with Image.open(path) as img:
+            with Image.open(path) as opened:
                 tiles.append((f"{variant} (step {path.stem[5:].lstrip('0') or 0})",
-                              img.convert("RGB")))
+                              opened.convert("RGB")))
     if not tiles:
         return None
     font = ImageFont.load_default()

@@ -218,14 +218,17 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
         generator, discriminator = build_networks(recipe, registry, spec, seed) if needs_d \
             else (build_generator(recipe, registry, spec, seed), None)
         fmt = speed.memory_format if training else torch.contiguous_format
-        experiment.generator = generator.to(device, memory_format=fmt)
+        # (torch's stubs omit Module.to's memory_format; it is accepted at run time)
+        experiment.generator = generator.to(device, memory_format=fmt)  # type: ignore[call-overload]
         if discriminator is not None:
-            experiment.discriminator = discriminator.to(device, memory_format=fmt)
+            experiment.discriminator = discriminator.to(  # type: ignore[call-overload]
+                device, memory_format=fmt)
     if "loss" in parts:
         experiment.loss = recipe["loss"].create(registry)
     if "optimizers" in parts:
         for name, module in (("generator", experiment.generator),
                              ("discriminator", experiment.discriminator)):
+            assert module is not None  # "optimizers" builds both networks
             component = recipe[f"optimizer.{name}"].create(registry)
             experiment.optimizer_components[name] = component
             experiment.optimizers[name] = component.build(module.parameters(), device)
@@ -251,15 +254,18 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
     header = read_header(path)
     recipe = embedded_recipe(path, header.recipe_table, registry)
     networks = [n for n in ("generator", "discriminator") if n in parts]
+    on_meta: dict[str, torch.nn.Module] = {}
     try:
-        on_meta = build_networks(recipe, registry, device="meta") \
-            if "discriminator" in networks else (build_generator(recipe, registry,
-                                                                 device="meta"),)
+        if "discriminator" in networks:
+            on_meta["generator"], on_meta["discriminator"] = build_networks(
+                recipe, registry, device="meta")
+        else:
+            on_meta["generator"] = build_generator(recipe, registry, device="meta")
     except (NotImplementedError, RuntimeError):
-        on_meta = ()  # a plugin's network that cannot live on meta: checked once built
-    for name, module in zip(("generator", "discriminator"), on_meta, strict=False):
-        if name in networks:
-            check_module_layout(module, header.section(name), name, path)
+        on_meta = {}  # a plugin's network that cannot live on meta: checked once built
+    for name in networks:
+        if name in on_meta:
+            check_module_layout(on_meta[name], header.section(name), name, path)
     contents = read_checkpoint(path)
     if contents.recipe_toml != header.recipe_toml:
         raise CheckpointError(f"{path}: file changed while being read (embedded recipe)")

@@ -57,14 +57,16 @@ class LossMeter:
         if not saved:
             self.reset()
             return
-        sums = [saved.get(name) for name in LOSS_SUMS]
-        if any(t is None or t.numel() != 1 for t in sums) or \
-                not all(t.is_floating_point() and torch.isfinite(t).all() for t in sums[:2]) \
-                or sums[2].is_floating_point() or int(sums[2]) < 0:
+        sum_d, sum_g, count = (saved.get(name) for name in LOSS_SUMS)
+        sums_ok = all(t is not None and t.numel() == 1 and t.is_floating_point()
+                      and bool(torch.isfinite(t).all()) for t in (sum_d, sum_g))
+        if not sums_ok or count is None or count.numel() != 1 or count.is_floating_point() \
+                or int(count) < 0:
             raise ValueError("trainer/ loss sums are not two finite numbers and a "
                              "non-negative count")
-        self.sums = torch.stack([sums[0].float(), sums[1].float()]).to(self.sums.device)
-        self.count = int(sums[2])
+        assert sum_d is not None and sum_g is not None
+        self.sums = torch.stack([sum_d.float(), sum_g.float()]).to(self.sums.device)
+        self.count = int(count)
 
 
 class Periodic:

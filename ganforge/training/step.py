@@ -43,8 +43,10 @@ def forward_module(module: nn.Module, run: RunParams, speed: SpeedSettings,
                           in params else {"broadcast_buffers": False})
         module = DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None,
-            **no_buffer_sync)
-    return torch.compile(module, mode=speed.compile_mode) if speed.compile else module
+            **no_buffer_sync)  # type: ignore[arg-type]
+    if speed.compile:
+        return torch.compile(module, mode=speed.compile_mode)  # type: ignore[return-value]
+    return module
 
 
 class GANStep:
@@ -60,24 +62,27 @@ class GANStep:
     def __init__(self, experiment: Experiment, latent_rng: torch.Generator, *,
                  forward_g: nn.Module | None = None, forward_d: nn.Module | None = None,
                  watch: DivergenceWatch | None = None) -> None:
-        parts = (experiment.generator, experiment.discriminator, experiment.loss)
-        if any(part is None for part in parts) or len(experiment.optimizers) != 2:
+        generator, discriminator, loss = (experiment.generator, experiment.discriminator,
+                                          experiment.loss)
+        if generator is None or discriminator is None or loss is None \
+                or len(experiment.optimizers) != 2:
             raise ValueError("GANStep needs an experiment assembled with G, D, the loss and "
                              "both optimizers")
         self.experiment = experiment
+        self.generator, self.discriminator, self.loss = generator, discriminator, loss
         self.latent_rng = latent_rng
-        self.forward_g = experiment.generator if forward_g is None else forward_g
-        self.forward_d = experiment.discriminator if forward_d is None else forward_d
+        self.forward_g: nn.Module = generator if forward_g is None else forward_g
+        self.forward_d: nn.Module = discriminator if forward_d is None else forward_d
         self.watch = DivergenceWatch(experiment.device) if watch is None else watch
-        self._params_g = list(experiment.generator.parameters())
-        self._params_d = list(experiment.discriminator.parameters())
+        self._params_g = list(generator.parameters())
+        self._params_d = list(discriminator.parameters())
 
     def __call__(self, next_real: Callable[[], torch.Tensor], step: int
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train step ``step`` (1-based) on real batches from ``next_real``; returns the
         detached D and G losses, still on the device."""
         x = self.experiment
-        G, D, loss = self.forward_g, self.forward_d, x.loss
+        G, D, loss = self.forward_g, self.forward_d, self.loss
         opt_g, opt_d = x.optimizers["generator"], x.optimizers["discriminator"]
         autocast, d_steps = x.speed.autocast, x.recipe.run.d_steps
         fake = loss_d = None
@@ -86,7 +91,7 @@ class GANStep:
             torch.compiler.cudagraph_mark_step_begin()
         for i in range(d_steps):
             real = next_real()
-            z = x.generator.sample_latent(real.shape[0], self.latent_rng, x.device)
+            z = self.generator.sample_latent(real.shape[0], self.latent_rng, x.device)
             with autocast(x.device):
                 if i == d_steps - 1:
                     fake = G(z)  # kept with its graph: the G update reuses it
@@ -99,7 +104,7 @@ class GANStep:
             self.watch.observe("discriminator", step, loss_d, gradient_norm(self._params_d))
             opt_d.step()
         assert fake is not None and loss_d is not None
-        x.discriminator.requires_grad_(False)  # no gradients into D during the G update
+        self.discriminator.requires_grad_(False)  # no gradients into D during the G update
         # Under DDP, D's gradients are not all-reduced during the G update (it has none).
         no_sync = getattr(D, "no_sync", contextlib.nullcontext)
         try:
@@ -110,5 +115,5 @@ class GANStep:
             self.watch.observe("generator", step, loss_g, gradient_norm(self._params_g))
             opt_g.step()
         finally:
-            x.discriminator.requires_grad_(True)
+            self.discriminator.requires_grad_(True)
         return loss_d.detach(), loss_g.detach()

@@ -27,6 +27,7 @@ import signal
 import threading
 import time
 from types import FrameType, TracebackType
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -104,7 +105,7 @@ class StopVote:
         # A group of its own on gloo: CPU tensors, no CUDA stream touched, and never
         # interleaved with DDP's collectives (so multi-node runs need gloo to connect too:
         # GLOO_SOCKET_IFNAME on machines with several network interfaces).
-        self._group = (dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
+        self._group: Any = (dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
                        if self.enabled else None)
         self._pending: tuple[dist.Work, torch.Tensor] | None = None
 

@@ -346,7 +346,7 @@ def _activation_problem(role: _Role, module: nn.Module) -> str | None:
     if not isinstance(module, role.activation):
         return f"should be {role.activation_name}"
     if role.leaky_slope is not None:
-        slope = float(module.negative_slope)
+        slope = float(getattr(module, "negative_slope", math.nan))
         if not math.isclose(slope, role.leaky_slope, rel_tol=1e-6):
             return f"has negative_slope={slope:g}, expected {role.leaky_slope:g}"
     return None
