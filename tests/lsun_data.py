@@ -77,17 +77,62 @@ def _main_root_page(data: bytes, psize: int) -> int:
     return struct.unpack_from("<Q", data, newer * psize + 128)[0]
 
 
-def zero_root_page(lmdb_path: Path) -> None:
-    """Overwrite the main database's root page with zeros, keeping the file's size and
-    modification time (so a cached key index still matches it): every read of the
-    database then fails with lmdb's MDB_CORRUPTED."""
+#: lmdb's page header (MDB_page): page number (8 bytes), pad (2), flags (2), lower (2),
+#: upper (2), then the 2-byte offsets of the page's nodes; a branch node starts with the
+#: child's page number in three 16-bit words (mn_lo, mn_hi, mn_flags).
+PAGE_HEADER = 16
+P_BRANCH, P_LEAF = 0x01, 0x02
+
+
+def _branch_children(data: bytes, page: int, psize: int) -> list[int]:
+    """The child page numbers of branch page ``page``, in key order."""
+    base = page * psize
+    lower = struct.unpack_from("<H", data, base + 12)[0]
+    children = []
+    for i in range((lower - PAGE_HEADER) // 2):
+        node = struct.unpack_from("<H", data, base + PAGE_HEADER + 2 * i)[0]
+        lo, hi, top = struct.unpack_from("<HHH", data, base + node)
+        children.append(lo | hi << 16 | top << 32)
+    return children
+
+
+def _middle_leaf_page(data: bytes, psize: int) -> int:
+    """A leaf page of the main database in the middle of its key order (never the first
+    leaf), found by going down from the root through each branch page's middle child."""
+    page = _main_root_page(data, psize)
+    depth = 0
+    while (flags := struct.unpack_from("<H", data, page * psize + 10)[0]) & P_BRANCH:
+        children = _branch_children(data, page, psize)
+        page = children[len(children) // 2]
+        depth += 1
+    assert flags & P_LEAF and depth, "the database needs more than one leaf page"
+    return page
+
+
+def _zero_page(lmdb_path: Path, which) -> None:
+    """Overwrite page ``which(data, psize)`` of ``data.mdb`` with zeros, keeping the file's
+    size and modification time (so a cached key index still matches it)."""
     data_file = lmdb_path / "data.mdb"
     env = lmdb.open(str(lmdb_path), readonly=True, lock=False)
     psize = env.stat()["psize"]
     env.close()
     stat = data_file.stat()
     data = bytearray(data_file.read_bytes())
-    root = _main_root_page(bytes(data), psize)
-    data[root * psize:(root + 1) * psize] = bytes(psize)
+    page = which(bytes(data), psize)
+    data[page * psize:(page + 1) * psize] = bytes(psize)
     data_file.write_bytes(bytes(data))
     os.utime(data_file, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def zero_root_page(lmdb_path: Path) -> None:
+    """Zero the main database's root page: every read of the database then fails with
+    lmdb's MDB_CORRUPTED."""
+    _zero_page(lmdb_path, _main_root_page)
+
+
+def zero_leaf_page(lmdb_path: Path) -> None:
+    """Zero a leaf page in the middle of the main database (it needs several leaves: about
+    200 of make_lsun's images). Reading one of its keys fails with MDB_CORRUPTED, but a
+    cursor walking the keys reaches it from its left neighbour, where lmdb asserts that it
+    is a leaf: the process dies with SIGABRT."""
+    _zero_page(lmdb_path, _middle_leaf_page)

@@ -1,11 +1,13 @@
 """A damaged LSUN lmdb ends in one line naming its data.mdb: a truncated file is refused
-before lmdb reads a page past its end (which kills the process with SIGBUS), and lmdb's
-errors on corrupted pages become DataErrors naming the file."""
+before lmdb reads a page past its end (which kills the process with SIGBUS), lmdb's errors
+on corrupted pages become DataErrors naming the file, and the key walk runs in a child
+process, so that a page on which lmdb itself crashes (SIGABRT) is one line too."""
 
 from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from ganforge.cli import app
 from ganforge.datasets import lmdb_index
 from ganforge.datasets.inspection import scan_dataset
 from ganforge.errors import DataError
-from tests.lsun_data import make_lsun, zero_root_page
+from tests.lsun_data import make_lsun, zero_leaf_page, zero_root_page
 
 ROOT = Path(__file__).parent.parent
 
@@ -91,3 +93,72 @@ def test_corrupted_pages_while_reading_images_name_the_file_and_key(plugins, tmp
     with pytest.raises(DataError, match=rf"^{data}: cannot read image "
                                         r"bedroom_train:[^\n]*$"):
         scan_dataset(dataset, workers=1, progress=False)
+
+
+#: What building the index did in the process itself before the walk moved to a child.
+OLD_KEY_WALK = """
+import sys, lmdb
+env = lmdb.open(sys.argv[1], readonly=True, lock=False)
+with env.begin() as txn:
+    print(sum(1 for _ in txn.cursor().iternext(keys=True, values=False)))
+"""
+
+
+def test_a_zeroed_leaf_page_while_indexing_is_one_line(plugins, tmp_path: Path) -> None:
+    path = make_lsun(tmp_path / "lsun", webp=100, jpeg=100, bad=False)  # ~100 leaf pages
+    zero_leaf_page(path)
+    data = path / "data.mdb"
+    # The damage is of the kind that kills a process: lmdb's cursor asserts that the next
+    # page is a leaf. Both checks run in child processes (with a timeout) so that a
+    # regression fails this test instead of ending the test session.
+    walk = subprocess.run([sys.executable, "-c", OLD_KEY_WALK, str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert walk.returncode == -signal.SIGABRT, (walk.returncode, walk.stderr)
+    result = subprocess.run([sys.executable, "-m", "ganforge",
+                             *run_lsun(tmp_path / "lsun", tmp_path / "run")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert result.stderr.splitlines() == [
+        f"error: {data}: the database is damaged (reading its keys crashed lmdb: SIGABRT); "
+        "copy or download it again"]
+    assert not (tmp_path / "lsun" / ".ganforge-index" / path.name / "index.json").exists()
+    # Safe in this process now: lmdb's own message is kept as the cause (shown by --debug).
+    with pytest.raises(DataError) as raised:
+        lsun(plugins, tmp_path / "lsun")
+    assert "crashed lmdb: SIGABRT" in str(raised.value)
+    assert "IS_LEAF" in str(raised.value.__cause__)
+
+
+@pytest.mark.parametrize(("code", "message"), [
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+     "the database is damaged (reading its keys crashed lmdb: SIGSEGV); "
+     "copy or download it again"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+     "reading its keys was stopped by SIGKILL (killed from outside, out of memory for one; "
+     "not a sign of damage); try again"),
+    ("raise SystemExit('no module named lmdb')",
+     "the process reading its keys failed with exit status 1: no module named lmdb"),
+])
+def test_the_end_of_the_indexing_process_is_one_line(plugins, tmp_path: Path, monkeypatch,
+                                                     code: str, message: str) -> None:
+    path = make_lsun(tmp_path, webp=2, jpeg=2, bad=False)
+    monkeypatch.setattr(lmdb_index, "_child_command",
+                        lambda lmdb_path: [sys.executable, "-c", code])
+    with pytest.raises(DataError) as raised:
+        lsun(plugins, tmp_path)
+    assert str(raised.value) == f"{path / 'data.mdb'}: {message}"
+
+
+def test_keys_streamed_from_the_child_in_chunks_keep_lmdbs_order(plugins, tmp_path: Path,
+                                                                  monkeypatch) -> None:
+    path = make_lsun(tmp_path, webp=10, jpeg=10, bad=True)
+    monkeypatch.setattr(lmdb_index, "CHUNK", 7)  # 23 keys: messages of 7, 7, 7 and 2 keys
+    advanced: list[int] = []
+    receive = lmdb_index._receive_keys
+    monkeypatch.setattr(lmdb_index, "_receive_keys",
+                        lambda stream, advance: receive(stream, advanced.append))
+    dataset = lsun(plugins, tmp_path)
+    with lmdb_index.open_lmdb(path).begin() as txn:  # this process's handle
+        expected = [bytes(k) for k in txn.cursor().iternext(keys=True, values=False)]
+    assert [dataset.locate(i)[1] for i in range(len(dataset))] == expected
+    assert advanced == [7, 14, 21, 23]  # the progress bar moves with every message

@@ -24,14 +24,16 @@ import struct
 import subprocess
 import sys
 import tempfile
+from array import array
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..cache import user_cache_dir
 from ..errors import DataError
+
+if TYPE_CHECKING:  # numpy is imported where used: the indexing child starts without it
+    import numpy as np
 
 INDEX_FORMAT = 1
 
@@ -39,8 +41,9 @@ INDEX_FORMAT = 1
 CHUNK = 10_000
 
 #: Signals a process dies of when lmdb fails on a damaged page (an assertion, a bad pointer).
-CRASH_SIGNALS = frozenset({signal.SIGABRT, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
-                           signal.SIGFPE, signal.SIGTRAP, signal.SIGSYS})
+CRASH_SIGNALS = frozenset(getattr(signal, name) for name in (
+    "SIGABRT", "SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGTRAP", "SIGSYS")
+    if hasattr(signal, name))
 
 
 #: lmdb allows one open environment per database per process, so handles are shared within
@@ -126,6 +129,8 @@ class KeyIndex:
 
     def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if self._blob is None or self._offsets is None:
+            import numpy as np
+
             self._blob = np.load(self.folder / "keys.npy", mmap_mode="r", allow_pickle=False)
             self._offsets = np.load(self.folder / "offsets.npy", mmap_mode="r",
                                     allow_pickle=False)
@@ -158,12 +163,14 @@ def _valid(folder: Path, expected: dict[str, Any]) -> bool:
 
 
 def _write(folder: Path, keys: tuple[np.ndarray, np.ndarray], fp: dict[str, Any]) -> None:
+    import numpy as np
+
     folder.mkdir(parents=True, exist_ok=True)
     blob, offsets = keys
-    for name, array in (("keys.npy", blob), ("offsets.npy", offsets)):
+    for name, values in (("keys.npy", blob), ("offsets.npy", offsets)):
         tmp = folder / f".{name}.tmp"
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            np.save(f, values, allow_pickle=False)
         os.replace(tmp, folder / name)
     tmp = folder / ".index.json.tmp"
     tmp.write_text(json.dumps({"fingerprint": fp, "count": len(offsets) - 1}))
@@ -226,7 +233,7 @@ def _read_keys(lmdb_path: Path, entries: int,
 
 
 def _child_command(lmdb_path: Path) -> list[str]:
-    return [sys.executable, "-m", "ganforge.datasets.lmdb_index", str(lmdb_path)]
+    return [sys.executable, "-m", "ganforge.datasets.lmdb_index", str(lmdb_path), str(CHUNK)]
 
 
 def _child_environment() -> dict[str, str]:
@@ -240,11 +247,10 @@ def _child_environment() -> dict[str, str]:
 def _child_failure(data: Path, returncode: int, last_line: str) -> DataError:
     if returncode < 0:
         try:
-            sig: signal.Signals | int = signal.Signals(-returncode)
-            name = sig.name
+            name = signal.Signals(-returncode).name
         except ValueError:
-            sig, name = -returncode, f"signal {-returncode}"
-        if sig in CRASH_SIGNALS:
+            name = f"signal {-returncode}"
+        if -returncode in CRASH_SIGNALS:
             return DataError(f"{data}: the database is damaged (reading its keys crashed "
                              f"lmdb: {name}); copy or download it again")
         return DataError(f"{data}: reading its keys was stopped by {name} (killed from "
@@ -263,6 +269,8 @@ def _receive_keys(stream: Any, advance: Callable[[int], object]
                   ) -> tuple[np.ndarray, np.ndarray] | str | None:
     """Read the child's messages: the keys as (blob, offsets); lmdb's error message; or
     None when the stream ends early (the child died)."""
+    import numpy as np
+
     blobs: list[bytes] = []
     lengths: list[np.ndarray] = []
     received = 0
@@ -281,21 +289,24 @@ def _receive_keys(stream: Any, advance: Callable[[int], object]
             return None if message is None else message.decode("utf-8", "replace")
         if kind != b"K":
             return None
-        sizes, blob = _read_exact(stream, 4 * count), _read_exact(stream, size)
+        sizes = _read_exact(stream, np.dtype(np.uintc).itemsize * count)
+        blob = _read_exact(stream, size)
         if sizes is None or blob is None:
             return None
-        lengths.append(np.frombuffer(sizes, dtype="<u4").astype(np.int64))
+        lengths.append(np.frombuffer(sizes, dtype=np.uintc).astype(np.int64))
         blobs.append(blob)
         received += count
         advance(received)
     return None
 
 
-def _send_keys(path: str) -> int:
-    """In the child: walk the keys of the lmdb folder ``path`` and write them to stdout.
+def _send_keys(path: str, chunk_size: int) -> int:
+    """In the child: walk the keys of the lmdb folder ``path`` and write them to stdout,
+    ``chunk_size`` keys a message.
 
-    Messages: ``K`` count size, then ``count`` little-endian uint32 key lengths and ``size``
-    bytes of keys; ``X`` 0 size, then lmdb's error message; ``E`` at the end.
+    Messages: ``K`` count size (little-endian uint64s), then ``count`` key lengths (C
+    unsigned ints) and ``size`` bytes of keys; ``X`` 0 size, then lmdb's error message;
+    ``E`` at the end.
     """
     import lmdb
 
@@ -304,8 +315,8 @@ def _send_keys(path: str) -> int:
     sys.stdout = sys.stderr  # nothing else may write into the message stream
 
     def send(chunk: list[bytes]) -> None:
-        sizes = np.fromiter(map(len, chunk), dtype="<u4", count=len(chunk))
-        out.write(b"K" + struct.pack("<QQ", len(chunk), int(sizes.sum())) + sizes.tobytes()
+        sizes = array("I", map(len, chunk))  # C unsigned ints, as np.uintc in the parent
+        out.write(b"K" + struct.pack("<QQ", len(chunk), sum(sizes)) + sizes.tobytes()
                   + b"".join(chunk))
         out.flush()  # also ends this process when the parent is gone (EPIPE)
 
@@ -316,7 +327,7 @@ def _send_keys(path: str) -> int:
         with env.begin() as txn:
             for key in txn.cursor().iternext(keys=True, values=False):
                 chunk.append(bytes(key))
-                if len(chunk) == CHUNK:
+                if len(chunk) == chunk_size:
                     send(chunk)
                     chunk = []
         send(chunk)
@@ -331,4 +342,4 @@ def _send_keys(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_send_keys(sys.argv[1]))
+    sys.exit(_send_keys(sys.argv[1], int(sys.argv[2])))
