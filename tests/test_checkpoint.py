@@ -11,10 +11,10 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ganforge.errors import CheckpointError, StorageError
-from ganforge.training.checkpoint import (
+from ganforge.training.checkpoint_checks import load_module_state
+from ganforge.training.checkpoint_format import (
     checkpoint_name,
     latest_checkpoint,
-    load_module_state,
     read_checkpoint,
     read_metadata,
     rotate,

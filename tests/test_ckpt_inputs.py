@@ -23,7 +23,7 @@ from ganforge.cli import app
 from ganforge.errors import CheckpointError, UsageError
 from ganforge.sampling import MAX_IMAGES, check_output_path
 from ganforge.training.assembly import resolve_device
-from ganforge.training.checkpoint import (
+from ganforge.training.checkpoint_format import (
     latest_checkpoint,
     read_checkpoint,
     read_header,
@@ -218,8 +218,8 @@ def test_a_fifo_named_like_a_checkpoint_never_blocks(checkpoint: Path, tmp_path:
     done = in_subprocess("""
         from ganforge.cli import main
         from ganforge.errors import CheckpointError
-        from ganforge.training.checkpoint import (latest_checkpoint, read_checkpoint,
-                                                  read_header, read_metadata)
+        from ganforge.training.checkpoint_format import (latest_checkpoint, read_checkpoint,
+                                                         read_header, read_metadata)
         print(latest_checkpoint(FOLDER).name)
         for name in ("step-0000005.safetensors", "step-0000006.safetensors"):
             for read in (read_checkpoint, read_header, read_metadata):

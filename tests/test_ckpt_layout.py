@@ -19,9 +19,9 @@ from ganforge.cli import app
 from ganforge.errors import CheckpointError
 from ganforge.recipe import build_recipe
 from ganforge.training.assembly import build_generator, build_networks, load_generator
-from ganforge.training.checkpoint import (
+from ganforge.training.checkpoint_checks import check_module_layout
+from ganforge.training.checkpoint_format import (
     TensorInfo,
-    check_module_layout,
     read_header,
     write_checkpoint,
 )

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from ganforge.cli import app
 from ganforge.errors import CheckpointError
-from ganforge.training import checkpoint as checkpoint_module
-from ganforge.training.checkpoint import (
+from ganforge.training import checkpoint_format as checkpoint_module
+from ganforge.training.checkpoint_format import (
     BestMetric,
     TrainerMeta,
     checkpoint_name,

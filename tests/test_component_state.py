@@ -18,7 +18,7 @@ from ganforge.errors import CheckpointError
 from ganforge.interfaces import ComponentState, Loss
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint_format import read_checkpoint
 
 
 class AdaptiveBCE(Loss):

@@ -121,3 +121,36 @@ def test_more_workers_than_cores_gives_no_pytorch_paragraph(plugins, recwarn) ->
     finally:
         shutdown_workers(batches)
     assert not [w for w in recwarn if "This DataLoader will create" in str(w.message)]
+
+
+def test_a_worker_killed_by_a_signal_is_one_line(plugins) -> None:
+    """A worker that dies (a bus error on a damaged file, the OOM killer) ends the run
+    with one line, not PyTorch's paragraph and an internal error."""
+    import os
+    import signal
+
+    import torch
+
+    from ganforge.errors import DataError
+    from ganforge.training.data import real_batches, shutdown_workers
+
+    dataset = plugins.registry.create("dataset", "synthetic",
+                                      {"count": 64, "image_size": 8, "channels": 1})
+    batches = real_batches(dataset, 8, 0, 0, num_workers=1, device=torch.device("cpu"),
+                           pin_memory=False, persistent_workers=False)
+    try:
+        next(batches)
+        worker = batches._workers[0]
+        handler = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # only the check below reports
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+            os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # it has ended
+            with pytest.raises(DataError, match="exited unexpectedly: a data-loader worker "
+                                                "died while reading the dataset") as caught:
+                for _ in range(100):  # past the prefetched batches
+                    next(batches)
+            assert len(str(caught.value).splitlines()) == 1
+        finally:
+            signal.signal(signal.SIGCHLD, handler)
+    finally:
+        shutdown_workers(batches)

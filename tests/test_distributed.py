@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint_format import read_checkpoint
 
 RECIPE = """
 [run]

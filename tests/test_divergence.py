@@ -17,7 +17,7 @@ from ganforge.builtins.losses import BCELoss
 from ganforge.errors import TrainingError
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint_format import read_checkpoint
 
 
 def nan_loss_plugin(network: str, at_call: int, forever: bool = False):

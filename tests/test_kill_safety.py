@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.checkpoint import latest_checkpoint, read_checkpoint
+from ganforge.training.checkpoint_format import latest_checkpoint, read_checkpoint
 
 STEPS = 40
 SETTINGS = [f"run.steps={STEPS}", "run.checkpoint_every=1", "run.keep_last=2",

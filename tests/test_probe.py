@@ -16,7 +16,7 @@ from ganforge.errors import UsageError
 from ganforge.evaluation.probe import discriminator_features, run_probe, split_labels
 from ganforge.recipe import build_recipe
 from ganforge.training import build_networks, read_checkpoint
-from ganforge.training.checkpoint import load_module_state
+from ganforge.training.checkpoint_checks import load_module_state
 from tests.conftest import QUICKSTART_STEPS
 
 

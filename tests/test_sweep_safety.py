@@ -101,13 +101,16 @@ def test_workers_end_with_their_parent(plugins, tiny_recipe: Path, tmp_path: Pat
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def started() -> list[Path]:
-        return sorted(out.glob("*/seed-0/checkpoints/step-0000001.safetensors"))
+        """The run folders of workers that wrote a checkpoint (any step: rotation deletes
+        the early ones while the other worker catches up)."""
+        return sorted({p.parent.parent
+                       for p in out.glob("*/seed-0/checkpoints/step-*.safetensors")})
 
     try:
         wait_for(lambda: parent.poll() is not None or len(started()) == 2,
                  "both workers' first checkpoints")
         assert parent.poll() is None, parent.communicate()
-        locks = [p.parent.parent / ".lock" for p in started()]
+        locks = [folder / ".lock" for folder in started()]
         workers = [int(p.read_text()) for p in locks]
         assert all(alive(pid) for pid in workers) and parent.pid not in workers
     finally:

@@ -14,7 +14,7 @@ from ganforge.errors import CheckpointError, UsageError
 from ganforge.recipe import apply_overrides, build_recipe, load_recipe
 from ganforge.training import Trainer, train
 from ganforge.training.assembly import load_generator
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint_format import read_checkpoint
 
 
 def run(plugins, recipe_path: Path, out: Path, *overrides: str, resume: bool = False):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from ganforge.errors import RecipeError
 from ganforge.recipe import load_recipe
 from ganforge.training import train
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint_format import read_checkpoint
 
 EVAL = ["eval.every=2", "eval.metrics.fid.use=fid", "eval.metrics.fid.extractor=pixels",
         "eval.metrics.fid.n_fake=16", "eval.metrics.fid.n_real=24",
@@ -83,6 +83,7 @@ def test_a_refused_best_checkpoint_does_not_stop_the_evaluating_rank(
     periodic save, which every rank makes, is what refuses it."""
     from ganforge.errors import TrainingError
     from ganforge.training import Trainer
+    from ganforge.training.callbacks import Evaluate
     from ganforge.training.progress import TrainingProgress
 
     recipe = load_recipe(tiny_recipe, plugins.registry, EVAL)
@@ -93,7 +94,7 @@ def test_a_refused_best_checkpoint_does_not_stop_the_evaluating_rank(
     progress.note = notes.append  # type: ignore[method-assign]
     with torch.no_grad():
         next(trainer.discriminator.parameters()).fill_(float("inf"))
-    values = trainer.evaluate(progress)
+    values = Evaluate(2).evaluate(trainer, progress)
     assert "eval/fid" in values and trainer.best is None
     assert any("refusing to checkpoint non-finite state" in n and "best-fid not updated" in n
                for n in notes)

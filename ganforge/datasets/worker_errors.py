@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import GanforgeError
+from ..errors import DataError, GanforgeError
 
 T = TypeVar("T")
 
@@ -73,8 +73,26 @@ class WorkerErrorsUnwrapped(Iterator[T]):
         except GanforgeError as exc:
             unwrap_worker_error(exc)
             raise
+        except RuntimeError as exc:
+            died = _worker_death(exc)
+            if died is None:
+                raise
+            raise died from exc
 
     def __getattr__(self, name: str) -> Any:
         if name == "_inner":  # not set yet (e.g. while copying): no infinite recursion
             raise AttributeError(name)
         return getattr(self._inner, name)
+
+
+def _worker_death(exc: RuntimeError) -> DataError | None:
+    """PyTorch's "DataLoader worker (pid(s) ...) exited unexpectedly" (a worker killed by
+    a signal, e.g. a bus error while reading a damaged file) as one line, or None for any
+    other error."""
+    message = str(exc)
+    if "DataLoader worker" not in message or "exited unexpectedly" not in message:
+        return None
+    first = message.splitlines()[0].rstrip(". ")
+    return DataError(f"{first}: a data-loader worker died while reading the dataset (a "
+                     "damaged file, or too little shared memory); run with "
+                     "run.num_workers = 0 to see which image")

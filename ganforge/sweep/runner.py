@@ -31,7 +31,7 @@ import attrs
 
 from ..errors import RunDirectoryBusy
 from ..files import write_text_atomic
-from ..training.checkpoint import latest_checkpoint
+from ..training.checkpoint_format import latest_checkpoint
 from ..training.run_dir import FolderLock
 from .plan import PlannedRun, SweepPlan
 

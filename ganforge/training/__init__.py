@@ -8,7 +8,7 @@ from .assembly import (
     load_experiment,
     resolve_device,
 )
-from .checkpoint import latest_checkpoint, read_checkpoint
+from .checkpoint_format import latest_checkpoint, read_checkpoint
 from .run_dir import RunDirectory
 from .trainer import Trainer, TrainResult, train
 

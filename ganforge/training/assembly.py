@@ -35,10 +35,9 @@ from ..interfaces import (
 )
 from ..recipe import Recipe, apply_overrides, build_recipe, parse_override
 from ..registry import Registry
-from .checkpoint import (
+from .checkpoint_checks import check_module_layout, load_module_state
+from .checkpoint_format import (
     CheckpointContents,
-    check_module_layout,
-    load_module_state,
     read_checkpoint,
     read_header,
 )
@@ -90,7 +89,7 @@ def build_generator(recipe: Recipe, registry: Registry, spec: ImageSpec | None =
 
     With ``device="meta"`` no memory is allocated: the network's parameter shapes can be
     compared with a checkpoint before the real network is built
-    (:func:`~ganforge.training.checkpoint.check_module_layout`)."""
+    (:func:`~ganforge.training.checkpoint_checks.check_module_layout`)."""
     spec = spec or dataset_image_spec(recipe, registry)
     torch.manual_seed(recipe.run.seed if seed is None else seed)
     with torch.device(device) if device is not None else contextlib.nullcontext():

@@ -11,11 +11,17 @@ holds the best metric of its own step's evaluation).
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import TrainingError
+from ..files import writing
+from ..seeds import derive_seed
 from .progress import TrainingProgress
 
 if TYPE_CHECKING:
@@ -77,6 +83,9 @@ class Periodic:
     def due(self, step: int, last: bool) -> bool:
         return bool(self.every) and (step % self.every == 0 or last)
 
+    def restart(self, step: int) -> None:
+        """The run goes on from ``step`` after a rollback (default: nothing to reset)."""
+
     def __call__(self, trainer: Trainer, progress: TrainingProgress) -> None:
         raise NotImplementedError
 
@@ -113,20 +122,63 @@ class LogLosses(Periodic):
 
 
 class Evaluate(Periodic):
-    """Runs the recipe's metrics (rank 0) and keeps ``best-<label>.safetensors``; skipped,
-    or interrupted between batches, once a stop is requested."""
+    """Runs the recipe's metrics (rank 0) and keeps ``best-<label>.safetensors`` when the
+    chosen metric improves; skipped, or interrupted between batches, once a stop is
+    requested."""
 
     def __init__(self, every: int) -> None:
         self.every = every
+        self._evaluator: Any = None
 
     def __call__(self, trainer: Trainer, progress: TrainingProgress) -> None:
         if not trainer.dist.is_main or trainer.stop_requested():
             return
-        values = trainer.evaluate(progress, trainer.stop_requested)
+        values = self.evaluate(trainer, progress, trainer.stop_requested)
         if values:
             trainer.log.scalars(trainer.step, values)
             trainer.notify("ganforge_log", step=trainer.step, metrics=values)
             trainer.metrics.update(values)
+
+    def evaluate(self, trainer: Trainer, progress: TrainingProgress,
+                 should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
+        """Run the recipe's metrics now; keep ``best-<label>.safetensors`` when the chosen
+        metric improves. Returns the values logged (``eval/<label>``, ``eval/seconds``), or
+        nothing when ``should_stop`` (asked between batches) interrupted the evaluation."""
+        from ..evaluation.evaluator import EvaluationInterrupted, Evaluator
+
+        if self._evaluator is None:
+            metrics = {label: (choice.name, choice.create(trainer.registry))
+                       for label, choice in trainer.recipe.metrics.items()}
+            self._evaluator = Evaluator(metrics, trainer.dataset,
+                                        trainer.recipe["dataset"].to_table(), trainer.device)
+        started = time.perf_counter()
+        try:
+            results = self._evaluator.run(trainer.generator, trainer.step, should_stop=should_stop)
+        except EvaluationInterrupted:
+            progress.note(f"step {trainer.step}: evaluation interrupted by the stop request")
+            return {}
+        values = {f"eval/{r.label}": r.value for r in results}
+        values["eval/seconds"] = time.perf_counter() - started
+        for result in results:
+            progress.note(f"step {trainer.step}: {result.summary()}")
+        chosen = next(r for r in results if r.label == trainer.recipe.best_metric)
+        # A non-finite value is never the best, and never blocks a finite one.
+        better = math.isfinite(chosen.value) and (
+            trainer.best is None or not math.isfinite(trainer.best["value"]) or (
+                chosen.value > trainer.best["value"] if chosen.higher_is_better
+                else chosen.value < trainer.best["value"]))
+        if better:
+            previous = trainer.best
+            trainer.best = {"label": chosen.label, "value": chosen.value, "step": trainer.step}
+            try:
+                trainer.save_checkpoint(trainer.dirs.best_checkpoint(chosen.label))
+            except TrainingError as exc:
+                # Rank 0 alone evaluates: it must not stop alone (the other ranks would wait
+                # at their next collective). The next periodic checkpoint, agreed by all
+                # ranks, stops the run if the state is still non-finite.
+                trainer.best = previous
+                progress.note(f"{exc}; best-{chosen.label} not updated")
+        return values
 
 
 class WriteSamples(Periodic):
@@ -148,6 +200,73 @@ class SaveCheckpoint(Periodic):
 
     def __call__(self, trainer: Trainer, progress: TrainingProgress) -> None:
         trainer.save_checkpoint()
+
+
+class DivergencePolicy:
+    """Runs first on every step where other work is due (a sync paid for anyway): reads the
+    divergence watch, agreed by every rank, and stops the run or rolls it back to the newest
+    checkpoint (``run.on_divergence``); every rollback is logged in ``rollbacks.jsonl``."""
+
+    def rolled_back(self, trainer: Trainer, progress: TrainingProgress) -> bool:
+        """Check the divergence watch (every rank agrees): stop the run, or roll back and
+        return True (``run.on_divergence``); False when nothing diverged."""
+        diverged = self._check_divergence(trainer)
+        if diverged is None:
+            return False
+        self._on_divergence(trainer, *diverged, progress)
+        return True
+
+    def _check_divergence(self, trainer: Trainer) -> tuple[str, int] | None:
+        """The earliest divergence seen by any rank (agreed by all ranks)."""
+        mine = trainer.train_step.watch.check()
+        if not trainer.dist.enabled:
+            return mine
+        order = ("discriminator", "generator")
+        code = torch.tensor([-1 if mine is None else mine[1],
+                             -1 if mine is None else order.index(mine[0])],
+                            device=trainer.device)
+        seen = [tuple(t.tolist()) for t in trainer.dist.gather(code) if t[0] >= 0]
+        if not seen:
+            return None
+        step, network = min(seen)
+        return order[int(network)], int(step)
+
+    def _on_divergence(self, trainer: Trainer, network: str, first_bad: int,
+                       progress: TrainingProgress) -> None:
+        """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
+        and latents (``run.on_divergence``); every rollback is logged."""
+        run = trainer.recipe.run
+        checkpoint = trainer.dirs.latest_checkpoint()
+        what = (f"the {network} diverged at step {first_bad}: non-finite loss or gradient "
+                f"(detected at step {trainer.step})")
+        if run.on_divergence == "stop" or checkpoint is None or \
+                trainer.rollbacks >= run.max_rollbacks:
+            reason = ("" if run.on_divergence == "stop" else
+                      "; no checkpoint to roll back to" if checkpoint is None else
+                      f"; {trainer.rollbacks} rollbacks already (run.max_rollbacks)")
+            keep = f"; the last checkpoint {checkpoint} holds finite state" if checkpoint else ""
+            raise TrainingError(f"{what}{reason}; the run stopped{keep}")
+        # Counters that describe this whole run, not the restored state, survive the rollback.
+        detected, batches_seen = trainer.step, trainer.batches_seen
+        rollbacks, best = trainer.rollbacks, trainer.best
+        trainer.restore(checkpoint)
+        trainer.rollbacks, trainer.best = rollbacks + 1, best
+        trainer._session_start = time.perf_counter()  # restore() reloaded the elapsed time
+        trainer.losses.reset()
+        # Go on past the batches that diverged, with latents the failed attempt did not use
+        # (and, under torchrun, different on every rank).
+        trainer.batches_seen = batches_seen
+        trainer.latent_rng.manual_seed(derive_seed(trainer.recipe.run.seed, "rollback",
+                                                trainer.rollbacks, trainer.dist.rank))
+        record = {"step": trainer.step, "rollback": trainer.rollbacks, "network": network,
+                  "first_bad_step": first_bad, "detected_at": detected,
+                  "checkpoint": checkpoint.name}
+        if trainer.dist.is_main:
+            with writing(trainer.dirs.rollbacks), \
+                    open(trainer.dirs.rollbacks, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        progress.note(f"{what}; rolled back to {checkpoint.name} "
+                      f"(rollback {trainer.rollbacks} of at most {run.max_rollbacks})")
 
 
 def default_callbacks(trainer: Trainer, start: int) -> list[Any]:

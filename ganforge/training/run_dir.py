@@ -14,7 +14,7 @@ import attrs
 
 from ..errors import RunDirectoryBusy
 from ..files import TEMPORARY_SUFFIX, writing
-from .checkpoint import checkpoint_name, latest_checkpoint, rotate
+from .checkpoint_format import checkpoint_name, latest_checkpoint, rotate
 
 #: The lock file inside a locked folder; it holds the holder's PID (for the message only:
 #: the lock itself is the kernel's, released when the holder dies).

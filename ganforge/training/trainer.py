@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import math
 import os
 import time
-import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,48 +22,24 @@ import torch
 
 from .._version import __version__
 from ..datasets.policy import ImageBatch
-from ..errors import CheckpointError, TrainingError, UsageError
+from ..errors import TrainingError, UsageError
 from ..files import write_text_atomic, writing
 from ..plugins import Plugins
 from ..recipe import Recipe
 from ..sampling import generate, image_grid, write_grid
 from ..seeds import derive_seed
 from .assembly import Experiment, assemble, resolve_device
-from .callbacks import LogLosses, LossMeter, default_callbacks
-from .checkpoint import (
-    TrainerMeta,
-    load_module_state,
-    optimizer_from_flat,
-    optimizer_to_flat,
-    read_checkpoint,
-    validate_optimizer_state,
-    write_checkpoint,
-)
+from .callbacks import DivergencePolicy, LossMeter, default_callbacks
+from .checkpoint_format import write_checkpoint
 from .data import real_batches, shutdown_workers
 from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch
 from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
-from .rng import capture_rng, restore_rng, rng_state_problems
+from .resume import capture_state, refuse_another_recipe, restore_state
 from .run_dir import RunDirectory
 from .step import GANStep, forward_module
 from .stopping import StopRequest, StopVote
-
-#: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
-RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "precision")
-
-
-def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The tables and ``[run]`` keys in which two resolved recipes (as tables) differ in
-    what they compute: every table but ``[run]`` and ``[eval]``, and
-    :data:`RESUME_FIXED_RUN_KEYS`."""
-    differing = sorted(k for k in set(saved) | set(current)
-                       if k not in ("run", "eval") and saved.get(k) != current.get(k))
-    saved_run, current_run = saved.get("run", {}), current.get("run", {})
-    saved_run = saved_run if isinstance(saved_run, Mapping) else {}
-    current_run = current_run if isinstance(current_run, Mapping) else {}
-    return differing + sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
-                              if saved_run.get(k) != current_run.get(k))
 
 
 @attrs.frozen
@@ -131,7 +104,6 @@ class Trainer:
         #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
         self.notes: list[str] = []
         self.stop_requested: Callable[[], bool] = lambda: False
-        self._evaluator: Any = None
         self._elapsed_before = 0.0
         self._session_start: float | None = None
         self._last_checkpoint: Path | None = None
@@ -170,17 +142,16 @@ class Trainer:
             self._session_start = time.perf_counter()
             for message in self.notes if self.dist.is_main else ():
                 progress.warn(message)
-            callbacks = default_callbacks(self, start)
+            callbacks, divergence = default_callbacks(self, start), DivergencePolicy()
             while self.step < run.steps:
                 self.experiment.on_step(self.step + 1)
                 self.losses.add(*self.train_step(next_real, self.step + 1))
                 self.step += 1
                 progress.advance(self.step)
                 due = [c for c in callbacks if c.due(self.step, self.step == run.steps)]
-                if due and self._rolled_back(progress):  # a sync we pay for anyway
+                if due and divergence.rolled_back(self, progress):  # a sync paid for anyway
                     for callback in callbacks:
-                        if isinstance(callback, LogLosses):
-                            callback.restart(self.step)
+                        callback.restart(self.step)
                     continue
                 for callback in due:
                     callback(self, progress)
@@ -255,47 +226,6 @@ class Trainer:
         self.notify("ganforge_sample_written", step=self.step, path=path)
         return path
 
-    def evaluate(self, progress: TrainingProgress,
-                 should_stop: Callable[[], bool] | None = None) -> dict[str, float]:
-        """Run the recipe's metrics now; keep ``best-<label>.safetensors`` when the chosen
-        metric improves. Returns the values logged (``eval/<label>``, ``eval/seconds``), or
-        nothing when ``should_stop`` (asked between batches) interrupted the evaluation."""
-        from ..evaluation.evaluator import EvaluationInterrupted, Evaluator
-
-        if self._evaluator is None:
-            metrics = {label: (choice.name, choice.create(self.registry))
-                       for label, choice in self.recipe.metrics.items()}
-            self._evaluator = Evaluator(metrics, self.dataset,
-                                        self.recipe["dataset"].to_table(), self.device)
-        started = time.perf_counter()
-        try:
-            results = self._evaluator.run(self.generator, self.step, should_stop=should_stop)
-        except EvaluationInterrupted:
-            progress.note(f"step {self.step}: evaluation interrupted by the stop request")
-            return {}
-        values = {f"eval/{r.label}": r.value for r in results}
-        values["eval/seconds"] = time.perf_counter() - started
-        for result in results:
-            progress.note(f"step {self.step}: {result.summary()}")
-        chosen = next(r for r in results if r.label == self.recipe.best_metric)
-        # A non-finite value is never the best, and never blocks a finite one.
-        better = math.isfinite(chosen.value) and (
-            self.best is None or not math.isfinite(self.best["value"]) or (
-                chosen.value > self.best["value"] if chosen.higher_is_better
-                else chosen.value < self.best["value"]))
-        if better:
-            previous = self.best
-            self.best = {"label": chosen.label, "value": chosen.value, "step": self.step}
-            try:
-                self.save_checkpoint(self.dirs.best_checkpoint(chosen.label))
-            except TrainingError as exc:
-                # Rank 0 alone evaluates: it must not stop alone (the other ranks would wait
-                # at their next collective). The next periodic checkpoint, agreed by all
-                # ranks, stops the run if the state is still non-finite.
-                self.best = previous
-                progress.note(f"{exc}; best-{chosen.label} not updated")
-        return values
-
     def save_checkpoint(self, path: Path | None = None) -> Path:
         """Write the checkpoint of the current step (to ``path``, default the rotating
         ``step-N`` name), then rotate older ``step-N`` ones."""
@@ -336,21 +266,8 @@ class Trainer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
         """Every tensor needed to continue exactly, the optimizers' JSON-able rest, and the
-        JSON-able state of stateful components."""
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix, module in (("generator", self.generator),
-                               ("discriminator", self.discriminator)):
-            tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
-        optimizers: dict[str, Any] = {}
-        for name, opt in self.experiment.optimizers.items():
-            flat, rest = optimizer_to_flat(f"optimizer/{name}", opt)
-            tensors.update(flat)
-            optimizers[name] = rest
-        tensors.update(capture_rng(self.latent_rng))
-        tensors.update(self.losses.state())
-        component_tensors, components = self.experiment.component_states()
-        tensors.update(component_tensors)
-        return tensors, optimizers, components
+        JSON-able state of stateful components (:func:`~.resume.capture_state`)."""
+        return capture_state(self)
 
     def versions(self) -> dict[str, str]:
         """Versions of ganforge, torch and every loaded plugin distribution."""
@@ -368,125 +285,9 @@ class Trainer:
         return self._elapsed_before + session
 
     def restore(self, path: str | Path) -> None:
-        """Load a checkpoint of this recipe; only the ``[run]`` table may differ. Everything
-        is checked before anything is loaded where the checkpoint alone tells (metadata,
-        recipe, RNG states); weights and optimizer states are checked key by key."""
-        contents = read_checkpoint(path)
-        differing = recipe_differences(contents.recipe_table, self.recipe.to_dict())
-        if differing:
-            raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
-                                  "differ); a resumed run may change only how long and how it "
-                                  "runs, not what it computes")
-        problems = rng_state_problems(contents.tensors, self.latent_rng, required=True)
-        if problems:
-            raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
-        load_module_state(self.generator, contents.section("generator"), "generator", path)
-        load_module_state(self.discriminator, contents.section("discriminator"),
-                          "discriminator", path)
-        try:
-            for name, optimizer in self.experiment.optimizers.items():
-                state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
-                                            contents.optimizers[name])
-                validate_optimizer_state(optimizer, state, name, path)
-                optimizer.load_state_dict(state)
-                match_parameter_layout(optimizer)
-            restore_rng(contents.tensors, self.latent_rng)
-            if self.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
-                self.latent_rng.manual_seed(derive_seed(self.recipe.run.seed, "latents",
-                                                        self.dist.rank, contents.step))
-            self.losses.load(contents.section("trainer"))
-        except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
-                                  f"{exc}") from None
-        self.notes.extend(self.experiment.load_component_states(contents, path))
-        meta = contents.trainer
-        self.step = contents.step
-        self.batches_seen = (meta.batches_seen if meta.batches_seen is not None
-                             else contents.step * self.recipe.run.d_steps)
-        self.best = None if meta.best is None else attrs.asdict(meta.best)
-        self._elapsed_before = meta.elapsed_s
-        self.rollbacks = meta.rollbacks
-        self.notes.extend(self._how_it_differs(meta))
-        self.train_step.watch.reset()
-
-    def _how_it_differs(self, saved: TrainerMeta) -> list[str]:
-        """Notes on what makes this session compute differently from the one that wrote
-        the checkpoint although the recipe is the same: CPU results depend on the number of
-        threads, and ``run.precision = "auto"`` resolves per device."""
-        notes = []
-        threads = saved.threads
-        if threads is not None and threads != torch.get_num_threads():
-            notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
-                         f"CPU threads, this process uses {torch.get_num_threads()} (set "
-                         f"OMP_NUM_THREADS={threads} to match)")
-        precision = saved.precision
-        if precision is not None and precision != self.speed.precision:
-            notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
-                         f"run.precision = {self.recipe.run.precision!r} resolves to "
-                         f"{self.speed.precision} on {self.device}")
-        return notes
-
-    # -- divergence -------------------------------------------------------------------------
-
-    def _rolled_back(self, progress: TrainingProgress) -> bool:
-        """Check the divergence watch (every rank agrees): stop the run, or roll back and
-        return True (``run.on_divergence``); False when nothing diverged."""
-        diverged = self._check_divergence()
-        if diverged is None:
-            return False
-        self._on_divergence(*diverged, progress)
-        return True
-
-    def _check_divergence(self) -> tuple[str, int] | None:
-        """The earliest divergence seen by any rank (agreed by all ranks)."""
-        mine = self.train_step.watch.check()
-        if not self.dist.enabled:
-            return mine
-        order = ("discriminator", "generator")
-        code = torch.tensor([-1 if mine is None else mine[1],
-                             -1 if mine is None else order.index(mine[0])],
-                            device=self.device)
-        seen = [tuple(t.tolist()) for t in self.dist.gather(code) if t[0] >= 0]
-        if not seen:
-            return None
-        step, network = min(seen)
-        return order[int(network)], int(step)
-
-    def _on_divergence(self, network: str, first_bad: int, progress: TrainingProgress) -> None:
-        """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
-        and latents (``run.on_divergence``); every rollback is logged."""
-        run = self.recipe.run
-        checkpoint = self.dirs.latest_checkpoint()
-        what = (f"the {network} diverged at step {first_bad}: non-finite loss or gradient "
-                f"(detected at step {self.step})")
-        if run.on_divergence == "stop" or checkpoint is None or \
-                self.rollbacks >= run.max_rollbacks:
-            reason = ("" if run.on_divergence == "stop" else
-                      "; no checkpoint to roll back to" if checkpoint is None else
-                      f"; {self.rollbacks} rollbacks already (run.max_rollbacks)")
-            keep = f"; the last checkpoint {checkpoint} holds finite state" if checkpoint else ""
-            raise TrainingError(f"{what}{reason}; the run stopped{keep}")
-        # Counters that describe this whole run, not the restored state, survive the rollback.
-        detected, batches_seen = self.step, self.batches_seen
-        rollbacks, best = self.rollbacks, self.best
-        self.restore(checkpoint)
-        self.rollbacks, self.best = rollbacks + 1, best
-        self._session_start = time.perf_counter()  # restore() reloaded the elapsed time
-        self.losses.reset()
-        # Go on past the batches that diverged, with latents the failed attempt did not use
-        # (and, under torchrun, different on every rank).
-        self.batches_seen = batches_seen
-        self.latent_rng.manual_seed(derive_seed(self.recipe.run.seed, "rollback",
-                                                self.rollbacks, self.dist.rank))
-        record = {"step": self.step, "rollback": self.rollbacks, "network": network,
-                  "first_bad_step": first_bad, "detected_at": detected,
-                  "checkpoint": checkpoint.name}
-        if self.dist.is_main:
-            with writing(self.dirs.rollbacks), \
-                    open(self.dirs.rollbacks, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-        progress.note(f"{what}; rolled back to {checkpoint.name} "
-                      f"(rollback {self.rollbacks} of at most {run.max_rollbacks})")
+        """Continue from checkpoint ``path`` of this recipe (:func:`~.resume.restore_state`:
+        checked before anything is loaded where the checkpoint alone tells)."""
+        restore_state(self, path)
 
 
 class _NullLog:
@@ -500,16 +301,6 @@ class _NullLog:
 
     def close(self) -> None:
         pass
-
-
-def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
-    """Give restored optimizer state the memory layout (e.g. channels_last) of its
-    parameter: fused and foreach kernels pair elements by memory position."""
-    for param, state in optimizer.state.items():
-        for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.shape == param.shape \
-                    and value.stride() != param.stride():
-                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
@@ -545,17 +336,3 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         return trainer.fit()
 
 
-def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe) -> None:
-    """Refuse to start ``recipe`` over a run directory whose ``recipe.toml`` computes
-    something else (a requeue of the same run passes)."""
-    if not dirs.recipe.exists():
-        return
-    try:
-        saved = tomllib.loads(dirs.recipe.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{dirs.recipe}: cannot read the run's recipe ({exc}); use another "
-                         "--out") from None
-    differing = recipe_differences(saved, recipe.to_dict())
-    if differing:
-        raise UsageError(f"run directory {dirs.root} holds a run of another recipe "
-                         f"({', '.join(differing)} differ); use another --out")

@@ -1,4 +1,11 @@
-"""Checkpoints: one safetensors file holding everything needed to continue a run exactly.
+"""The checkpoint file format: one safetensors file holding everything needed to continue a
+run exactly, written atomically, found, rotated, and read back without trusting it.
+
+This module's one job is the file: its names (:func:`checkpoint_name`, :func:`rotate`,
+:func:`latest_checkpoint`), writing (:func:`write_checkpoint`), reading
+(:func:`read_header`, :func:`read_metadata`, :func:`read_checkpoint`) and the metadata as
+attrs classes (:class:`TrainerMeta`, :class:`CheckpointHeader`, ...). Comparing what a file
+holds with a live model or optimizer is :mod:`ganforge.training.checkpoint_checks`'s job.
 
 Layout of the tensor names::
 
@@ -18,15 +25,19 @@ Files are written to a hidden temporary file unique to its writer
 and renamed, so a reader never sees a partial checkpoint under a final name and two writers
 never touch each other's temporary file.
 
-Reading never trusts the file: the safetensors header is checked here (bounded length,
-UTF-8 JSON object, known dtypes, shapes, and byte ranges that tile the data section
-exactly) before the safetensors library sees it; only regular files are opened (a FIFO
-or device named like a checkpoint would block or never end); the ganforge metadata is
-decoded and validated in full (the trainer's counters through the project's cattrs
-converter, the embedded recipe as TOML whose top-level values are tables, the RNG states)
-before any tensor reaches a model; and :func:`check_module_layout` (against the header
-alone), :func:`load_module_state` and :func:`validate_optimizer_state` compare tensors with
-the model and optimizer key by key.  Every refusal is one
+Reading never trusts the file. Only regular files are opened (a FIFO or device named like
+a checkpoint would block or never end). ganforge makes the checks the safetensors library
+does not make: the header's length field is bounded before anything is parsed (a pickle or
+zip file gets a hint saying what it is), the header is UTF-8 JSON with no key given twice,
+its ``__metadata__`` maps strings to strings, and each tensor entry has exactly the fields
+``dtype``, ``shape`` and ``data_offsets`` and a dtype in :data:`DTYPES`. The rest of the
+header (field types, sizes against shapes and dtypes, offsets that tile the data section
+exactly, no data after the last tensor) is checked by safetensors itself, when
+:func:`read_header` opens the file and when :func:`read_checkpoint` loads the very bytes
+it checked, before any tensor is made. The ganforge metadata is decoded and validated in
+full (the trainer's counters through the project's cattrs converter, the embedded recipe
+as TOML whose top-level values are tables) before any tensor is read, and the RNG states
+before anyone can restore them. Every refusal is one
 :class:`~ganforge.errors.CheckpointError` line naming the file and the problem.
 """
 
@@ -39,7 +50,7 @@ import re
 import stat
 import struct
 import tomllib
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,12 +69,13 @@ FORMAT_VERSION = "1"
 _NAME = re.compile(r"^step-(\d{7,})\.safetensors$")
 #: Refuse headers larger than this before parsing them (a hostile length field).
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-#: Bytes per element of each safetensors dtype a checkpoint may hold (others are refused).
-DTYPE_BYTES: dict[str, int] = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E4M3FNUZ": 1,
-    "F8_E5M2FNUZ": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
-    "I64": 8, "U64": 8, "F64": 8, "C64": 8,
-}
+#: The safetensors dtypes a checkpoint may hold: those ``safetensors.torch`` loads (the
+#: library's header check also accepts F4, F6_* and F8_E8M0, which its loader then fails
+#: on with a ``KeyError``).
+DTYPES = frozenset({
+    "BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16",
+    "F16", "BF16", "I32", "U32", "F32", "I64", "U64", "F64", "C64",
+})
 _TENSOR_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 _STEP = re.compile(r"[0-9]{1,18}")
 
@@ -81,7 +93,7 @@ def _below(limit: int, shown: str, low: int = 0) -> Any:
     error writes ``limit`` (``2**62`` reads better than its 19 digits)."""
     def check(_instance: Any, _attribute: Any, value: int | None) -> None:
         if value is not None and not low <= value < limit:
-            raise ValueError(f"{_q(value, 40)} is not in [{low}, {shown})")
+            raise ValueError(f"{quoted(value, 40)} is not in [{low}, {shown})")
     return check
 
 
@@ -93,7 +105,7 @@ def _finite_non_negative(_instance: Any, _attribute: Any, value: float) -> None:
 def _precision_name(_instance: Any, _attribute: Any, value: str | None) -> None:
     # A short token: the resume check quotes it back to the user.
     if value is not None and not _PRECISION.fullmatch(value):
-        raise ValueError(f"{_q(value, 30)} is not a precision name such as \"bf16\"")
+        raise ValueError(f"{quoted(value, 30)} is not a precision name such as \"bf16\"")
 
 
 @attrs.frozen
@@ -289,12 +301,13 @@ def _one_line(text: str) -> str:
     return text.translate(_LINE_BREAKS)
 
 
-def _refuse(path: Path | str, reason: str) -> CheckpointError:
-    """The error for ``path``, as one line whatever the file put in names or values."""
+def refusal(path: Path | str, reason: str) -> CheckpointError:
+    """The error for ``path``, as one line whatever the file put in names or values (also
+    the error of :mod:`~ganforge.training.checkpoint_checks`)."""
     return CheckpointError(_one_line(f"{path}: {reason}"))
 
 
-def _q(value: Any, limit: int = 60) -> str:
+def quoted(value: Any, limit: int = 60) -> str:
     """A name or value from the file, quoted and escaped, cut to ``limit`` characters."""
     try:
         text = json.dumps(value, ensure_ascii=True)
@@ -317,10 +330,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _kind(value: Any) -> str:
     """What a decoded JSON value is, in words."""
     if value is None:
@@ -330,7 +339,8 @@ def _kind(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An ``int`` that is not a ``bool`` (JSON ``true`` decodes to one)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -343,16 +353,28 @@ def _looks_like(head: bytes) -> str:
     return ""
 
 
-_Header = tuple[dict[str, str], dict[str, TensorInfo]]
+#: Characters of a safetensors error shown in a refusal: its messages quote names and values
+#: from the file, and a hostile file must not turn one error line into megabytes.
+_LIBRARY_CHARS = 300
 
 
-def _read_header(f: IO[bytes], size: int, path: Path) -> _Header:
-    """Read and check the safetensors header at the start of binary file ``f`` of ``size``
-    bytes, reading at most :data:`MAX_HEADER_BYTES`; returns the ``__metadata__`` and the
-    tensor entries."""
+def _library_problem(exc: BaseException) -> str:
+    """A safetensors error as ``not a valid safetensors checkpoint: <its words>``, cut to
+    :data:`_LIBRARY_CHARS` and with every unprintable character (a terminal escape in a
+    tensor name) escaped."""
+    text = str(exc)
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:_LIBRARY_CHARS])
+    more = "..." if len(text) > _LIBRARY_CHARS else ""
+    return f"not a valid safetensors checkpoint: {shown}{more}"
+
+
+def _read_header_bytes(f: IO[bytes], size: int, path: Path) -> bytes:
+    """The safetensors header at the start of binary file ``f`` of ``size`` bytes. Its length
+    field is checked against :data:`MAX_HEADER_BYTES` and the file's size before anything
+    more is read, and a pickle or zip file is named as such."""
     head = f.read(8)
     if len(head) < 8:
-        raise _refuse(path, f"not a safetensors checkpoint ({size} bytes, too short for the "
+        raise refusal(path, f"not a safetensors checkpoint ({size} bytes, too short for the "
                             "8-byte header length)")
     (length,) = struct.unpack("<Q", head)
     if length < 2:
@@ -364,97 +386,70 @@ def _read_header(f: IO[bytes], size: int, path: Path) -> _Header:
     else:
         problem = ""
     if problem:
-        raise _refuse(path, f"not a safetensors checkpoint: {problem}{_looks_like(head)}")
+        raise refusal(path, f"not a safetensors checkpoint: {problem}{_looks_like(head)}")
     raw = f.read(length)
     if len(raw) != length:
-        raise _refuse(path, "file shrank while its header was being read")
-    return _check_header_bytes(raw, size - 8 - length, path)
+        raise refusal(path, "file shrank while its header was being read")
+    return raw
 
 
-def _check_header_bytes(raw: bytes, data_size: int, path: Path) -> _Header:
-    """Check a header against a data section of ``data_size`` bytes; returns the metadata
-    and the tensor entries."""
+def _parse_header(raw: bytes, path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """The header's ``__metadata__`` and its tensor entries, with the checks safetensors does
+    not make: no key given twice (JSON parsers disagree on which one wins), ``__metadata__``
+    a JSON object of strings, and :func:`_check_entry` on every entry. The entries are
+    otherwise unchecked: safetensors refuses bad types, shapes and offsets itself."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _refuse(path, f"safetensors header is not valid UTF-8 (byte {exc.start} of "
+        raise refusal(path, f"safetensors header is not valid UTF-8 (byte {exc.start} of "
                             "the header)") from None
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        header = json.loads(text, object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
-        raise _refuse(path, f"safetensors header has the key {_q(exc.args[0])} twice") from None
+        raise refusal(path, f"safetensors header has the key {quoted(exc.args[0])} "
+                            "twice") from None
     except (ValueError, RecursionError) as exc:
-        raise _refuse(path, f"safetensors header is not valid JSON: {exc}") from None
+        raise refusal(path, f"safetensors header is not valid JSON: {exc}") from None
     if not isinstance(header, dict):
-        raise _refuse(path, f"safetensors header is not a JSON object "
+        raise refusal(path, f"safetensors header is not a JSON object "
                             f"({_kind(header)})")
     metadata = header.pop("__metadata__", None)
     if metadata is None:
         metadata = {}
     if not isinstance(metadata, dict):
-        raise _refuse(path, f"__metadata__ is not a JSON object ({_kind(metadata)})")
+        raise refusal(path, f"__metadata__ is not a JSON object ({_kind(metadata)})")
     for key, value in metadata.items():
         if not isinstance(value, str):
-            raise _refuse(path, f"__metadata__ must map strings to strings; {_q(key)} is "
-                                f"{_q(value, 30)} ({_kind(value)})")
-    ranges: list[tuple[int, int, str]] = []
-    entries: dict[str, TensorInfo] = {}
+            raise refusal(path, f"__metadata__ must map strings to strings; {quoted(key)} is "
+                                f"{quoted(value, 30)} ({_kind(value)})")
     for name, entry in header.items():
-        ranges.append((*_check_entry(name, entry, data_size, path), name))
-        entries[name] = TensorInfo(entry["dtype"], tuple(entry["shape"]))
-    ranges.sort()
-    position, previous = 0, None
-    for begin, end, name in ranges:
-        if begin < position:
-            raise _refuse(path, f"tensors {_q(previous)} and {_q(name)} overlap (bytes "
-                                f"{begin}..{min(end, position)} of the data section)")
-        if begin > position:
-            after = f"after {_q(previous)}" if previous is not None else "at the start"
-            raise _refuse(path, f"gap of {begin - position} unused bytes {after}, before "
-                                f"{_q(name)} (data_offsets must tile the data section)")
-        position, previous = end, name
-    if position != data_size:
-        raise _refuse(path, f"{data_size - position} bytes of trailing data after the last "
-                            f"tensor (data section {data_size} bytes, tensors end at "
-                            f"{position})")
-    return metadata, entries
+        _check_entry(name, entry, path)
+    return metadata, header
 
 
-def _check_entry(name: str, entry: Any, data_size: int, path: Path) -> tuple[int, int]:
-    """Check one tensor entry of a header; returns its ``(begin, end)``."""
-    where = f"tensor {_q(name)}"
+def _check_entry(name: str, entry: Any, path: Path) -> None:
+    """One tensor entry is a JSON object with exactly the fields ``dtype``, ``shape`` and
+    ``data_offsets`` (safetensors ignores other fields) and a dtype in :data:`DTYPES`."""
+    where = f"tensor {quoted(name)}"
     if not isinstance(entry, dict):
-        raise _refuse(path, f"{where}: entry is not a JSON object")
+        raise refusal(path, f"{where}: entry is not a JSON object")
     if set(entry) != _TENSOR_FIELDS:
-        raise _refuse(path, f"{where}: entry has fields {_q(sorted(entry))}, expected "
-                            f"{_q(sorted(_TENSOR_FIELDS))}")
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
-        raise _refuse(path, f"{where}: unknown dtype {_q(dtype, 30)}")
-    if not isinstance(shape, list) or not all(_is_int(n) and n >= 0 for n in shape):
-        raise _refuse(path, f"{where}: shape {_q(shape, 40)} is not a list of non-negative "
-                            "integers")
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(n) and n >= 0 for n in offsets)):
-        raise _refuse(path, f"{where}: data_offsets {_q(offsets, 40)} are not two "
-                            "non-negative integers [begin, end]")
-    begin, end = offsets
-    if begin > end:
-        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] begin after they end")
-    if end > data_size:
-        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] run past the end of the "
-                            f"file (data section {data_size} bytes)")
-    needed = math.prod(shape) * DTYPE_BYTES[dtype]
-    if end - begin != needed:
-        raise _refuse(path, f"{where}: data_offsets [{begin}, {end}] hold {end - begin} bytes, "
-                            f"shape {shape} of {dtype} needs {needed}")
-    return begin, end
+        raise refusal(path, f"{where}: entry has fields {quoted(sorted(entry))}, expected "
+                            f"{quoted(sorted(_TENSOR_FIELDS))}")
+    dtype = entry["dtype"]
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise refusal(path, f"{where}: unknown dtype {quoted(dtype, 30)}")
+    shape = entry["shape"]
+    if isinstance(shape, list) and any(is_int(n) and n >= 2**63 for n in shape):
+        # safetensors accepts a zero-size tensor of any shape; torch cannot make one whose
+        # dimension is past int64
+        raise refusal(path, f"{where}: shape {quoted(shape, 60)} has a dimension past 2**63")
 
 
 def _check_format(path: Path, metadata: Mapping[str, str]) -> None:
     if metadata.get("ganforge.format") != FORMAT_VERSION:
-        raise _refuse(path, f"not a ganforge checkpoint "
-                            f"(format {_q(metadata.get('ganforge.format'), 30)})")
+        raise refusal(path, f"not a ganforge checkpoint "
+                            f"(format {quoted(metadata.get('ganforge.format'), 30)})")
 
 
 def _open_regular(path: Path) -> tuple[IO[bytes], int]:
@@ -465,11 +460,11 @@ def _open_regular(path: Path) -> tuple[IO[bytes], int]:
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+        raise refusal(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _refuse(path, f"not a checkpoint: {_file_kind(info.st_mode)}, not a regular "
+            raise refusal(path, f"not a checkpoint: {_file_kind(info.st_mode)}, not a regular "
                                 "file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), info.st_size
@@ -490,21 +485,36 @@ def read_header(path: str | Path) -> CheckpointHeader:
     """The checked and decoded header of a checkpoint, without its tensors' data.
 
     Everything :func:`read_checkpoint` checks before it reads the data section is checked
-    here: the safetensors header in full, the format, and every piece of ganforge metadata
-    (step, versions, optimizers, the trainer's counters, the embedded recipe)."""
+    here: the safetensors header in full (by ganforge, then by the safetensors library),
+    the format, and every piece of ganforge metadata (step, versions, optimizers, the
+    trainer's counters, the embedded recipe)."""
     path = Path(path)
     try:
         f, size = _open_regular(path)
         with f:
-            metadata, entries = _read_header(f, size, path)
+            metadata, tensors = _parse_header(_read_header_bytes(f, size, path), path)
     except OSError as exc:
-        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
-    try:  # defence in depth: the library must agree the file is sound
+        raise refusal(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+    entries = _library_entries(path, metadata, tensors)
+    return CheckpointHeader(**_decode_metadata(path, metadata), entries=entries,
+                            metadata=metadata)
+
+
+def _library_entries(path: Path, metadata: Mapping[str, str],
+                     tensors: Mapping[str, Any]) -> dict[str, TensorInfo]:
+    """The tensor entries as the safetensors library reads them from ``path``: it refuses
+    a header whose types, shapes, dtypes or offsets are wrong, or whose tensors do not
+    tile the data section exactly. A file that is no longer the one just parsed (other
+    metadata or tensor names) is refused."""
+    try:
         with safe_open(str(path), framework="pt") as st:
-            st.metadata()
+            if (st.metadata() or {}) != metadata or set(st.keys()) != set(tensors):
+                raise refusal(path, "file changed while being read (header)")
+            slices = {name: st.get_slice(name) for name in tensors}  # in the header's order
+            return {name: TensorInfo(s.get_dtype(), tuple(s.get_shape()))
+                    for name, s in slices.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _refuse(path, f"not a valid safetensors checkpoint: {exc}") from None
-    return _decode_header(path, metadata, entries)
+        raise refusal(path, _library_problem(exc)) from None
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -518,74 +528,62 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     """Read and decode a whole checkpoint; any problem is a :class:`CheckpointError`.
 
     The header and all metadata are checked before the tensors are read, the bytes handed
-    to the safetensors library are the very bytes that were checked, and the RNG states
-    are checked before anyone can restore them."""
+    to the safetensors library are the very bytes that were checked (it checks the rest
+    of the header itself before it makes any tensor), and the RNG states are checked
+    before anyone can restore them."""
     path = Path(path)
     try:
         f, size = _open_regular(path)
         with f:
-            header = _decode_header(path, *_read_header(f, size, path))
+            raw = _read_header_bytes(f, size, path)
+            decoded = _decode_metadata(path, _parse_header(raw, path)[0])
             f.seek(0)
             data = f.read(size + 1)
     except OSError as exc:
-        raise _refuse(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
+        raise refusal(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
     if len(data) != size:
-        raise _refuse(path, f"file changed while being read ({size} bytes, then {len(data)})")
-    # Check again the bytes actually loaded, in case the file changed after the first look.
-    header_length = struct.unpack("<Q", data[:8])[0]
-    if 8 + header_length > size:
-        raise _refuse(path, "file changed while being read (header length)")
-    metadata, entries = _check_header_bytes(data[8:8 + header_length],
-                                            size - 8 - header_length, path)
-    if (metadata, entries) != (header.metadata, header.entries):
-        raise _refuse(path, "file changed while being read (header)")
+        raise refusal(path, f"file changed while being read ({size} bytes, then {len(data)})")
+    # The bytes loaded must hold the very header that was checked.
+    if data[:8 + len(raw)] != struct.pack("<Q", len(raw)) + raw:
+        raise refusal(path, "file changed while being read (header)")
     try:
         tensors = load_bytes(data)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise _refuse(path, f"cannot read tensors: {exc}") from None
+    except SafetensorError as exc:
+        raise refusal(path, _library_problem(exc)) from None
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise refusal(path, f"cannot read tensors: {exc}") from None
     problems = rng_state_problems(tensors)
     if problems:
-        raise _refuse(path, f"broken RNG state: {'; '.join(problems)}")
-    return CheckpointContents(
-        step=header.step,
-        recipe_toml=header.recipe_toml,
-        versions=header.versions,
-        optimizers=header.optimizers,
-        tensors=tensors,
-        trainer=header.trainer,
-        recipe_table=header.recipe_table,
-        components=header.components,
-    )
+        raise refusal(path, f"broken RNG state: {'; '.join(problems)}")
+    return CheckpointContents(**decoded, tensors=tensors)
 
 
-def _decode_header(path: Path, metadata: dict[str, str],
-                   entries: dict[str, TensorInfo]) -> CheckpointHeader:
-    """Check the format and decode every piece of ganforge metadata."""
+def _decode_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """Check the format and decode every piece of ganforge metadata; returns the fields
+    :class:`CheckpointHeader` and :class:`CheckpointContents` share."""
     _check_format(path, metadata)
     recipe_toml = _required(path, metadata, "ganforge.recipe")
-    return CheckpointHeader(
-        step=_decode_step(path, metadata),
-        recipe_toml=recipe_toml,
-        recipe_table=_decode_recipe(path, recipe_toml),
-        versions=_decode_versions(path, metadata),
-        optimizers=_decode_optimizers(path, metadata),
-        trainer=_decode_trainer(path, metadata),
-        components=_decode_components(path, metadata),
-        entries=entries,
-        metadata=metadata,
-    )
+    return {
+        "step": _decode_step(path, metadata),
+        "recipe_toml": recipe_toml,
+        "recipe_table": _decode_recipe(path, recipe_toml),
+        "versions": _decode_versions(path, metadata),
+        "optimizers": _decode_optimizers(path, metadata),
+        "trainer": _decode_trainer(path, metadata),
+        "components": _decode_components(path, metadata),
+    }
 
 
 def _required(path: Path, metadata: Mapping[str, str], key: str) -> str:
     if key not in metadata:
-        raise _refuse(path, f"broken ganforge metadata: no {key}")
+        raise refusal(path, f"broken ganforge metadata: no {key}")
     return metadata[key]
 
 
 def _decode_step(path: Path, metadata: Mapping[str, str]) -> int:
     text = _required(path, metadata, "ganforge.step")
     if not _STEP.fullmatch(text):
-        raise _refuse(path, f"broken ganforge metadata: ganforge.step {_q(text, 30)} is not a "
+        raise refusal(path, f"broken ganforge metadata: ganforge.step {quoted(text, 30)} is not a "
                             "non-negative integer")
     return int(text)
 
@@ -598,10 +596,10 @@ def _decode_recipe(path: Path, text: str) -> dict[str, Any]:
         table = tomllib.loads(text)
     except (ValueError, RecursionError) as exc:  # TOMLDecodeError is a ValueError
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise _refuse(path, f"{where} is not valid TOML: {first[:200]}") from None
+        raise refusal(path, f"{where} is not valid TOML: {first[:200]}") from None
     for key, value in table.items():
         if not isinstance(value, dict):
-            raise _refuse(path, f"{where}: {key_path('$', key)} is {_q(value, 30)} "
+            raise refusal(path, f"{where}: {key_path('$', key)} is {quoted(value, 30)} "
                                 f"({_kind(value)}), not a table")
     return table
 
@@ -611,13 +609,13 @@ def _decode_json(path: Path, metadata: Mapping[str, str], key: str) -> dict[str,
     try:
         value = json.loads(metadata.get(key, "{}"), object_pairs_hook=_no_duplicates)
     except _DuplicateKey as exc:
-        raise _refuse(path, f"broken ganforge metadata: {key} has the key "
-                            f"{_q(exc.args[0])} twice") from None
+        raise refusal(path, f"broken ganforge metadata: {key} has the key "
+                            f"{quoted(exc.args[0])} twice") from None
     except (ValueError, RecursionError) as exc:
-        raise _refuse(path, f"broken ganforge metadata: {key} is not valid JSON: "
+        raise refusal(path, f"broken ganforge metadata: {key} is not valid JSON: "
                             f"{exc}") from None
     if not isinstance(value, dict):
-        raise _refuse(path, f"broken ganforge metadata: {key} is not a JSON object "
+        raise refusal(path, f"broken ganforge metadata: {key} is not a JSON object "
                             f"({_kind(value)})")
     return value
 
@@ -626,29 +624,29 @@ def _decode_versions(path: Path, metadata: Mapping[str, str]) -> dict[str, str]:
     versions = _decode_json(path, metadata, "ganforge.versions")
     for name, version in versions.items():
         if not isinstance(version, str):
-            raise _refuse(path, f"broken ganforge metadata: ganforge.versions[{_q(name)}] is "
-                                f"{_q(version, 30)}, not a string")
+            raise refusal(path, f"broken ganforge metadata: ganforge.versions[{quoted(name)}] is "
+                                f"{quoted(version, 30)}, not a string")
     return versions
 
 
 def _decode_optimizers(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
     optimizers = _decode_json(path, metadata, "ganforge.optimizers")
     for name, rest in optimizers.items():
-        where = f"broken ganforge metadata: ganforge.optimizers[{_q(name)}]"
+        where = f"broken ganforge metadata: ganforge.optimizers[{quoted(name)}]"
         if not isinstance(rest, dict):
-            raise _refuse(path, f"{where} is not a JSON object")
+            raise refusal(path, f"{where} is not a JSON object")
         groups = rest.get("param_groups")
         if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-            raise _refuse(path, f"{where}.param_groups is not a list of JSON objects")
+            raise refusal(path, f"{where}.param_groups is not a list of JSON objects")
         for i, group in enumerate(groups):
             params = group.get("params")
-            if not isinstance(params, list) or not all(_is_int(p) and p >= 0 for p in params):
-                raise _refuse(path, f"{where}.param_groups[{i}].params is not a list of "
+            if not isinstance(params, list) or not all(is_int(p) and p >= 0 for p in params):
+                raise refusal(path, f"{where}.param_groups[{i}].params is not a list of "
                                     "non-negative integers")
         scalars = rest.get("scalars", {})
         if not isinstance(scalars, dict) or not all(
                 _STEP.fullmatch(k) and isinstance(v, dict) for k, v in scalars.items()):
-            raise _refuse(path, f"{where}.scalars is not a JSON object mapping parameter "
+            raise refusal(path, f"{where}.scalars is not a JSON object mapping parameter "
                                 "indices to JSON objects")
     return optimizers
 
@@ -657,7 +655,7 @@ def _decode_components(path: Path, metadata: Mapping[str, str]) -> dict[str, dic
     components = _decode_json(path, metadata, "ganforge.components")
     for table, values in components.items():
         if not isinstance(values, dict):
-            raise _refuse(path, f"broken ganforge metadata: ganforge.components[{_q(table)}] "
+            raise refusal(path, f"broken ganforge metadata: ganforge.components[{quoted(table)}] "
                                 "is not a JSON object")
     return components
 
@@ -666,7 +664,7 @@ def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> TrainerMeta:
     try:
         return decode_trainer(_decode_json(path, metadata, "ganforge.trainer"))
     except RecipeError as exc:
-        raise _refuse(path, f"broken ganforge metadata: {_problems(exc)}") from None
+        raise refusal(path, f"broken ganforge metadata: {_problems(exc)}") from None
 
 
 def decode_trainer(data: Mapping[str, Any]) -> TrainerMeta:
@@ -723,164 +721,3 @@ def latest_checkpoint(folder: Path) -> Path | None:
             continue
         return path
     return None
-
-
-def _names(keys: list[str]) -> str:
-    return ", ".join(keys)
-
-
-def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor],
-                      what: str, source: Path | str) -> None:
-    """Load ``state`` into ``module`` after checking keys, shapes, dtypes and finiteness,
-    naming every mismatch key by key; nothing is loaded if anything is wrong."""
-    problems = _layout_problems(
-        module, {k: (v.shape, v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)},
-        [k for k, v in state.items() if not isinstance(v, torch.Tensor)])
-    for key in sorted(set(module.state_dict()) & set(state)):
-        got = state[key]
-        if (isinstance(got, torch.Tensor) and (got.is_floating_point() or got.is_complex())
-                and not torch.isfinite(got).all()):
-            problems.append(f"{key}: non-finite values")
-    if problems:
-        raise _refuse(source, f"{what} does not match: {'; '.join(problems)}")
-    module.load_state_dict(state)
-
-
-def check_module_layout(module: torch.nn.Module, entries: Mapping[str, TensorInfo],
-                        what: str, source: Path | str) -> None:
-    """Compare ``module``'s state dict with the tensor ``entries`` of a checkpoint header
-    (keys, shapes, dtypes), naming every mismatch as :func:`load_module_state` does.
-
-    ``module`` may live on the ``meta`` device: built there from a checkpoint's embedded
-    recipe it costs no memory, so a recipe that asks for a huge network is refused
-    before that network is ever allocated."""
-    problems = _layout_problems(
-        module, {k: (torch.Size(v.shape), _TORCH_DTYPES.get(v.dtype, v.dtype))
-                 for k, v in entries.items()})
-    if problems:
-        raise _refuse(source, f"{what} does not match: {'; '.join(problems)}")
-
-
-#: safetensors dtype names as torch dtypes (names this torch lacks compare as strings).
-_TORCH_DTYPES: dict[str, Any] = {
-    name: getattr(torch, attr, name) for name, attr in {
-        "BOOL": "bool", "U8": "uint8", "I8": "int8", "I16": "int16", "U16": "uint16",
-        "I32": "int32", "U32": "uint32", "I64": "int64", "U64": "uint64", "F16": "float16",
-        "BF16": "bfloat16", "F32": "float32", "F64": "float64", "C64": "complex64",
-        "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
-        "F8_E4M3FNUZ": "float8_e4m3fnuz", "F8_E5M2FNUZ": "float8_e5m2fnuz",
-    }.items()}
-
-
-def _layout_problems(module: torch.nn.Module, got: Mapping[str, tuple[torch.Size, Any]],
-                     not_tensors: Collection[str] = ()) -> list[str]:
-    """Missing and unexpected keys, and shape and dtype mismatches, of ``got`` (key ->
-    ``(shape, dtype)``) against ``module``'s state dict."""
-    expected = module.state_dict()
-    keys = set(got) | set(not_tensors)
-    problems: list[str] = []
-    missing = sorted(set(expected) - keys)
-    extra = sorted(keys - set(expected))
-    if missing:
-        problems.append(f"missing {_names(missing)}")
-    if extra:
-        problems.append(f"unexpected {_names(extra)}")
-    for key in sorted(set(expected) & keys):
-        if key not in got:
-            problems.append(f"{key}: not a tensor in checkpoint")
-            continue
-        (shape, dtype), want = got[key], expected[key]
-        if want.shape != shape:
-            problems.append(f"{key}: shape {list(shape)} in checkpoint, "
-                            f"{list(want.shape)} in model")
-        if want.dtype != dtype:
-            problems.append(f"{key}: dtype {dtype} in checkpoint, {want.dtype} in model")
-    return problems
-
-
-def validate_optimizer_state(optimizer: torch.optim.Optimizer, state_dict: Mapping[str, Any],
-                             what: str, source: Path | str) -> None:
-    """Check an optimizer state dict (as :func:`optimizer_from_flat` builds it) against the
-    live ``optimizer`` before ``optimizer.load_state_dict(state_dict)``; touches nothing.
-
-    Refused, each problem named key by key in one :class:`CheckpointError` line: a different
-    number of param groups or of params in a group, parameter indices that are not unique
-    integers, state for a parameter no group lists, a tensor entry (other than a scalar
-    ``step``) whose shape is not its parameter's, whose dtype is not floating, or that holds
-    NaN or infinity, a ``step`` that is not one finite non-negative number, and non-finite
-    numeric hyper-parameters. ``what`` names the optimizer (``"generator"``); keys are shown
-    as ``optimizer/<what>/<param index>/<name>``, e.g.
-    ``optimizer/generator/3/exp_avg: shape [4] in checkpoint, [8, 3] for the parameter``.
-    """
-    prefix = what if what.startswith("optimizer/") else f"optimizer/{what}"
-    fail = f"optimizer {what.removeprefix('optimizer/')} state does not match"
-    groups = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
-    state = state_dict.get("state", {}) if isinstance(state_dict, Mapping) else None
-    if not isinstance(groups, list | tuple) or not isinstance(state, Mapping):
-        raise _refuse(source, f"{fail}: {prefix}: not a state dict with param_groups and state")
-    live_groups = optimizer.param_groups
-    if len(groups) != len(live_groups):
-        raise _refuse(source, f"{fail}: {prefix}: {len(groups)} param groups in checkpoint, "
-                              f"{len(live_groups)} in the optimizer")
-    problems: list[str] = []
-    params: dict[int, torch.Tensor] = {}
-    for g, (saved, live) in enumerate(zip(groups, live_groups, strict=True)):
-        where = f"{prefix}/param_groups/{g}"
-        ids = saved.get("params") if isinstance(saved, Mapping) else None
-        if not isinstance(ids, list | tuple):
-            problems.append(f"{where}: no params list")
-            continue
-        if len(ids) != len(live["params"]):
-            problems.append(f"{where}: {len(ids)} params in checkpoint, "
-                            f"{len(live['params'])} in the optimizer")
-            continue
-        for index, param in zip(ids, live["params"], strict=True):
-            if not _is_int(index) or index in params:
-                problems.append(f"{where}: parameter index {_q(index, 20)} is not a unique "
-                                "integer")
-                continue
-            params[index] = param
-        for key, value in saved.items():
-            numbers = value if isinstance(value, list | tuple) else [value]
-            if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-                problems.append(f"{where}/{key}: non-finite value {_q(value, 30)}")
-    for index, entry in state.items():
-        param = params.get(index) if _is_int(index) else None
-        if param is None:
-            problems.append(f"{prefix}/{index}: state for a parameter no param group lists")
-            continue
-        if not isinstance(entry, Mapping):
-            problems.append(f"{prefix}/{index}: state is not a mapping")
-            continue
-        for name, value in entry.items():
-            key = f"{prefix}/{index}/{name}"
-            if name == "step":
-                problems.extend(_step_problems(key, value))
-            elif isinstance(value, torch.Tensor):
-                if value.shape != param.shape:
-                    problems.append(f"{key}: shape {list(value.shape)} in checkpoint, "
-                                    f"{list(param.shape)} for the parameter")
-                if not (value.is_floating_point() or (value.is_complex() and param.is_complex())):
-                    problems.append(f"{key}: dtype {value.dtype} in checkpoint, a floating "
-                                    f"dtype expected (the parameter is {param.dtype})")
-                elif not torch.isfinite(value).all():
-                    problems.append(f"{key}: non-finite values")
-    if problems:
-        raise _refuse(source, f"{fail}: {'; '.join(problems)}")
-
-
-def _step_problems(key: str, value: Any) -> list[str]:
-    """Why an optimizer ``step`` entry is not one finite non-negative number (or nothing)."""
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1 or value.dim() > 1:
-            return [f"{key}: shape {list(value.shape)} in checkpoint, a scalar expected"]
-        if value.is_complex() or value.dtype == torch.bool:
-            return [f"{key}: dtype {value.dtype} in checkpoint, a real number expected"]
-        number = value.item()
-    elif _is_int(value) or isinstance(value, float):
-        number = value
-    else:
-        return [f"{key}: {_q(value, 30)} is not a number"]
-    if not (math.isfinite(number) and number >= 0):
-        return [f"{key}: {number} is not a finite non-negative step"]
-    return []

@@ -1,0 +1,156 @@
+"""What a checkpoint holds of a run and how a run continues from one: capturing the whole
+state, restoring it exactly, and refusing (or noting) what would make a resume inexact.
+
+A resumed run may change only how long and how it runs (``[run]`` and ``[eval]``, except
+:data:`RESUME_FIXED_RUN_KEYS`), never what it computes. CPU thread counts and the precision
+``run.precision = "auto"`` resolves to are recorded, and a change is noted.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import torch
+
+from ..errors import CheckpointError, UsageError
+from ..recipe import Recipe
+from ..seeds import derive_seed
+from .checkpoint_checks import load_module_state, validate_optimizer_state
+from .checkpoint_format import (
+    TrainerMeta,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    read_checkpoint,
+)
+from .rng import capture_rng, restore_rng, rng_state_problems
+from .run_dir import RunDirectory
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+#: ``[run]`` keys a resumed run must keep: changing them would change what is computed.
+RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "precision")
+
+
+def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The tables and ``[run]`` keys in which two resolved recipes (as tables) differ in
+    what they compute: every table but ``[run]`` and ``[eval]``, and
+    :data:`RESUME_FIXED_RUN_KEYS`."""
+    differing = sorted(k for k in set(saved) | set(current)
+                       if k not in ("run", "eval") and saved.get(k) != current.get(k))
+    saved_run, current_run = saved.get("run", {}), current.get("run", {})
+    saved_run = saved_run if isinstance(saved_run, Mapping) else {}
+    current_run = current_run if isinstance(current_run, Mapping) else {}
+    return differing + sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
+                              if saved_run.get(k) != current_run.get(k))
+
+
+def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe) -> None:
+    """Refuse to start ``recipe`` over a run directory whose ``recipe.toml`` computes
+    something else (a requeue of the same run passes)."""
+    if not dirs.recipe.exists():
+        return
+    try:
+        saved = tomllib.loads(dirs.recipe.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{dirs.recipe}: cannot read the run's recipe ({exc}); use another "
+                         "--out") from None
+    differing = recipe_differences(saved, recipe.to_dict())
+    if differing:
+        raise UsageError(f"run directory {dirs.root} holds a run of another recipe "
+                         f"({', '.join(differing)} differ); use another --out")
+
+
+def capture_state(trainer: Trainer
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """Every tensor needed to continue exactly, the optimizers' JSON-able rest, and the
+    JSON-able state of stateful components."""
+    tensors: dict[str, torch.Tensor] = {}
+    for prefix, module in (("generator", trainer.generator),
+                           ("discriminator", trainer.discriminator)):
+        tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
+    optimizers: dict[str, Any] = {}
+    for name, opt in trainer.experiment.optimizers.items():
+        flat, rest = optimizer_to_flat(f"optimizer/{name}", opt)
+        tensors.update(flat)
+        optimizers[name] = rest
+    tensors.update(capture_rng(trainer.latent_rng))
+    tensors.update(trainer.losses.state())
+    component_tensors, components = trainer.experiment.component_states()
+    tensors.update(component_tensors)
+    return tensors, optimizers, components
+
+
+def restore_state(trainer: Trainer, path: str | Path) -> None:
+    """Load a checkpoint of this recipe; only the ``[run]`` table may differ. Everything
+    is checked before anything is loaded where the checkpoint alone tells (metadata,
+    recipe, RNG states); weights and optimizer states are checked key by key."""
+    contents = read_checkpoint(path)
+    differing = recipe_differences(contents.recipe_table, trainer.recipe.to_dict())
+    if differing:
+        raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
+                              "differ); a resumed run may change only how long and how it "
+                              "runs, not what it computes")
+    problems = rng_state_problems(contents.tensors, trainer.latent_rng, required=True)
+    if problems:
+        raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
+    load_module_state(trainer.generator, contents.section("generator"), "generator", path)
+    load_module_state(trainer.discriminator, contents.section("discriminator"),
+                      "discriminator", path)
+    try:
+        for name, optimizer in trainer.experiment.optimizers.items():
+            state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
+                                        contents.optimizers[name])
+            validate_optimizer_state(optimizer, state, name, path)
+            optimizer.load_state_dict(state)
+            match_parameter_layout(optimizer)
+        restore_rng(contents.tensors, trainer.latent_rng)
+        if trainer.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
+            trainer.latent_rng.manual_seed(derive_seed(trainer.recipe.run.seed, "latents",
+                                                    trainer.dist.rank, contents.step))
+        trainer.losses.load(contents.section("trainer"))
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
+                              f"{exc}") from None
+    trainer.notes.extend(trainer.experiment.load_component_states(contents, path))
+    meta = contents.trainer
+    trainer.step = contents.step
+    trainer.batches_seen = (meta.batches_seen if meta.batches_seen is not None
+                         else contents.step * trainer.recipe.run.d_steps)
+    trainer.best = None if meta.best is None else attrs.asdict(meta.best)
+    trainer._elapsed_before = meta.elapsed_s
+    trainer.rollbacks = meta.rollbacks
+    trainer.notes.extend(how_it_differs(trainer, meta))
+    trainer.train_step.watch.reset()
+
+
+def how_it_differs(trainer: Trainer, saved: TrainerMeta) -> list[str]:
+    """Notes on what makes this session compute differently from the one that wrote
+    the checkpoint although the recipe is the same: CPU results depend on the number of
+    threads, and ``run.precision = "auto"`` resolves per device."""
+    notes = []
+    threads = saved.threads
+    if threads is not None and threads != torch.get_num_threads():
+        notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "
+                     f"CPU threads, this process uses {torch.get_num_threads()} (set "
+                     f"OMP_NUM_THREADS={threads} to match)")
+    precision = saved.precision
+    if precision is not None and precision != trainer.speed.precision:
+        notes.append(f"resume is not bit-exact: the checkpoint was trained in {precision}, "
+                     f"run.precision = {trainer.recipe.run.precision!r} resolves to "
+                     f"{trainer.speed.precision} on {trainer.device}")
+    return notes
+
+
+def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give restored optimizer state the memory layout (e.g. channels_last) of its
+    parameter: fused and foreach kernels pair elements by memory position."""
+    for param, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == param.shape \
+                    and value.stride() != param.stride():
+                state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
