@@ -120,3 +120,40 @@ def test_workers_end_with_their_parent(plugins, tiny_recipe: Path, tmp_path: Pat
     # They stopped cleanly (SIGTERM): a complete checkpoint, no leftover temporaries.
     for lock in locks:
         assert any((lock.parent / "checkpoints").glob("step-*.safetensors"))
+
+
+def test_a_finished_runs_device_goes_to_the_next_run(plugins, tiny_recipe: Path,
+                                                      tmp_path: Path, monkeypatch) -> None:
+    """With two GPUs, when the second run finishes first, the third run gets the second
+    run's GPU, not the first one's (still busy). Processes are replaced by threads, and
+    the order of finishing is set by events, not by timing."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ganforge.sweep import runner
+
+    class Threads(ThreadPoolExecutor):
+        def __init__(self, max_workers, mp_context=None, initializer=None, initargs=()):
+            super().__init__(max_workers=max_workers)
+
+    first_may_finish = threading.Event()
+    devices: dict[str, str] = {}
+
+    def fake_train(recipe_toml, run_dir, device, threads):
+        name = Path(run_dir).parent.name
+        devices[name] = device
+        if name == "base":
+            assert first_may_finish.wait(timeout=DEADLINE_S)  # busy until the third starts
+        if name == "wide":
+            first_may_finish.set()
+        return 0.0
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", Threads)
+    monkeypatch.setattr(runner, "_devices", lambda jobs: ["cuda:0", "cuda:1"])
+    monkeypatch.setattr(runner, "_train_one", fake_train)
+    plan = plan_sweep(sweep_file(tmp_path, tiny_recipe), plugins.registry,
+                      out=tmp_path / "sweep")
+    assert [r.run_dir.parent.name for r in plan.runs] == ["base", "narrow", "wide"]
+    outcomes = run_plan(plan, jobs=2)
+    assert sorted(o.status for o in outcomes) == ["finished"] * 3
+    assert devices == {"base": "cuda:0", "narrow": "cuda:1", "wide": "cuda:1"}
