@@ -361,7 +361,7 @@ def _load_state_dict(data: bytes, target: Path) -> dict[str, Tensor]:
     return dict(result)
 
 
-#: Sentences of advice in torch.load's refusals (re-run with ``weights_only=False``, or
+#: Sentences of advice in torch.load's refusals (re-run with the unsafe loader, or
 #: allowlist the global): never the right fix for a file that is not the pinned one.
 _TORCH_ADVICE = ("Weights only load failed", "In PyTorch", "Re-running", "Do it only",
                  "Check the documentation", "Please")
