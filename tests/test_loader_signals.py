@@ -34,15 +34,15 @@ def outside_signal(pid: int, sig: int) -> None:
 
 def test_workers_ignore_outside_signals_and_keep_delivering(plugins) -> None:
     batches = loader(plugins, workers=2)
-    next(batches)
     workers = batches._workers
+    for _ in workers:  # batches come in order, one per worker: every worker has started
+        next(batches)  # (and set up its signal handling) once it delivered one
     for w in workers:
         outside_signal(w.pid, signal.SIGTERM)
         outside_signal(w.pid, signal.SIGINT)
-    time.sleep(0.5)
-    assert all(w.is_alive() for w in workers)
     for _ in range(20):  # more than the prefetched batches: the workers still work
         assert next(batches).images.shape == (8, 3, 16, 16)
+    assert all(w.is_alive() for w in workers)
     batches._shutdown_workers()
     assert not any(w.is_alive() for w in workers)
 
