@@ -96,9 +96,10 @@ def test_workers_end_with_their_parent(plugins, tiny_recipe: Path, tmp_path: Pat
     recipe = sweep_file(tmp_path, tiny_recipe,
                         "[run]\nsteps = 100000000\ncheckpoint_every = 1\n")
     out = tmp_path / "sweep"
+    log = tmp_path / "ablate.log"  # a file, not a pipe: the workers inherit it
     parent = subprocess.Popen([sys.executable, "-m", "ganforge", "ablate", str(recipe),
                                "--out", str(out), "--jobs", "2"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.DEVNULL, stderr=log.open("w"))
 
     def started() -> list[Path]:
         """The run folders of workers that wrote a checkpoint (any step: rotation deletes
@@ -109,13 +110,13 @@ def test_workers_end_with_their_parent(plugins, tiny_recipe: Path, tmp_path: Pat
     try:
         wait_for(lambda: parent.poll() is not None or len(started()) == 2,
                  "both workers' first checkpoints")
-        assert parent.poll() is None, parent.communicate()
+        assert parent.poll() is None, log.read_text()
         locks = [folder / ".lock" for folder in started()]
         workers = [int(p.read_text()) for p in locks]
         assert all(alive(pid) for pid in workers) and parent.pid not in workers
     finally:
         parent.send_signal(signal.SIGKILL)
-        parent.communicate()
+        parent.wait()
     wait_for(lambda: not any(alive(pid) for pid in workers), "the orphaned workers to end")
     # They stopped cleanly (SIGTERM): a complete checkpoint, no leftover temporaries.
     for lock in locks:

@@ -81,14 +81,17 @@ def _train_one(recipe_toml: str, run_dir: str, device: str | None, threads: int)
         table = apply_overrides(table, [f'run.device="{device}"'])
     recipe = build_recipe(table, plugins.registry, source=run_dir)
     folder = Path(run_dir)
-    # From its newest checkpoint, or from step 0 in the same folder when it has none yet.
-    result = train(recipe, plugins, folder, resume=True, progress=False)
-    if result.interrupted or result.step < recipe.run.steps:
-        raise KeyboardInterrupt  # stopped early (Ctrl-C): not done; the next run resumes it
-    seconds = time.perf_counter() - started
-    write_text_atomic(folder / DONE, json.dumps({
-        "step": result.step, "seconds": seconds, "skipped_images": result.skipped_images,
-        "threads": torch.get_num_threads()}))
+    try:
+        # From its newest checkpoint, or from step 0 in the same folder when it has none yet.
+        result = train(recipe, plugins, folder, resume=True, progress=False)
+        if result.interrupted or result.step < recipe.run.steps:
+            raise KeyboardInterrupt  # stopped early (Ctrl-C): not done; the next run resumes it
+        seconds = time.perf_counter() - started
+        write_text_atomic(folder / DONE, json.dumps({
+            "step": result.step, "seconds": seconds, "skipped_images": result.skipped_images,
+            "threads": torch.get_num_threads()}))
+    finally:
+        _exit_if_orphaned()  # after the clean stop its SIGTERM asked for
     return seconds
 
 
@@ -96,8 +99,8 @@ def _start_worker(sweep_dir: str) -> None:
     """Initialise a ``--jobs`` worker: hold the sweep's workers lock (shared) for the
     worker's life, and end with its parent (SIGTERM, a clean stop) instead of living on as
     an orphan."""
-    global _workers_lock_fd
-    parent = os.getppid()
+    global _workers_lock_fd, _parent_pid
+    parent = _parent_pid = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -111,6 +114,15 @@ def _start_worker(sweep_dir: str) -> None:
 
 
 _workers_lock_fd: int | None = None
+#: The sweep process that started this worker (None outside ``--jobs`` workers).
+_parent_pid: int | None = None
+
+
+def _exit_if_orphaned() -> None:
+    """In a ``--jobs`` worker whose sweep died: exit now. The pool would otherwise wait
+    forever for its next task on a queue whose other ends its sibling workers hold."""
+    if _parent_pid is not None and os.getppid() != _parent_pid:
+        os._exit(128 + signal.SIGTERM)
 
 
 def lock_sweep(sweep_dir: Path) -> FolderLock:
