@@ -81,7 +81,9 @@ class Plugins:
                 with watching_stop_signals() as signals:
                     result = impl.function(**{k: kwargs[k] for k in impl.argnames})
             except BaseException as error:
-                if signals.received:  # the user's own Ctrl-C or SIGTERM keeps its meaning
+                # The user's own Ctrl-C or SIGTERM keeps its meaning; a plugin's error does not
+                # escape because a stop was requested while it ran.
+                if signals.received and isinstance(error, KeyboardInterrupt):
                     raise
                 record = next((r for r in self.records if r.name == impl.plugin_name), None)
                 label = record.label if record else f"plugin {impl.plugin_name!r}"
@@ -192,7 +194,7 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
             with watching_stop_signals() as signals:
                 candidates.append((record, ep.load()))
         except BaseException as error:  # a broken plugin must not take the others down
-            if signals.received:
+            if signals.received and isinstance(error, KeyboardInterrupt):
                 raise
             fail(record, error)
     for name, obj in extra:
@@ -228,7 +230,7 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
                         registry.registering_as(record.label):
                     impl.function(registry=registry)
             except BaseException as error:
-                if signals.received:
+                if signals.received and isinstance(error, KeyboardInterrupt):
                     raise
                 fail(record, error)
                 break

@@ -107,8 +107,11 @@ def test_temporary_names_are_unique_per_writer_and_stale_ones_are_cleared(
              out / "checkpoints" / ".step-0000004.safetensors.4242.deadbeef.tmp"]
     for path in stale:
         path.write_bytes(b"half written")
+    users = out / ".notes.tmp"  # a user's file with a temporary-looking name
+    users.write_text("mine")
     run(plugins, tiny_recipe, out, "run.steps=4", resume=True)
     assert not any(p.exists() for p in stale)
+    assert users.read_text() == "mine"  # not a name ganforge writes: never deleted
 
 
 # -- requeue-safe --resume -----------------------------------------------------------------

@@ -262,9 +262,8 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
             on_meta["generator"] = build_generator(recipe, registry, device="meta")
     except (NotImplementedError, RuntimeError):
         on_meta = {}  # a plugin's network that cannot live on meta: checked once built
-    for name in networks:
-        if name in on_meta:
-            check_module_layout(on_meta[name], header.section(name), name, path)
+    for name, shapes in on_meta.items():  # G is built (to seed D as in training) even when
+        check_module_layout(shapes, header.section(name), name, path)  # only D is asked for
     contents = read_checkpoint(path)
     if contents.recipe_toml != header.recipe_toml:
         raise CheckpointError(f"{path}: file changed while being read (embedded recipe)")

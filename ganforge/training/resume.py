@@ -112,7 +112,8 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
         if trainer.dist.rank:  # the checkpoint holds rank 0's stream; others derive theirs
             trainer.latent_rng.manual_seed(derive_seed(trainer.recipe.run.seed, "latents",
                                                     trainer.dist.rank, contents.step))
-        trainer.losses.load(contents.section("trainer"))
+        # The sums are rank 0's: other ranks start their partial sums afresh.
+        trainer.losses.load(contents.section("trainer") if trainer.dist.is_main else {})
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
                               f"{exc}") from None

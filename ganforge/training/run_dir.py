@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import functools
 import os
+import re
 import weakref
 from pathlib import Path
 
@@ -44,15 +45,20 @@ class FolderLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise RunDirectoryBusy(f"{self.what} {self.folder} is in use by process {holder} "
-                                   "(one process per directory; wait for it to end or use "
-                                   "another --out)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            with writing(self.path):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                    raise RunDirectoryBusy(
+                        f"{self.what} {self.folder} is in use by process {holder or 'unknown'} "
+                        "(one process per directory; wait for it to end or use another "
+                        "--out)") from None
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except BaseException:
+            os.close(fd)  # never leave the lock held by a descriptor nobody will close
+            raise
         self._fd = fd
         # A forked child (a data-loader worker) would share the lock and keep it held after
         # this process dies; children drop their copy at once.
@@ -69,6 +75,11 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+#: Temporary names ganforge writes (``files.temporary_path``), and the older fixed form.
+_GANFORGE_TEMPORARY = re.compile(r"\..+\.[0-9]+\.[0-9a-f]{8}\.tmp|\.(step-[0-9]+\.safetensors|"
+                                 r"recipe\.toml)\.tmp")
 
 
 def _drop_in_child(lock: weakref.ref[FolderLock]) -> None:
@@ -157,6 +168,8 @@ class RunDirectory:
             if not folder.is_dir():
                 continue
             for stale in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+                if not _GANFORGE_TEMPORARY.fullmatch(stale.name):
+                    continue  # not a name ganforge writes: not ours to delete
                 with contextlib.suppress(FileNotFoundError):
                     stale.unlink()
                     removed.append(stale)
