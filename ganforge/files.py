@@ -34,11 +34,6 @@ def temporary_path(path: Path) -> Path:
                           f"{TEMPORARY_SUFFIX}")
 
 
-def is_temporary_of(candidate: Path, name: str) -> bool:
-    """True when ``candidate`` is a temporary file of a write to ``name`` (any writer)."""
-    return candidate.name.startswith(f".{name}.") and candidate.name.endswith(TEMPORARY_SUFFIX)
-
-
 def fsync_folder(folder: Path) -> None:
     """Make a rename inside ``folder`` durable (where the platform can open folders)."""
     try:
@@ -92,8 +87,6 @@ class JsonLines:
     records: list[dict[str, Any]]
     #: Bytes of a torn last line that were dropped (0: the file ended cleanly).
     torn_bytes: int = 0
-    #: Offset where the last complete line ends: truncating there removes the torn tail.
-    good_length: int = 0
 
     def note(self, path: Path) -> str | None:
         """One line for the user when a torn last line was dropped, else None."""
@@ -129,12 +122,12 @@ def read_jsonl(path: Path) -> JsonLines:
             continue
         if parsed is _TORN:
             if last or all(_parse_line(rest) is _BLANK for rest in lines[number:]):
-                return JsonLines(records, len(data) - position, position)
+                return JsonLines(records, len(data) - position)
             raise StorageError(f"{path}: line {number} is not a JSON object (the file is "
                                "damaged; remove that line to go on)")
         records.append(parsed)  # type: ignore[arg-type]
         position = end
-    return JsonLines(records, 0, len(data))
+    return JsonLines(records)
 
 
 _BLANK = object()
