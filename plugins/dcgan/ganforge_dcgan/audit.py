@@ -23,6 +23,10 @@ it) and checks those layers. The network is left exactly as it was found: traini
 are restored, hooks are removed and, since the pass runs in eval mode under
 ``torch.no_grad()``, BatchNorm running statistics and parameters are untouched.
 
+A conditional network (:func:`ganforge.interfaces.is_conditional`) is traced on its
+inputs and class labels, ``network(inputs, labels)``; the labels are concatenated
+functionally, so they add no layer and the guidelines read the same as without them.
+
 Activations applied functionally (``torch.relu(x)`` inside ``forward``) are invisible to
 module hooks and are therefore reported as missing.
 """
@@ -40,6 +44,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import UninitializedParameter
 
 from ganforge.audit import AuditResult
+from ganforge.interfaces import is_conditional
 
 __all__ = [
     "AUDITOR",
@@ -169,9 +174,11 @@ def _make_hook(calls: list[_Call], path: str) -> Callable[[nn.Module, object, ob
     return hook
 
 
-def _trace(network: nn.Module, inputs: torch.Tensor) -> list[_Call]:
+def _trace(network: nn.Module, inputs: torch.Tensor,
+           labels: torch.Tensor | None = None) -> list[_Call]:
     """Run one eval-mode, no-grad forward pass and return the leaf calls in order.
 
+    The pass is ``network(inputs)``, or ``network(inputs, labels)`` when labels are given.
     Every module's training flag is restored and every hook removed afterwards, even if
     the forward pass raises.
     """
@@ -183,7 +190,10 @@ def _trace(network: nn.Module, inputs: torch.Tensor) -> list[_Call]:
             handles.append(module.register_forward_hook(_make_hook(calls, path)))
         network.eval()
         with torch.no_grad():
-            network(inputs)
+            if labels is None:
+                network(inputs)
+            else:
+                network(inputs, labels)
     finally:
         for handle in handles:
             handle.remove()
@@ -487,9 +497,13 @@ GUIDELINES: tuple[str, ...] = tuple(rule.guideline for rule in _RULES)
 """Guideline names, in the order each network's results are reported."""
 
 
-def _run(role: _Role, network: nn.Module, inputs: torch.Tensor) -> list[AuditResult]:
-    """Trace ``network`` on ``inputs`` once and run every rule that judges ``role``."""
-    structure = _group(_trace(network, inputs))
+def _run(role: _Role, network: nn.Module, inputs: torch.Tensor,
+         labels: torch.Tensor | None) -> list[AuditResult]:
+    """Trace ``network`` on ``inputs`` (and ``labels``) once and run every rule that judges
+    ``role``."""
+    if is_conditional(network) and labels is None:
+        raise ValueError(f"the {role.network} is conditional: audit it with class labels")
+    structure = _group(_trace(network, inputs, labels))
     results = []
     for rule in _RULES:
         if role.network not in rule.networks:
@@ -508,34 +522,41 @@ def _run(role: _Role, network: nn.Module, inputs: torch.Tensor) -> list[AuditRes
     return results
 
 
-def audit_generator(generator: nn.Module, z: torch.Tensor) -> list[AuditResult]:
+def audit_generator(generator: nn.Module, z: torch.Tensor,
+                    labels: torch.Tensor | None = None) -> list[AuditResult]:
     """Audit a generator against the DCGAN guidelines.
 
     Args:
         generator: Any ``nn.Module``; it is traced with one eval-mode, no-grad forward pass
             on ``z`` and left exactly as found (training flags, buffers, parameters, hooks).
         z: A latent batch the generator accepts, on the generator's device.
+        labels: Class labels for a conditional generator (traced as ``generator(z,
+            labels)``); required when it is conditional, else leave None.
 
     Returns:
         One result per guideline, in :data:`GUIDELINES` order, all with
         ``network == "generator"`` and ``auditor ==`` :data:`AUDITOR`.
     """
-    return _run(_G, generator, z)
+    return _run(_G, generator, z, labels)
 
 
-def audit_discriminator(discriminator: nn.Module, images: torch.Tensor) -> list[AuditResult]:
+def audit_discriminator(discriminator: nn.Module, images: torch.Tensor,
+                        labels: torch.Tensor | None = None) -> list[AuditResult]:
     """Audit a discriminator against the DCGAN guidelines.
 
     Args:
         discriminator: Any ``nn.Module``; it is traced with one eval-mode, no-grad forward
             pass on ``images`` and left exactly as found.
         images: An image batch the discriminator accepts, on its device.
+        labels: Class labels for a conditional discriminator (traced as
+            ``discriminator(images, labels)``); required when it is conditional, else
+            leave None.
 
     Returns:
         One result per guideline, in :data:`GUIDELINES` order, all with
         ``network == "discriminator"`` and ``auditor ==`` :data:`AUDITOR`.
     """
-    return _run(_D, discriminator, images)
+    return _run(_D, discriminator, images, labels)
 
 
 def audit(
@@ -543,6 +564,7 @@ def audit(
     discriminator: nn.Module,
     z: torch.Tensor,
     images: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> list[AuditResult]:
     """Audit both networks; the generator's results come first, then the discriminator's.
 
@@ -551,8 +573,13 @@ def audit(
         discriminator: The discriminator, traced on ``images``.
         z: A latent batch for the generator.
         images: An image batch for the discriminator.
+        labels: Class labels (int64, shape ``(N,)``), passed to whichever network is
+            conditional; None when neither is.
 
     Returns:
         Twelve results: :func:`audit_generator` followed by :func:`audit_discriminator`.
     """
-    return audit_generator(generator, z) + audit_discriminator(discriminator, images)
+    g_labels = labels if is_conditional(generator) else None
+    d_labels = labels if is_conditional(discriminator) else None
+    return (audit_generator(generator, z, g_labels)
+            + audit_discriminator(discriminator, images, d_labels))

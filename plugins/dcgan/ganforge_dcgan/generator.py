@@ -10,10 +10,13 @@ from ganforge import Generator, ImageSpec, param, resolve_image_spec
 
 from .layers import (
     check_dataset_size,
+    class_weights,
     image_size_validator,
     init_weights,
+    label_classes,
     norm,
     num_resolution_steps,
+    refuse_labels,
 )
 
 
@@ -23,6 +26,22 @@ class DCGANGenerator(Generator):
     The first layer is a 4x4 transposed convolution from the 1x1 latent (the paper's
     projection of z to 4x4 maps); each following block doubles the resolution and halves
     the channels, ending at ``width`` channels before the output layer.
+
+    **Conditional** (``conditional = true``): called as ``G(z, y)``, the label is
+    concatenated to z as a one-hot vector (or as the class weights given, shape
+    ``(N, classes)``) before the first transposed convolution, whose input channels become
+    ``latent_dim + classes``; the rest of the network is unchanged. This is how the paper's
+    authors conditioned their MNIST model (Radford et al.'s dcgan_code,
+    ``mnist/train_cond_dcgan.py``: ``Z = T.concatenate([Z, Y], axis=1)`` in ``gen``).
+    They also concatenated the label again before every later layer; this generator does
+    it at the input only. The extra input weights are drawn from N(0, 0.02) like the rest,
+    and at ``conditional = false`` the network (its modules, parameters and state_dict) is
+    exactly the unconditional one.
+
+    BatchNorm follows the first layer, so in training mode the label acts through how it
+    differs from the rest of the batch: a training batch of a single class gets no label
+    signal at all. Train on batches of mixed classes (as drawn by ``run.fake_labels``);
+    in eval mode (sampling) the running statistics make every image follow its own label.
     """
 
     @attrs.frozen
@@ -38,6 +57,9 @@ class DCGANGenerator(Generator):
         prior: str = param("uniform", "latent prior: 'uniform' on [-1, 1] (paper) or 'normal'",
                            validator=attrs.validators.in_(["uniform", "normal"]))
         batchnorm: bool = param(True, "BatchNorm in hidden blocks (false only for ablations)")
+        conditional: bool = param(False, "class-conditional: G(z, y) with the label one-hot "
+                                  "concatenated to z (as in the paper's MNIST code); needs a "
+                                  "dataset with classes")
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
@@ -45,11 +67,12 @@ class DCGANGenerator(Generator):
         self._spec = resolve_image_spec("generator", params.image_size, params.channels,
                                         image_spec)
         check_dataset_size("generator", self._spec.size)
+        self._classes = label_classes("generator", params.conditional, self._spec.classes)
         steps = num_resolution_steps(self._spec.size)
         bn = params.batchnorm
         channels = params.width * 2 ** (steps - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(params.latent_dim, channels, 4, 1, 0, bias=not bn),
+            nn.ConvTranspose2d(params.latent_dim + self._classes, channels, 4, 1, 0, bias=not bn),
             norm(channels, bn),
             nn.ReLU(inplace=True),
         ]
@@ -64,6 +87,16 @@ class DCGANGenerator(Generator):
                    nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_weights(self)
+
+    @property
+    def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
+        """True when built with ``conditional = true``: called as ``G(z, y)``."""
+        return self._classes > 0
+
+    @property
+    def classes(self) -> int:
+        """How many classes the labels have (0: unconditional)."""
+        return self._classes
 
     @property
     def latent_dim(self) -> int:
@@ -81,5 +114,13 @@ class DCGANGenerator(Generator):
             return torch.rand(shape, generator=generator, device=device).mul_(2).sub_(1)
         return torch.randn(shape, generator=generator, device=device)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from latents ``z``; when conditional, ``y`` gives the classes:
+        int64 indices of shape ``(N,)`` or float class weights of shape ``(N, classes)``."""
+        z = z.reshape(z.shape[0], -1)
+        if self._classes:
+            weights = class_weights("generator", y, self._classes, z.shape[0], z.dtype)
+            z = torch.cat([z, weights], dim=1)
+        else:
+            refuse_labels("generator", y)
         return self.main(z.reshape(z.shape[0], -1, 1, 1))

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from ganforge import AuditResult, Registry, hookimpl
+from ganforge import AuditResult, Registry, hookimpl, is_conditional
 
 
 @hookimpl
@@ -24,6 +24,8 @@ def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | No
     """Audit the DCGAN networks of a pair against the paper's guidelines; others: no verdict.
 
     A DCGAN discriminator is traced on the generator's images, whatever the generator is.
+    A conditional network (:func:`ganforge.is_conditional`) is called with class labels,
+    ``G(z, y)`` and ``D(images, y)``, the classes 0, 1, ... in turn.
     """
     from .audit import audit_discriminator, audit_generator
     from .discriminator import DCGANDiscriminator
@@ -34,12 +36,26 @@ def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | No
     if not (judge_g or judge_d):
         return None
     z = generator.sample_latent(2, torch.Generator().manual_seed(0), device="cpu")
-    results = audit_generator(generator, z) if judge_g else []
+    labels = torch.arange(z.shape[0]) % max(_classes(generator, discriminator), 1)
+    g_labels = labels if is_conditional(generator) else None
+    results = audit_generator(generator, z, g_labels) if judge_g else []
     if judge_d:
         with torch.no_grad():
             was_training = generator.training
             generator.eval()
-            images = generator(z)
+            images = generator(z) if g_labels is None else generator(z, g_labels)
             generator.train(was_training)
-        results += audit_discriminator(discriminator, images)
+        d_labels = labels if is_conditional(discriminator) else None
+        results += audit_discriminator(discriminator, images, d_labels)
     return results
+
+
+def _classes(generator: Any, discriminator: Any) -> int:
+    """How many classes the pair's labels may use: the fewest of the conditional networks'
+    ``image_spec.classes`` (both come from one dataset; 0 when neither says)."""
+    found = []
+    for network in (generator, discriminator):
+        classes = getattr(getattr(network, "image_spec", None), "classes", 0)
+        if is_conditional(network) and isinstance(classes, int) and classes > 0:
+            found.append(classes)
+    return min(found, default=0)
