@@ -17,10 +17,14 @@ _EXPORTS = {
     "Discriminator": "interfaces",
     "Loss": "interfaces",
     "Optimizer": "interfaces",
+    "Scheduler": "interfaces",
+    "ComponentState": "interfaces",
     "Dataset": "interfaces",
     "Metric": "interfaces",
     "ImageSpec": "interfaces",
     "resolve_image_spec": "interfaces",
+    "is_conditional": "interfaces",
+    "loss_takes_labels": "interfaces",
     "KINDS": "kinds",
     "AuditResult": "audit",
     "param": "params",
@@ -45,12 +49,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (
         Component,
+        ComponentState,
         Dataset,
         Discriminator,
         Generator,
         ImageSpec,
         Loss,
         Optimizer,
+        Scheduler,
+        is_conditional,
+        loss_takes_labels,
         resolve_image_spec,
     )
     from .kinds import KINDS

@@ -136,12 +136,15 @@ def trainer_loop(step: Any, batches: Any, steps: int, warmup: int, batch: int) -
     return steps * batch / (time.perf_counter() - start)
 
 
-def real_on_device(experiment: Any, rng: torch.Generator, batches: Any) -> torch.Tensor:
+def real_on_device(experiment: Any, rng: torch.Generator, batches: Any
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The next batch of ``batches`` as the trainer feeds it: on the device, augmented, in
-    the step's memory format."""
-    real = next(batches).images.to(experiment.device, non_blocking=True)
+    the step's memory format, with its labels (None for an unlabelled dataset)."""
+    batch = next(batches)
+    real = batch.images.to(experiment.device, non_blocking=True)
     real = experiment.dataset.augment(real, rng)
-    return real.contiguous(memory_format=experiment.speed.memory_format)
+    labels = batch.labels.to(experiment.device) if batch.labels is not None else None
+    return real.contiguous(memory_format=experiment.speed.memory_format), labels
 
 
 def step_flops(step: Any, batches: Any, batch: int) -> float:
@@ -195,6 +198,7 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     """Time ganforge's step on ``recipe`` (its dataset held on the device, and through
     its data loader) and, for DCGAN recipes, the plain example loop on the same images."""
     from .datasets.decoding import to_uint8
+    from .datasets.policy import split_item
     from .training import assemble
     from .training.data import real_batches, shutdown_workers
     from .training.distributed import DistributedContext
@@ -211,8 +215,11 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         step = GANStep(x, torch.Generator(device=device).manual_seed(run.seed),
                        forward_g=forward(x.generator), forward_d=forward(x.discriminator))
         n = max(2 * batch, min(len(x.dataset), 8 * batch))
-        images = torch.stack([to_uint8(x.dataset[i]) for i in range(n)]).to(device)
-        resident = _resident_batches(images, batch, device)
+        items = [split_item(x.dataset[i]) for i in range(n)]
+        images = torch.stack([to_uint8(image) for image, _ in items]).to(device)
+        labels = (torch.tensor([label for _, label in items], device=device)
+                  if items[0][1] is not None else None)
+        resident = _resident_batches(images, labels, batch, device)
         flops = step_flops(step, resident, batch)
         ours = trainer_loop(step, resident, steps, warmup, batch)
         memory = peak_memory(device)
@@ -232,14 +239,16 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     return rows
 
 
-def _resident_batches(images: torch.Tensor, batch: int, device: torch.device) -> Any:
+def _resident_batches(images: torch.Tensor, labels: torch.Tensor | None, batch: int,
+                      device: torch.device) -> Any:
     from .datasets.decoding import to_unit_range
     from .datasets.policy import ImageBatch
 
     g = torch.Generator().manual_seed(0)
     while True:
         index = torch.randint(0, images.shape[0], (batch,), generator=g).to(device)
-        yield ImageBatch(to_unit_range(images.index_select(0, index)))
+        yield ImageBatch(to_unit_range(images.index_select(0, index)),
+                         labels=labels.index_select(0, index) if labels is not None else None)
 
 
 #: Dense bf16 tensor-core peaks in TFLOP/s (NVIDIA datasheets, without sparsity), matched

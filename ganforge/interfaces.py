@@ -19,14 +19,24 @@ from .errors import UsageError
 
 @attrs.frozen
 class ImageSpec:
-    """Shape of the images a dataset yields and a generator must produce (NCHW)."""
+    """Shape of the images a dataset yields and a generator must produce (NCHW), and the
+    number of classes the dataset labels them with (0: unlabelled).
+
+    A conditional network is built for ``classes`` classes; an unconditional one ignores
+    the field. Two specs with the same shape and different ``classes`` describe the same
+    images (:meth:`same_images`)."""
 
     channels: int
     size: int
+    classes: int = 0
 
     def shape(self) -> tuple[int, int, int]:
         """``(channels, size, size)``."""
         return (self.channels, self.size, self.size)
+
+    def same_images(self, other: ImageSpec) -> bool:
+        """True when ``other`` describes images of the same shape (classes aside)."""
+        return self.shape() == other.shape()
 
 
 @attrs.frozen
@@ -81,7 +91,12 @@ def resolve_image_spec(name: str, image_size: int | None, channels: int | None,
             f"{name}: builds {chans}x{size}x{size} images but the dataset gives "
             f"{dataset.channels}x{dataset.size}x{dataset.size}"
         )
-    return ImageSpec(channels=chans, size=size)
+    return ImageSpec(channels=chans, size=size, classes=dataset.classes if dataset else 0)
+
+
+def is_conditional(network: object) -> bool:
+    """True when ``network`` (a generator or discriminator) takes class labels."""
+    return bool(getattr(network, "conditional", False))
 
 
 class Generator(nn.Module, Component, metaclass=abc.ABCMeta):
@@ -89,7 +104,16 @@ class Generator(nn.Module, Component, metaclass=abc.ABCMeta):
 
     Constructed as ``cls(params, image_spec=spec)`` where ``spec`` is the dataset's
     :class:`ImageSpec`.
+
+    **Conditional generators** set :attr:`conditional` to True and are called as
+    ``G(z, y)`` with ``y`` either class indices (``int64``, shape ``(N,)``, values in
+    ``[0, image_spec.classes)``) or class weights (float, shape ``(N, classes)``: one-hot
+    rows, or mixtures of them when a walk goes from one class to another). Unconditional
+    generators (the default) are called as ``G(z)``, exactly as before labels existed.
     """
+
+    #: True when ``forward`` takes class labels as its second argument.
+    conditional: ClassVar[bool] = False
 
     @property
     @abc.abstractmethod
@@ -108,22 +132,44 @@ class Generator(nn.Module, Component, metaclass=abc.ABCMeta):
 
     @abc.abstractmethod
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Map latents to images in [-1, 1]."""
+        """Map latents to images in [-1, 1] (a conditional generator adds a second
+        parameter, the labels: ``forward(self, z, y)``)."""
 
 
 class Discriminator(nn.Module, Component, metaclass=abc.ABCMeta):
     """Maps images to raw logits of shape ``(N,)``; the sigmoid belongs to the loss.
 
-    Constructed as ``cls(params, image_spec=spec)``.
+    Constructed as ``cls(params, image_spec=spec)``. A **conditional** discriminator sets
+    :attr:`conditional` and is called as ``D(images, y)`` with ``y`` class indices
+    (``int64``, shape ``(N,)``); an unconditional one as ``D(images)``.
     """
+
+    #: True when ``forward`` takes class labels as its second argument.
+    conditional: ClassVar[bool] = False
 
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Return one raw logit per image, shape ``(N,)``."""
+        """Return one raw logit per image, shape ``(N,)`` (a conditional discriminator adds
+        a second parameter, the labels: ``forward(self, images, y)``)."""
 
 
 class Loss(Component):
-    """The adversarial objective. It receives D itself, so gradient penalties fit."""
+    """The adversarial objective. It receives D itself, so gradient penalties fit.
+
+    The ``discriminator`` a loss receives is always called as ``discriminator(images,
+    labels)``: it passes the labels on when the recipe's D is conditional and drops them
+    otherwise, so one loss serves both. A loss that declares the keyword arguments
+    ``real_labels``/``fake_labels`` receives the batch's class labels (``int64``, shape
+    ``(N,)``; None on an unlabelled dataset); an auxiliary-classifier loss needs them
+    (:func:`loss_takes_labels`). A
+    loss written before labels existed (``discriminator_loss(D, real, fake)``, calling
+    ``discriminator(images)``) keeps working for unconditional networks.
+    """
+
+    #: True for a loss that uses the labels itself (an auxiliary classifier): the trainer
+    #: then draws fake classes even when neither network is conditional. A loss that only
+    #: passes labels on to D leaves it False, so an unconditional run draws no labels.
+    needs_labels: ClassVar[bool] = False
 
     def __init__(self, params: Any) -> None:
         self.params = params
@@ -131,11 +177,25 @@ class Loss(Component):
     @abc.abstractmethod
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
                            fake: torch.Tensor) -> torch.Tensor:
-        """Scalar loss D minimises; ``real`` and ``fake`` go through D separately."""
+        """Scalar loss D minimises; ``real`` and ``fake`` go through D separately. (A loss
+        that takes labels adds ``*, real_labels=None, fake_labels=None``.)"""
 
     @abc.abstractmethod
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        """Scalar loss G minimises."""
+        """Scalar loss G minimises. (A loss that takes labels adds ``*,
+        fake_labels=None``.)"""
+
+
+def loss_takes_labels(loss: Loss) -> bool:
+    """True when ``loss``'s two methods take the ``real_labels``/``fake_labels`` keywords."""
+    import inspect
+
+    try:
+        d_params = inspect.signature(loss.discriminator_loss).parameters
+        g_params = inspect.signature(loss.generator_loss).parameters
+    except (TypeError, ValueError):
+        return False
+    return {"real_labels", "fake_labels"} <= d_params.keys() and "fake_labels" in g_params
 
 
 class Optimizer(Component):
@@ -149,11 +209,35 @@ class Optimizer(Component):
         """Return a torch optimizer over ``parameters`` living on ``device``."""
 
 
+class Scheduler(Component):
+    """A learning-rate schedule for one optimizer (``[schedule.generator]``,
+    ``[schedule.discriminator]``).
+
+    :meth:`factor` is the multiplier of the optimizer's base learning rate at a step. The
+    trainer sets ``lr = base_lr * factor(step, total)`` before every training step, so a
+    schedule that is a pure function of the step resumes exactly with no state of its own
+    (one that keeps state uses :meth:`Component.component_state`).
+    """
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @abc.abstractmethod
+    def factor(self, step: int, total: int) -> float:
+        """Multiplier of the base learning rate for step ``step`` (1-based) of ``total``."""
+
+
 class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
     """A map-style torch dataset of float images in [-1, 1], shape ``(C, H, W)``.
 
-    :meth:`image_spec_for` gives the image shape from the params alone, without touching
-    any data, so a checkpoint can rebuild its generator with nothing but the recipe.
+    :meth:`image_spec_for` gives the image shape, and the number of classes, from the
+    params alone, without touching any data, so a checkpoint can rebuild its generator with
+    nothing but the recipe.
+
+    **Labels.** A dataset whose spec has ``classes > 0`` returns ``(image, label)`` pairs
+    from ``__getitem__`` (``label`` an int in ``[0, classes)``); one without classes returns
+    the image alone. Either may return a :class:`~ganforge.datasets.policy.Skipped` marker
+    instead under ``on_error = "skip"``.
     """
 
     def __init__(self, params: Any) -> None:
@@ -172,10 +256,16 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def __len__(self) -> int: ...
 
+    @property
+    def classes(self) -> int:
+        """How many classes the images are labelled with (0: unlabelled)."""
+        return self.image_spec.classes
+
     @abc.abstractmethod
     def __getitem__(self, index: int) -> Any:
-        """The image at ``index`` (float, [-1, 1], CHW), or a
-        :class:`ganforge.datasets.policy.Skipped` marker under ``on_error = "skip"``."""
+        """The image at ``index`` (float, [-1, 1], CHW), ``(image, label)`` when the
+        dataset has classes, or a :class:`ganforge.datasets.policy.Skipped` marker under
+        ``on_error = "skip"``."""
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Random augmentation of a whole batch, on the training device.
@@ -191,6 +281,11 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
         A dataset that returns a tensor here and ``residency == "device"`` is indexed by the
         trainer directly on the training device, with no data loader at all.
         """
+        return None
+
+    def resident_labels(self) -> torch.Tensor | None:
+        """The class labels (``int64``, shape ``(N,)``) of :meth:`resident_images`, when the
+        dataset has classes and is held in memory, else None."""
         return None
 
     @property
@@ -227,6 +322,7 @@ BASE_CLASSES: dict[str, type] = {
     "discriminator": Discriminator,
     "loss": Loss,
     "optimizer": Optimizer,
+    "scheduler": Scheduler,
     "dataset": Dataset,
     "metric": Metric,
 }

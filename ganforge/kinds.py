@@ -4,5 +4,6 @@
 from __future__ import annotations
 
 #: Every kind, in the order the CLI lists them.
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "dataset",
+KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "scheduler",
+                          "dataset",
                           "metric")

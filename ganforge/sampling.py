@@ -15,7 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from .errors import UsageError
 from .files import writing
-from .interfaces import Generator
+from .interfaces import Generator, is_conditional
 
 #: Most images one command draws into one grid or sheet (a 64 x 64 grid): more is
 #: unreadable as a picture and only costs memory.
@@ -32,21 +32,81 @@ IMAGE_FORMATS: dict[str, str] = {
 
 
 @torch.no_grad()
-def generate(generator: Generator, z: torch.Tensor) -> torch.Tensor:
-    """Images for latents ``z`` in eval mode (BatchNorm running statistics), in [-1, 1];
-    at most :data:`GENERATE_CHUNK` latents go through the network at once."""
+def generate(generator: Generator, z: torch.Tensor, labels: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """Images for latents ``z`` (and, for a conditional generator, ``labels``: class
+    indices or class weights, one row per latent) in eval mode (BatchNorm running
+    statistics), in [-1, 1]; at most :data:`GENERATE_CHUNK` latents go through the network
+    at once."""
+    conditional = is_conditional(generator)
+    if conditional and labels is None:
+        raise UsageError("this generator is conditional: give the classes to draw")
     was_training = generator.training
     generator.eval()
     try:
         chunks = z.split(GENERATE_CHUNK) or (z,)  # an empty batch is one empty chunk
-        return torch.cat([generator(chunk).float().clamp(-1.0, 1.0) for chunk in chunks])
+        label_chunks = (labels.to(z.device).split(GENERATE_CHUNK) or (labels,)
+                        if conditional and labels is not None else [None] * len(chunks))
+        return torch.cat([
+            (generator(chunk, y) if conditional else generator(chunk)).float().clamp(-1.0, 1.0)
+            for chunk, y in zip(chunks, label_chunks, strict=True)])
     finally:
         generator.train(was_training)
 
 
-def image_grid(images: torch.Tensor) -> torch.Tensor:
-    """A near-square grid (CHW, values in [0, 1]) of images in [-1, 1]."""
-    nrow = max(1, math.ceil(math.sqrt(images.shape[0])))
+def grid_classes(classes: int, count: int) -> list[int]:
+    """The classes shown as rows of a class grid of about ``count`` images: every class
+    when there are at most ``count``, else ``count`` classes evenly spread."""
+    if classes <= count:
+        return list(range(classes))
+    return sorted({round(i * (classes - 1) / (count - 1)) for i in range(count)}) \
+        if count > 1 else [0]
+
+
+def class_grid_inputs(z: torch.Tensor, classes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latents and labels of a class grid: one row per class in ``classes``, the same
+    latents ``z`` in every row (so a column shows one latent across classes)."""
+    columns = z.shape[0]
+    labels = torch.tensor(classes, dtype=torch.int64).repeat_interleave(columns)
+    return z.repeat(len(classes), *([1] * (z.dim() - 1))), labels.to(z.device)
+
+
+def parse_class(text: str | None, classes: int, conditional: bool,
+                option: str = "--class") -> int | None:
+    """The class ``text`` names (``None``: every class, for ``all`` or no option given), checked
+    against the ``classes`` of a generator; one UsageError line when it is not a class or the
+    generator is not conditional."""
+    if text is None:
+        return None
+    if not conditional:
+        raise UsageError(f"{option} {text}: this checkpoint's generator is unconditional "
+                         "(it draws no particular class)")
+    if text == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < classes:
+        raise UsageError(f"{option} {text!r} is not a class: use 0 to {classes - 1} or all")
+    return value
+
+
+def class_labels(n: int, label: int, device: torch.device | str) -> torch.Tensor:
+    """``n`` labels of class ``label``."""
+    return torch.full((n,), label, dtype=torch.int64, device=device)
+
+
+def columns_for(count: int, rows: int) -> int:
+    """Latents per row of a class grid of about ``count`` images in ``rows`` rows."""
+    return max(1, count // max(rows, 1))
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
+    """A grid (CHW, values in [0, 1]) of images in [-1, 1]: ``nrow`` images per row,
+    default near-square."""
+    if nrow is None:
+        nrow = max(1, math.ceil(math.sqrt(images.shape[0])))
     return make_grid(images.detach().cpu(), nrow=nrow, padding=2, normalize=True,
                      value_range=(-1.0, 1.0), pad_value=1.0)
 

@@ -8,7 +8,7 @@ from ..registry import Registry
 
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
-    """Register the built-in loss, optimizer, datasets and metrics."""
+    """Register the built-in losses, optimizer, schedules, datasets and metrics."""
     from ..datasets.digits import DigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
@@ -18,10 +18,14 @@ def ganforge_register(registry: Registry) -> None:
     from ..evaluation.metrics import FID, KID, InceptionScore
     from .losses import BCELoss, HingeLoss
     from .optimizers import AdamOptimizer
+    from .schedules import ConstantSchedule, CosineSchedule, LinearSchedule
 
     registry.register("loss", "bce", BCELoss)
     registry.register("loss", "hinge", HingeLoss)
     registry.register("optimizer", "adam", AdamOptimizer)
+    registry.register("scheduler", "constant", ConstantSchedule)
+    registry.register("scheduler", "linear", LinearSchedule)
+    registry.register("scheduler", "cosine", CosineSchedule)
     registry.register("dataset", "digits", DigitsDataset)
     registry.register("dataset", "synthetic", SyntheticDataset)
     registry.register("dataset", "image_folder", ImageFolderDataset)

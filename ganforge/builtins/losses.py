@@ -1,4 +1,8 @@
-"""Built-in adversarial losses, computed on raw logits."""
+"""Built-in adversarial losses, computed on raw logits.
+
+Both take the batch's class labels and pass them on to D (``discriminator(images,
+labels)``), so they train conditional networks as well as unconditional ones (the
+discriminator they receive drops the labels when D is unconditional)."""
 
 from __future__ import annotations
 
@@ -24,14 +28,16 @@ class BCELoss(Loss):
         """The BCE loss has no tunable values."""
 
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
-                           fake: torch.Tensor) -> torch.Tensor:
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         # real and fake go through D separately so BatchNorm sees pure batches (paper).
-        real_logits = discriminator(real)
-        fake_logits = discriminator(fake)
+        real_logits = discriminator(real, real_labels)
+        fake_logits = discriminator(fake, fake_labels)
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
-    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        return F.softplus(-discriminator(fake)).mean()
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return F.softplus(-discriminator(fake, fake_labels)).mean()
 
 
 class HingeLoss(Loss):
@@ -47,9 +53,12 @@ class HingeLoss(Loss):
         margin: float = param(1.0, "hinge margin", validator=attrs.validators.gt(0.0))
 
     def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
-                           fake: torch.Tensor) -> torch.Tensor:
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         m = self.params.margin
-        return F.relu(m - discriminator(real)).mean() + F.relu(m + discriminator(fake)).mean()
+        return (F.relu(m - discriminator(real, real_labels)).mean()
+                + F.relu(m + discriminator(fake, fake_labels)).mean())
 
-    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
-        return -discriminator(fake).mean()
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return -discriminator(fake, fake_labels).mean()

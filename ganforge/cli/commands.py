@@ -16,7 +16,9 @@ from ..errors import UsageError
 from .app import app, reports_errors, stderr
 from .shared import (
     CheckpointArgument,
+    ClassOption,
     DeviceOption,
+    NoEmaOption,
     RecipeArgument,
     SetOption,
     load_plugins_or_warn,
@@ -199,21 +201,32 @@ def sample(
                             help="Image file to write: .png, .jpg, .jpeg, .webp, .bmp, .tif "
                                  "or .tiff."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latents, 0 to 2**63 - 1."),
+    class_: str | None = ClassOption,
+    no_ema: bool = NoEmaOption,
     device: str = DeviceOption,
 ) -> None:
-    """Write a grid of images from a checkpoint's generator (needs nothing else)."""
+    """Write a grid of images from a checkpoint's generator (needs nothing else).
+
+    A conditional generator draws one row per class, the same latents in every row
+    (``--class all``, the default), or N images of one class (``--class K``)."""
     import torch
 
+    from ..interfaces import is_conditional
     from ..sampling import (
         check_count,
         check_output_path,
         check_seed,
+        class_grid_inputs,
+        class_labels,
+        columns_for,
         generate,
+        grid_classes,
         image_grid,
+        parse_class,
         write_grid,
     )
     from ..training import resolve_device
-    from ..training.assembly import load_generator
+    from ..training.assembly import load_experiment
 
     # Every option is checked before plugins, checkpoint or network are touched.
     target = check_output_path(out, "--out")
@@ -221,9 +234,27 @@ def sample(
     check_seed(seed)
     dev = resolve_device(device, "--device")
     loaded = load_plugins_or_warn()
-    generator, _recipe_, step = load_generator(checkpoint, loaded.registry, dev)
-    z = generator.sample_latent(n, torch.Generator().manual_seed(seed), "cpu").to(dev)
-    write_grid(image_grid(generate(generator, z)), target)
-    stderr().print(f"wrote {n} samples from step {step} to {target}", markup=False)
+    experiment = load_experiment(checkpoint, loaded.registry, dev, ema=not no_ema)
+    generator, step = experiment.generator, experiment.step
+    assert generator is not None
+    conditional = is_conditional(generator)
+    label = parse_class(class_, experiment.classes, conditional)
+    rng = torch.Generator().manual_seed(seed)
+    nrow = None
+    labels = None
+    if conditional and label is None:
+        rows = grid_classes(experiment.classes, n)
+        nrow = columns_for(n, len(rows))
+        z, labels = class_grid_inputs(generator.sample_latent(nrow, rng, "cpu"), rows)
+        z, labels = z.to(dev), labels.to(dev)
+    else:
+        z = generator.sample_latent(n, rng, "cpu").to(dev)
+        labels = class_labels(n, label, dev) if label is not None else None
+    write_grid(image_grid(generate(generator, z, labels), nrow), target)
+    which = " (EMA)" if experiment.generator_is_ema else ""
+    what = (f" of class {label}" if label is not None else
+            f" ({len(rows)} classes x {nrow})" if conditional else "")
+    stderr().print(f"wrote {z.shape[0]} samples{what} from step {step}{which} to {target}",
+                   markup=False)
 
 

@@ -23,6 +23,10 @@ CheckpointArgument = typer.Argument(..., help="A ganforge .safetensors checkpoin
                                     show_default=False)
 #: Every command that computes takes ``--device``, ``auto`` (CUDA when present) by default.
 DeviceOption = typer.Option("auto", "--device", help="cpu, cuda, cuda:N or auto.")
+ClassOption = typer.Option(None, "--class", help="Conditional generators: the class to draw "
+                           "(0 to classes - 1), or all (one row per class; the default).")
+NoEmaOption = typer.Option(False, "--no-ema", help="Use the raw generator, not the moving "
+                           "average of its weights that the run kept ([ema]).")
 
 
 def load_plugins_or_warn() -> Plugins:

@@ -17,6 +17,7 @@ from .loading import (
 from .model import (
                     COMPONENT_TABLES,
                     ComponentChoice,
+                    EMAParams,
                     EvalParams,
                     Recipe,
                     RunParams,
@@ -28,6 +29,7 @@ from .model import (
 __all__ = [
     "COMPONENT_TABLES",
     "ComponentChoice",
+    "EMAParams",
     "EvalParams",
     "Recipe",
     "RunParams",

@@ -86,8 +86,15 @@ class RunParams:
     d_steps: int = param(1, "discriminator updates per generator update",
                          validator=_counted(MAX_D_STEPS))
     precision: str = param("auto", "'auto' (bf16 autocast where the hardware has bf16, "
-                           "else fp32), 'fp32' or 'bf16'",
-                           validator=attrs.validators.in_(["auto", "fp32", "bf16"]))
+                           "else fp32; fp16 on a CUDA GPU without bf16 when allow_fp16), "
+                           "'fp32', 'bf16' or 'fp16' (float16 autocast with loss scaling)",
+                           validator=attrs.validators.in_(["auto", "fp32", "bf16", "fp16"]))
+    allow_fp16: bool = param(False, "let precision = 'auto' pick fp16 (with loss scaling) on "
+                             "a CUDA GPU without bf16 (V100, T4); else auto picks fp32 there")
+    fake_labels: str = param("uniform", "classes of the fake images of a conditional run: "
+                             "'uniform' (drawn uniformly, seeded) or 'real' (the real "
+                             "batch's labels, so the dataset's class frequencies)",
+                             validator=attrs.validators.in_(["uniform", "real"]))
     channels_last: bool | None = param(None, "NHWC memory format; unset: on")
     compile: bool = param(False, "torch.compile G and D (minutes of compile time first)")
     cuda_graphs: bool = param(False, "replay the compiled G and D as CUDA graphs "
@@ -134,6 +141,36 @@ class EvalParams:
                              "unset: the first metric")
 
 
+_unit = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+
+
+def _optional_positive(_instance: object, attribute: attrs.Attribute,
+                       value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"'{attribute.name}' must be > 0 or unset: {value}")
+
+
+@attrs.frozen
+class EMAParams:
+    """The ``[ema]`` table: an exponential moving average of G's weights, used for
+    sampling and evaluation (Karras et al. 2018; Yazici et al. 2019).
+
+    After each G update the average moves towards G: ``avg = beta * avg + (1 - beta) * G``
+    with ``beta = decay``. With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``), the average's
+    half-life, counted in images, is at most ``rampup`` times the images trained so far,
+    so early weights are forgotten quickly. Before step ``start`` the average is a copy of
+    G. BatchNorm buffers (running statistics) are copied from G, not averaged."""
+
+    enabled: bool = param(False, "keep an EMA of the generator's weights")
+    decay: float = param(0.999, "beta per G update (half-life: ln 0.5 / ln decay updates)",
+                         validator=_unit)
+    start: int = param(0, "steps during which the average is a plain copy of G",
+                       validator=_up_to(MAX_STEPS))
+    rampup: float | None = param(None, "cap the half-life at this many times the images "
+                                 "trained so far (StyleGAN2-ADA: 0.05); unset: no ramp-up",
+                                 validator=_optional_positive)
+
+
 @attrs.frozen
 class ComponentChoice:
     """One component table: the registered ``name`` of ``kind`` and its structured params."""
@@ -160,15 +197,21 @@ COMPONENT_TABLES: dict[str, str] = {
     "loss": "loss",
     "optimizer.generator": "optimizer",
     "optimizer.discriminator": "optimizer",
+    "schedule.generator": "scheduler",
+    "schedule.discriminator": "scheduler",
 }
 
 #: Tables filled in when a recipe leaves them out.
 DEFAULTS: Table = {
     "loss": {"use": "bce"},
     "optimizer": {"generator": {"use": "adam"}, "discriminator": {"use": "adam"}},
+    "schedule": {"generator": {"use": "constant"}, "discriminator": {"use": "constant"}},
 }
 
-_TOP_LEVEL = ("run", "eval", "dataset", "generator", "discriminator", "loss", "optimizer")
+_TOP_LEVEL = ("run", "eval", "ema", "dataset", "generator", "discriminator", "loss",
+              "optimizer", "schedule")
+#: Tables with one sub-table per network.
+_PER_NETWORK = ("optimizer", "schedule")
 
 
 @attrs.frozen
@@ -179,6 +222,7 @@ class Recipe:
     components: dict[str, ComponentChoice]
     source: str | None = None
     eval: EvalParams = attrs.field(factory=EvalParams)
+    ema: EMAParams = attrs.field(factory=EMAParams)
 
     @property
     def metrics(self) -> dict[str, ComponentChoice]:
@@ -197,7 +241,8 @@ class Recipe:
     def to_dict(self) -> Table:
         """The resolved recipe as plain data: every table, every default filled in."""
         result: Table = {"run": unstructure_params(self.run),
-                         "eval": unstructure_params(self.eval)}
+                         "eval": unstructure_params(self.eval),
+                         "ema": unstructure_params(self.ema)}
         for table, choice in self.components.items():
             node = result
             *parents, last = table.split(".", 2 if table.startswith("eval.metrics.") else -1)
@@ -240,16 +285,22 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
     for key in table:
         if key not in _TOP_LEVEL:
             problems.append((key_path("$", key), f"unknown table{did_you_mean(key, _TOP_LEVEL)}"))
-    optimizer = table.get("optimizer")
-    if isinstance(optimizer, Mapping):
-        for key in optimizer:
-            if key not in ("generator", "discriminator"):
-                hint = did_you_mean(key, ("generator", "discriminator"))
-                problems.append((key_path("$.optimizer", key), f"unknown table{hint}"))
+    for per_network in _PER_NETWORK:
+        sub = table.get(per_network)
+        if isinstance(sub, Mapping):
+            for key in sub:
+                if key not in ("generator", "discriminator"):
+                    hint = did_you_mean(key, ("generator", "discriminator"))
+                    problems.append((key_path(f"$.{per_network}", key), f"unknown table{hint}"))
 
     run: RunParams | None = None
     try:
         run = structure_params(RunParams, table.get("run", {}), "$.run")
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+    ema: EMAParams | None = None
+    try:
+        ema = structure_params(EMAParams, table.get("ema", {}), "$.ema")
     except RecipeError as exc:
         problems.extend(exc.problems)
 
@@ -281,8 +332,8 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
     evaluation = _build_eval(table.get("eval", {}), registry, components, problems)
     if problems:
         raise RecipeError(problems, source=source)
-    assert run is not None and evaluation is not None
-    return Recipe(run=run, components=components, source=source, eval=evaluation)
+    assert run is not None and evaluation is not None and ema is not None
+    return Recipe(run=run, components=components, source=source, eval=evaluation, ema=ema)
 
 
 def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentChoice],

@@ -32,15 +32,20 @@ from ..interfaces import (
     Generator,
     ImageSpec,
     Loss,
+    Scheduler,
+    is_conditional,
+    loss_takes_labels,
 )
 from ..recipe import Recipe, apply_overrides, build_recipe, parse_override
 from ..registry import Registry
 from .checkpoint_checks import check_module_layout, load_module_state
 from .checkpoint_format import (
+    EMA_PREFIX,
     CheckpointContents,
     read_checkpoint,
     read_header,
 )
+from .ema import GeneratorEMA
 from .speed import SpeedSettings, resolve_speed
 
 #: Every part :func:`assemble` can build.
@@ -77,7 +82,8 @@ def resolve_device(name: str, option: str = "run.device") -> torch.device:
 
 
 def dataset_image_spec(recipe: Recipe, registry: Registry) -> ImageSpec:
-    """The image shape the recipe's dataset yields, from its params alone (no data read)."""
+    """The image shape (and classes) the recipe's dataset yields, from its params alone (no
+    data read)."""
     choice = recipe["dataset"]
     return registry.get("dataset", choice.name).image_spec_for(choice.params)
 
@@ -94,7 +100,7 @@ def build_generator(recipe: Recipe, registry: Registry, spec: ImageSpec | None =
     torch.manual_seed(recipe.run.seed if seed is None else seed)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         generator = recipe["generator"].create(registry, image_spec=spec)
-    if generator.image_spec != spec:
+    if not generator.image_spec.same_images(spec):
         raise UsageError(f"generator {recipe['generator'].name!r} builds "
                          f"{generator.image_spec.shape()} images, the dataset gives {spec.shape()}")
     return generator
@@ -124,6 +130,8 @@ class Experiment:
     device: torch.device
     speed: SpeedSettings
     dataset: Dataset | None = None
+    #: The images (and classes) of the dataset, known without reading it.
+    spec: ImageSpec = attrs.field(factory=lambda: ImageSpec(0, 0))
     generator: Generator | None = None
     discriminator: Discriminator | None = None
     loss: Loss | None = None
@@ -131,15 +139,59 @@ class Experiment:
     optimizers: dict[str, torch.optim.Optimizer] = attrs.field(factory=dict)
     #: The optimizer components that built them (they may hold state of their own).
     optimizer_components: dict[str, Component] = attrs.field(factory=dict)
+    #: The learning-rate schedule of each optimizer (``[schedule.<network>]``).
+    schedulers: dict[str, Scheduler] = attrs.field(factory=dict)
+    #: The learning rates each optimizer was built with, per param group: what the
+    #: schedules multiply (from the recipe, so a resumed run has the same).
+    base_lrs: dict[str, list[float]] = attrs.field(factory=dict)
+    #: Loss scalers of the two updates under ``run.precision = "fp16"``, else empty.
+    grad_scalers: dict[str, torch.amp.GradScaler] = attrs.field(factory=dict)
+    #: The moving average of G (``[ema]``), in a training assembly that keeps one.
+    ema: GeneratorEMA | None = None
+    #: True when ``generator`` holds a checkpoint's EMA weights (:func:`load_experiment`).
+    generator_is_ema: bool = False
     #: The step of the checkpoint it was loaded from (0 for a fresh assembly).
     step: int = 0
+
+    @property
+    def classes(self) -> int:
+        """How many classes the dataset labels its images with (0: unlabelled)."""
+        return self.spec.classes
+
+    @property
+    def labelled(self) -> bool:
+        """True when a training step needs class labels: a conditional network, or a loss
+        that uses labels itself (``Loss.needs_labels``), on a dataset with classes."""
+        wants = is_conditional(self.generator) or is_conditional(self.discriminator) or (
+            self.loss is not None and self.loss.needs_labels)
+        return wants and self.classes > 0
+
+    @property
+    def sampling_generator(self) -> Generator | None:
+        """The generator samples and evaluations use: the EMA when kept, else G."""
+        if self.ema is not None:
+            return self.ema.average  # type: ignore[return-value]
+        return self.generator
 
     def components(self) -> dict[str, Component]:
         """Every assembled component by its recipe table name."""
         found: dict[str, Any] = {"dataset": self.dataset, "generator": self.generator,
                                  "discriminator": self.discriminator, "loss": self.loss}
         found.update({f"optimizer.{k}": v for k, v in self.optimizer_components.items()})
+        found.update({f"schedule.{k}": v for k, v in self.schedulers.items()})
         return {name: part for name, part in found.items() if part is not None}
+
+    def learning_rates(self, step: int) -> dict[str, float]:
+        """Set every optimizer's learning rates for training step ``step`` from its
+        schedule; returns the first param group's rate per network."""
+        rates = {}
+        for name, optimizer in self.optimizers.items():
+            schedule = self.schedulers.get(name)
+            factor = 1.0 if schedule is None else schedule.factor(step, self.recipe.run.steps)
+            for group, base in zip(optimizer.param_groups, self.base_lrs[name], strict=True):
+                group["lr"] = base * factor
+            rates[name] = float(optimizer.param_groups[0]["lr"])
+        return rates
 
     def on_step(self, step: int) -> None:
         """Tell every component the step about to be trained."""
@@ -207,16 +259,17 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
     # Inference (a checkpoint trained with CUDA graphs, sampled on a CPU) uses none of the
     # training speed switches, so none of them is checked.
     speed = resolve_speed(run.precision, run.channels_last, run.compile, device,
-                          run.cuda_graphs) if training else SpeedSettings(False, False, False)
+                          run.cuda_graphs, run.allow_fp16) if training \
+        else SpeedSettings(False, False, False)
     if dataset is None and "dataset" in parts:
         dataset = recipe["dataset"].create(registry)
     spec = dataset.image_spec if dataset is not None else dataset_image_spec(recipe, registry)
-    experiment = Experiment(recipe, device, speed, dataset=dataset)
+    experiment = Experiment(recipe, device, speed, dataset=dataset, spec=spec)
     needs_d = bool({"discriminator", "optimizers", "loss"} & set(parts))
+    fmt = speed.memory_format if training else torch.contiguous_format
     if {"generator", "discriminator", "optimizers"} & set(parts):
         generator, discriminator = build_networks(recipe, registry, spec, seed) if needs_d \
             else (build_generator(recipe, registry, spec, seed), None)
-        fmt = speed.memory_format if training else torch.contiguous_format
         # (torch's stubs omit Module.to's memory_format; it is accepted at run time)
         experiment.generator = generator.to(device, memory_format=fmt)  # type: ignore[call-overload]
         if discriminator is not None:
@@ -224,14 +277,47 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
                 device, memory_format=fmt)
     if "loss" in parts:
         experiment.loss = recipe["loss"].create(registry)
+    check_labels(experiment)
     if "optimizers" in parts:
         for name, module in (("generator", experiment.generator),
                              ("discriminator", experiment.discriminator)):
             assert module is not None  # "optimizers" builds both networks
             component = recipe[f"optimizer.{name}"].create(registry)
             experiment.optimizer_components[name] = component
-            experiment.optimizers[name] = component.build(module.parameters(), device)
+            optimizer = component.build(module.parameters(), device)
+            experiment.optimizers[name] = optimizer
+            experiment.base_lrs[name] = [float(g["lr"]) for g in optimizer.param_groups]
+            experiment.schedulers[name] = recipe[f"schedule.{name}"].create(registry)
+            scaler = speed.grad_scaler(device)
+            if scaler is not None:
+                experiment.grad_scalers[name] = scaler
+        if recipe.ema.enabled:
+            assert experiment.generator is not None
+            # Built like G (same seed, so the same initial weights), then made G's copy.
+            average = build_generator(recipe, registry, spec, seed).to(  # type: ignore[call-overload]
+                device, memory_format=fmt)
+            experiment.ema = GeneratorEMA(average, recipe.ema, run.batch_size)
+            experiment.ema.reset(experiment.generator)
     return experiment
+
+
+def check_labels(experiment: Experiment) -> None:
+    """Refuse, in one line naming the recipe tables, a conditional network on a dataset
+    without classes, and a conditional D with a loss that cannot pass labels on to it."""
+    recipe = experiment.recipe
+    dataset = recipe["dataset"].name
+    for table in ("generator", "discriminator"):
+        network = getattr(experiment, table)
+        if is_conditional(network) and experiment.classes == 0:
+            raise UsageError(f"[{table}] {recipe[table].name!r} is conditional but dataset "
+                             f"{dataset!r} has no classes; use a labelled dataset (see "
+                             "docs/datasets.md) or an unconditional network")
+    loss = experiment.loss
+    if loss is not None and is_conditional(experiment.discriminator) \
+            and not loss_takes_labels(loss):
+        raise UsageError(f"[loss] {recipe['loss'].name!r} does not take labels (real_labels, "
+                         f"fake_labels), so it cannot train the conditional [discriminator] "
+                         f"{recipe['discriminator'].name!r}")
 
 
 # -- from a checkpoint ---------------------------------------------------------------------
@@ -239,11 +325,14 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
 def load_experiment(path: str | Path, registry: Registry, device: torch.device | str = "cpu",
                     *, parts: Collection[str] = ("generator",),
                     dataset_overrides: Sequence[str] = (),
-                    note: Callable[[str], None] | None = None) -> Experiment:
+                    note: Callable[[str], None] | None = None,
+                    ema: bool = True) -> Experiment:
     """The trained networks among ``parts`` (``generator``, ``discriminator``) of a
     checkpoint, in eval mode, with its recipe and step; ``dataset`` among ``parts`` adds the
     checkpoint's dataset (:func:`checkpoint_dataset`, changed by ``dataset_overrides``;
-    ``note`` is told which folder it reads).
+    ``note`` is told which folder it reads). The generator holds the EMA weights when the
+    run kept an average of G (``[ema]``), unless ``ema`` is False (``--no-ema``);
+    ``generator_is_ema`` says which it got.
 
     Networks are built on the ``meta`` device first and compared with the tensor shapes in
     the checkpoint's header: a small file whose embedded recipe asks for a huge network is
@@ -262,8 +351,12 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
             on_meta["generator"] = build_generator(recipe, registry, device="meta")
     except (NotImplementedError, RuntimeError):
         on_meta = {}  # a plugin's network that cannot live on meta: checked once built
+    use_ema = ema and bool(header.section(EMA_PREFIX))
+    saved_as = {"generator": EMA_PREFIX if use_ema else "generator",
+                "discriminator": "discriminator"}
     for name, shapes in on_meta.items():  # G is built (to seed D as in training) even when
-        check_module_layout(shapes, header.section(name), name, path)  # only D is asked for
+        check_module_layout(shapes, header.section(saved_as[name]), saved_as[name],
+                            path)  # only D is asked for
     contents = read_checkpoint(path)
     if contents.recipe_toml != header.recipe_toml:
         raise CheckpointError(f"{path}: file changed while being read (embedded recipe)")
@@ -274,17 +367,19 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
                      parts={"dataset", *networks} if dataset is not None else set(networks))
     for name in networks:
         module = getattr(built, name)
-        load_module_state(module, contents.section(name), name, path)
+        load_module_state(module, contents.section(saved_as[name]), saved_as[name], path)
         module.eval()
     built.step = contents.step
+    built.generator_is_ema = use_ema and "generator" in networks
     return built
 
 
-def load_generator(path: str | Path, registry: Registry, device: torch.device | str = "cpu"
-                   ) -> tuple[Generator, Recipe, int]:
-    """The trained generator of a checkpoint, its recipe and its step (D is never built):
-    :func:`load_experiment` with ``parts={"generator"}``."""
-    experiment = load_experiment(path, registry, device, parts={"generator"})
+def load_generator(path: str | Path, registry: Registry, device: torch.device | str = "cpu",
+                   ema: bool = True) -> tuple[Generator, Recipe, int]:
+    """The trained generator of a checkpoint (its EMA when kept, unless ``ema`` is False),
+    its recipe and its step (D is never built): :func:`load_experiment` with
+    ``parts={"generator"}``."""
+    experiment = load_experiment(path, registry, device, parts={"generator"}, ema=ema)
     assert experiment.generator is not None
     return experiment.generator, experiment.recipe, experiment.step
 

@@ -114,6 +114,13 @@ class LogLosses(Periodic):
             "skipped_images": float(trainer.skipped_count),
             "elapsed_s": trainer.elapsed_s(),
         }
+        step_ = trainer.train_step
+        trainer.metrics.update({f"lr/{name}": rate
+                                for name, rate in step_.learning_rates.items()})
+        if trainer.experiment.grad_scalers:  # fp16: updates skipped for overflow, so far
+            skipped_d, skipped_g = step_.skipped.tolist()
+            trainer.metrics.update({"fp16/skipped_d": float(skipped_d),
+                                    "fp16/skipped_g": float(skipped_g)})
         trainer.log.scalars(step, trainer.metrics)
         trainer.notify("ganforge_log", step=step, metrics=trainer.metrics)
         progress.logged(step, trainer.metrics)
@@ -150,10 +157,12 @@ class Evaluate(Periodic):
             metrics = {label: (choice.name, choice.create(trainer.registry))
                        for label, choice in trainer.recipe.metrics.items()}
             self._evaluator = Evaluator(metrics, trainer.dataset,
-                                        trainer.recipe["dataset"].to_table(), trainer.device)
+                                        trainer.recipe["dataset"].to_table(), trainer.device,
+                                        classes=trainer.experiment.classes)
         started = time.perf_counter()
         try:
-            results = self._evaluator.run(trainer.generator, trainer.step, should_stop=should_stop)
+            results = self._evaluator.run(trainer.sampling_generator, trainer.step,
+                                          should_stop=should_stop)
         except EvaluationInterrupted:
             progress.note(f"step {trainer.step}: evaluation interrupted by the stop request")
             return {}

@@ -108,6 +108,25 @@ def _precision_name(_instance: Any, _attribute: Any, value: str | None) -> None:
         raise ValueError(f"{quoted(value, 30)} is not a precision name such as \"bf16\"")
 
 
+def _positive_finite(_instance: Any, attribute: Any, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"'{attribute.name}' must be a finite number > 0: {quoted(value, 30)}")
+
+
+#: Tensor prefix of the EMA of G (``[ema]``) in a checkpoint.
+EMA_PREFIX = "generator_ema"
+
+
+@attrs.frozen
+class GradScalerState:
+    """An fp16 loss scaler's state (:class:`torch.amp.GradScaler`), and the updates it has
+    skipped so far because their gradients overflowed."""
+
+    scale: float = attrs.field(validator=_positive_finite)
+    growth_tracker: int = attrs.field(validator=_below(MAX_BATCHES, "2**62"))
+    skipped: int = attrs.field(default=0, validator=_below(MAX_BATCHES, "2**62"))
+
+
 @attrs.frozen
 class BestMetric:
     """The best evaluation so far: metric label, its value and the step it was reached at.
@@ -138,6 +157,8 @@ class TrainerMeta:
     threads: int | None = attrs.field(default=None, validator=_below(MAX_THREADS, "2**16", 1))
     #: The resolved precision (``"fp32"``, ``"bf16"``, ...) of the run that wrote it.
     precision: str | None = attrs.field(default=None, validator=_precision_name)
+    #: The fp16 loss scalers by network (``run.precision = "fp16"``), else None.
+    grad_scalers: dict[str, GradScalerState] | None = None
 
 
 @attrs.frozen

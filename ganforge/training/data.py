@@ -72,12 +72,15 @@ def shutdown_workers(batches: Iterator[ImageBatch]) -> None:
         shutdown()
 
 
-def _resident_batches(images: torch.Tensor, sampler: EpochBatchSampler,
-                      device: torch.device) -> Iterator[ImageBatch]:
+def _resident_batches(images: torch.Tensor, labels: torch.Tensor | None,
+                      sampler: EpochBatchSampler, device: torch.device
+                      ) -> Iterator[ImageBatch]:
     images = images.to(device)
+    labels = labels.to(device) if labels is not None else None
     for indices in sampler:
         index = torch.tensor(indices, device=device)
-        yield ImageBatch(to_unit_range(images.index_select(0, index)))
+        yield ImageBatch(to_unit_range(images.index_select(0, index)),
+                         labels=labels.index_select(0, index) if labels is not None else None)
 
 
 def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int, *,
@@ -95,7 +98,7 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
     if dataset.residency == "device":
         resident = dataset.resident_images()
         if resident is not None:
-            return _resident_batches(resident, sampler, device)
+            return _resident_batches(resident, dataset.resident_labels(), sampler, device)
     workers = num_workers > 0
     # The loader draws its workers' base seed from its own generator, not from torch's
     # global RNG, so starting (or resuming) a loader leaves the checkpointed RNG state

@@ -16,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from ..errors import CheckpointError, UsageError
-from ..recipe import Recipe
+from ..errors import CheckpointError, RecipeError, UsageError
+from ..recipe import Recipe, build_recipe
+from ..registry import Registry
 from ..seeds import derive_seed
 from .checkpoint_checks import load_module_state, validate_optimizer_state
 from .checkpoint_format import (
+    EMA_PREFIX,
+    GradScalerState,
     TrainerMeta,
     optimizer_from_flat,
     optimizer_to_flat,
@@ -28,6 +31,7 @@ from .checkpoint_format import (
 )
 from .rng import capture_rng, restore_rng, rng_state_problems
 from .run_dir import RunDirectory
+from .step import NETWORK_INDEX
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -36,10 +40,14 @@ if TYPE_CHECKING:
 RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "precision")
 
 
-def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
+                       registry: Registry | None = None) -> list[str]:
     """The tables and ``[run]`` keys in which two resolved recipes (as tables) differ in
     what they compute: every table but ``[run]`` and ``[eval]``, and
-    :data:`RESUME_FIXED_RUN_KEYS`."""
+    :data:`RESUME_FIXED_RUN_KEYS`. With ``registry``, ``saved`` is resolved again first, so
+    tables and params added since it was written (at their defaults, which compute what
+    the old version did) do not count as differences."""
+    saved = resolved_again(saved, registry)
     differing = sorted(k for k in set(saved) | set(current)
                        if k not in ("run", "eval") and saved.get(k) != current.get(k))
     saved_run, current_run = saved.get("run", {}), current.get("run", {})
@@ -49,7 +57,19 @@ def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
                               if saved_run.get(k) != current_run.get(k))
 
 
-def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe) -> None:
+def resolved_again(table: Mapping[str, Any], registry: Registry | None) -> Mapping[str, Any]:
+    """``table`` (a resolved recipe written by any version) resolved by this version:
+    new tables and params get their defaults. Unchanged when it no longer builds."""
+    if registry is None:
+        return table
+    try:
+        return build_recipe(table, registry).to_dict()
+    except RecipeError:
+        return table
+
+
+def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe,
+                          registry: Registry | None = None) -> None:
     """Refuse to start ``recipe`` over a run directory whose ``recipe.toml`` computes
     something else (a requeue of the same run passes)."""
     if not dirs.recipe.exists():
@@ -59,7 +79,7 @@ def refuse_another_recipe(dirs: RunDirectory, recipe: Recipe) -> None:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"{dirs.recipe}: cannot read the run's recipe ({exc}); use another "
                          "--out") from None
-    differing = recipe_differences(saved, recipe.to_dict())
+    differing = recipe_differences(saved, recipe.to_dict(), registry)
     if differing:
         raise UsageError(f"run directory {dirs.root} holds a run of another recipe "
                          f"({', '.join(differing)} differ); use another --out")
@@ -70,8 +90,7 @@ def capture_state(trainer: Trainer
     """Every tensor needed to continue exactly, the optimizers' JSON-able rest, and the
     JSON-able state of stateful components."""
     tensors: dict[str, torch.Tensor] = {}
-    for prefix, module in (("generator", trainer.generator),
-                           ("discriminator", trainer.discriminator)):
+    for prefix, module in networks(trainer).items():
         tensors.update({f"{prefix}/{k}": v for k, v in module.state_dict().items()})
     optimizers: dict[str, Any] = {}
     for name, opt in trainer.experiment.optimizers.items():
@@ -90,7 +109,8 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
     is checked before anything is loaded where the checkpoint alone tells (metadata,
     recipe, RNG states); weights and optimizer states are checked key by key."""
     contents = read_checkpoint(path)
-    differing = recipe_differences(contents.recipe_table, trainer.recipe.to_dict())
+    differing = recipe_differences(contents.recipe_table, trainer.recipe.to_dict(),
+                                   trainer.registry)
     if differing:
         raise CheckpointError(f"{path}: made by a different recipe ({', '.join(differing)} "
                               "differ); a resumed run may change only how long and how it "
@@ -98,9 +118,9 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
     problems = rng_state_problems(contents.tensors, trainer.latent_rng, required=True)
     if problems:
         raise CheckpointError(f"{path}: RNG state does not load: {'; '.join(problems)}")
-    load_module_state(trainer.generator, contents.section("generator"), "generator", path)
-    load_module_state(trainer.discriminator, contents.section("discriminator"),
-                      "discriminator", path)
+    for name, module in networks(trainer).items():
+        load_module_state(module, contents.section(name), name, path)
+    scalers = scaler_states(contents.trainer, trainer.experiment.grad_scalers, path)
     try:
         for name, optimizer in trainer.experiment.optimizers.items():
             state = optimizer_from_flat(contents.section(f"optimizer/{name}"),
@@ -114,6 +134,7 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
                                                     trainer.dist.rank, contents.step))
         # The sums are rank 0's: other ranks start their partial sums afresh.
         trainer.losses.load(contents.section("trainer") if trainer.dist.is_main else {})
+        load_grad_scalers(trainer, scalers)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
                               f"{exc}") from None
@@ -125,15 +146,76 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
     trainer.best = None if meta.best is None else attrs.asdict(meta.best)
     trainer._elapsed_before = meta.elapsed_s
     trainer.rollbacks = meta.rollbacks
-    trainer.notes.extend(how_it_differs(trainer, meta))
+    saved_run = contents.recipe_table.get("run", {})
+    saved_steps = saved_run.get("steps") if isinstance(saved_run, Mapping) else None
+    trainer.notes.extend(how_it_differs(trainer, meta, saved_steps
+                                        if isinstance(saved_steps, int) else None))
     trainer.train_step.watch.reset()
 
 
-def how_it_differs(trainer: Trainer, saved: TrainerMeta) -> list[str]:
+def networks(trainer: Trainer) -> dict[str, torch.nn.Module]:
+    """The networks a checkpoint holds, by tensor prefix: G, D and the EMA of G (kept)."""
+    found = {"generator": trainer.generator, "discriminator": trainer.discriminator}
+    if trainer.experiment.ema is not None:
+        found[EMA_PREFIX] = trainer.experiment.ema.average
+    return found
+
+
+def grad_scaler_states(scalers: Mapping[str, torch.amp.GradScaler], skipped: torch.Tensor
+                       ) -> dict[str, dict[str, Any]] | None:
+    """The fp16 loss scalers' states for a checkpoint (None when there are none)."""
+    if not scalers:
+        return None
+    counts = skipped.tolist()
+    states = {}
+    for name, scaler in scalers.items():
+        state = scaler.state_dict()
+        states[name] = {"scale": float(state["scale"]),
+                        "growth_tracker": int(state["_growth_tracker"]),
+                        "skipped": int(counts[NETWORK_INDEX[name]])}
+    return states
+
+
+def scaler_states(meta: TrainerMeta, scalers: Mapping[str, torch.amp.GradScaler],
+                  path: str | Path) -> dict[str, GradScalerState]:
+    """The saved scaler state for each of ``scalers``, checked before anything loads."""
+    saved = meta.grad_scalers or {}
+    if set(saved) != set(scalers):
+        raise CheckpointError(f"{path}: holds fp16 loss scalers for {sorted(saved) or 'none'}, "
+                              f"this run has {sorted(scalers) or 'none'}")
+    return saved
+
+
+def load_grad_scalers(trainer: Trainer, saved: Mapping[str, GradScalerState]) -> None:
+    """Give the fp16 loss scalers their saved scale, growth tracker and skip counts."""
+    for name, state in saved.items():
+        scaler = trainer.experiment.grad_scalers[name]
+        current = scaler.state_dict()
+        current.update(scale=state.scale, _growth_tracker=state.growth_tracker)
+        scaler.load_state_dict(current)
+        trainer.train_step.skipped[NETWORK_INDEX[name]] = state.skipped
+
+
+def schedule_notes(trainer: Trainer, saved_steps: int | None) -> list[str]:
+    """A note for each learning-rate schedule whose rates from here on change because
+    ``run.steps`` changed (a schedule spanning the run, e.g. linear decay to zero)."""
+    current = trainer.recipe.run.steps
+    if saved_steps is None or saved_steps == current:
+        return []
+    step = trainer.step + 1
+    return [f"[schedule.{name}] spans run.steps, which changed from {saved_steps} to "
+            f"{current}: its learning rates from step {step} on follow the new length"
+            for name, schedule in trainer.experiment.schedulers.items()
+            if schedule.factor(step, saved_steps) != schedule.factor(step, current)]
+
+
+def how_it_differs(trainer: Trainer, saved: TrainerMeta,
+                   recipe_steps: int | None = None) -> list[str]:
     """Notes on what makes this session compute differently from the one that wrote
     the checkpoint although the recipe is the same: CPU results depend on the number of
-    threads, and ``run.precision = "auto"`` resolves per device."""
-    notes = []
+    threads, ``run.precision = "auto"`` resolves per device, and a schedule that spans
+    ``run.steps`` (``recipe_steps`` when the checkpoint was written) follows a new length."""
+    notes = schedule_notes(trainer, recipe_steps)
     threads = saved.threads
     if threads is not None and threads != torch.get_num_threads():
         notes.append(f"resume is not bit-exact: the checkpoint was trained with {threads} "

@@ -41,11 +41,13 @@ class SpeedSettings:
     channels_last: bool
     compile: bool
     cuda_graphs: bool = False
+    #: float16 autocast with loss scaling (:class:`torch.amp.GradScaler`).
+    fp16: bool = False
 
     @property
     def precision(self) -> str:
-        """The resolved precision: ``"bf16"`` or ``"fp32"``."""
-        return "bf16" if self.bf16 else "fp32"
+        """The resolved precision: ``"bf16"``, ``"fp16"`` or ``"fp32"``."""
+        return "bf16" if self.bf16 else "fp16" if self.fp16 else "fp32"
 
     @property
     def compile_mode(self) -> str | None:
@@ -58,26 +60,37 @@ class SpeedSettings:
 
     @contextlib.contextmanager
     def autocast(self, device: torch.device) -> Iterator[None]:
-        """bfloat16 autocast around forward passes and losses, when on."""
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        """bfloat16 (or float16) autocast around forward passes and losses, when on."""
+        dtype = torch.float16 if self.fp16 else torch.bfloat16
+        with torch.autocast(device.type, dtype=dtype, enabled=self.bf16 or self.fp16):
             yield
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler | None:
+        """A loss scaler for one network's updates under fp16, else None."""
+        return torch.amp.GradScaler(device.type) if self.fp16 else None
 
 
 def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
-                  device: torch.device, cuda_graphs: bool = False) -> SpeedSettings:
-    """Turn the recipe's switches (``auto``/unset included) into settings for ``device``."""
+                  device: torch.device, cuda_graphs: bool = False,
+                  allow_fp16: bool = False) -> SpeedSettings:
+    """Turn the recipe's switches (``auto``/unset included) into settings for ``device``:
+    ``auto`` is bf16 where the hardware has it, else fp16 on a CUDA GPU when
+    ``allow_fp16``, else fp32."""
     if cuda_graphs and not compile:
         raise UsageError("run.cuda_graphs = true needs run.compile = true (the graphs are "
                          "captured by torch.compile)")
     if cuda_graphs and device.type != "cuda":
         raise UsageError(f"run.cuda_graphs = true needs a CUDA device; this run uses "
                          f"{device.type}")
+    fp16 = precision == "fp16"
     if precision == "auto":
         if device.type == "cuda":
             bf16 = torch.cuda.is_bf16_supported()
+            fp16 = not bf16 and allow_fp16
         else:
             bf16 = device.type == "cpu" and cpu_has_native_bf16()
     else:
         bf16 = precision == "bf16"
     return SpeedSettings(bf16=bf16, channels_last=True if channels_last is None
-                         else channels_last, compile=compile, cuda_graphs=cuda_graphs)
+                         else channels_last, compile=compile, cuda_graphs=cuda_graphs,
+                         fp16=fp16)

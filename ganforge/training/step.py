@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..interfaces import is_conditional, loss_takes_labels
 from ..recipe import RunParams
 from .assembly import Experiment
 from .distributed import DistributedContext
@@ -49,14 +50,52 @@ def forward_module(module: nn.Module, run: RunParams, speed: SpeedSettings,
     return module
 
 
+#: What a real-batch source returns: images, or images and their class labels.
+RealBatch = torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]
+
+
+class LabelledCall(nn.Module):
+    """What a loss receives as the discriminator: called as ``discriminator(images,
+    labels)``, it passes the labels on to a conditional D and drops them for an
+    unconditional one; ``discriminator(images)`` works as before labels existed."""
+
+    def __init__(self, module: nn.Module, conditional: bool, name: str) -> None:
+        super().__init__()
+        self.module = module
+        self.conditional = conditional
+        self._name = name
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if not self.conditional:
+            return self.module(images)
+        if labels is None:
+            raise UsageError(f"the conditional discriminator {self._name!r} was called "
+                             "without labels: the loss must pass them on")
+        return self.module(images, labels)
+
+
+def call_generator(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
+                   conditional: bool) -> torch.Tensor:
+    """``G(z, labels)`` for a conditional generator, ``G(z)`` otherwise."""
+    return generator(z, labels) if conditional else generator(z)
+
+
 class GANStep:
     """One training step of an assembled experiment.
 
     ``forward_g``/``forward_d`` are what forward passes go through (see
-    :func:`forward_module`; by default the plain networks). Latents are drawn from
-    ``latent_rng``. The discriminator is updated ``run.d_steps`` times, each on a new real
-    batch; the fake batch of the last D update is reused by the G update, during which D's
-    parameters are frozen (no gradients into D, no DDP all-reduce for it).
+    :func:`forward_module`; by default the plain networks). Latents (and the classes of
+    fake images, in a labelled run) are drawn from ``latent_rng``. The discriminator is
+    updated ``run.d_steps`` times, each on a new real batch; the fake batch of the last D
+    update is reused by the G update, during which D's parameters are frozen (no gradients
+    into D, no DDP all-reduce for it). Before the updates, every optimizer gets its
+    scheduled learning rate; after them, the EMA of G (when kept) moves.
+
+    Under fp16 (``run.precision``), each update scales its loss with its own
+    :class:`torch.amp.GradScaler`; a step whose gradients overflow is skipped by the
+    scaler and counted in :attr:`skipped` (on the device), and only the losses are watched
+    for divergence (overflowing gradients are the scaler's business).
     """
 
     def __init__(self, experiment: Experiment, latent_rng: torch.Generator, *,
@@ -76,44 +115,116 @@ class GANStep:
         self.watch = DivergenceWatch(experiment.device) if watch is None else watch
         self._params_g = list(generator.parameters())
         self._params_d = list(discriminator.parameters())
+        self.labelled = experiment.labelled
+        self.classes = experiment.classes
+        self.conditional_g = is_conditional(generator)
+        self._loss_labels = loss_takes_labels(loss)
+        #: Updates skipped by the fp16 loss scalers so far: [discriminator, generator].
+        self.skipped = torch.zeros(2, dtype=torch.int64, device=experiment.device)
+        #: The learning rates of the last step, by network.
+        self.learning_rates: dict[str, float] = {}
 
-    def __call__(self, next_real: Callable[[], torch.Tensor], step: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Train step ``step`` (1-based) on real batches from ``next_real``; returns the
-        detached D and G losses, still on the device."""
+    @property
+    def forward_d(self) -> nn.Module:
+        """What D's forward passes go through (DDP, compiled, or D itself)."""
+        return self._forward_d
+
+    @forward_d.setter
+    def forward_d(self, module: nn.Module) -> None:
+        self._forward_d = module
+        self._labelled_d = LabelledCall(module, is_conditional(self.discriminator),
+                                        self.experiment.recipe["discriminator"].name)
+
+    def fake_labels(self, n: int, real_labels: torch.Tensor | None) -> torch.Tensor | None:
+        """The classes of ``n`` fake images: drawn uniformly from ``latent_rng``, or the real
+        batch's (``run.fake_labels``); None in an unlabelled run (no draw at all, so an
+        unconditional run's random stream is what it always was)."""
+        if not self.labelled:
+            return None
         x = self.experiment
-        G, D, loss = self.forward_g, self.forward_d, self.loss
-        opt_g, opt_d = x.optimizers["generator"], x.optimizers["discriminator"]
+        if x.recipe.run.fake_labels == "real" and real_labels is not None:
+            return real_labels
+        return torch.randint(self.classes, (n,), generator=self.latent_rng, device=x.device)
+
+    def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, real_labels: torch.Tensor | None,
+                fake_labels: torch.Tensor | None) -> torch.Tensor:
+        if self._loss_labels:
+            return self.loss.discriminator_loss(  # type: ignore[call-arg]
+                self._labelled_d, real, fake, real_labels=real_labels, fake_labels=fake_labels)
+        return self.loss.discriminator_loss(self._labelled_d, real, fake)
+
+    def _g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
+        if self._loss_labels:
+            return self.loss.generator_loss(  # type: ignore[call-arg]
+                self._labelled_d, fake, fake_labels=fake_labels)
+        return self.loss.generator_loss(self._labelled_d, fake)
+
+    def _update(self, network: str, loss: torch.Tensor, params: list[nn.Parameter],
+                step: int) -> None:
+        """Backward pass and optimizer step of one network (scaled under fp16)."""
+        optimizer = self.experiment.optimizers[network]
+        scaler = self.experiment.grad_scalers.get(network)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            self.watch.observe(network, step, loss, gradient_norm(params))
+            optimizer.step()
+            return
+        scaler.scale(loss).backward()
+        self.watch.observe(network, step, loss, torch.zeros((), device=loss.device))
+        scaler.step(optimizer)
+        # The scaler found inf/NaN gradients and skipped the step (a device tensor; torch
+        # has no public accessor for it).
+        found = sum(scaler._found_inf_per_device(optimizer).values())  # noqa: SLF001
+        self.skipped[NETWORK_INDEX[network]] += torch.as_tensor(found).to(
+            self.skipped.device, torch.int64)
+        scaler.update()
+
+    def __call__(self, next_real: Callable[[], RealBatch], step: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train step ``step`` (1-based) on real batches from ``next_real`` (images, or
+        images and labels); returns the detached D and G losses, still on the device."""
+        x = self.experiment
+        G, D = self.forward_g, self.forward_d
         autocast, d_steps = x.speed.autocast, x.recipe.run.d_steps
-        fake = loss_d = None
+        fake = loss_d = fake_labels = None
+        self.learning_rates = x.learning_rates(step)
         if x.speed.cuda_graphs:
             # A new training iteration: graph outputs of the previous step may be reused.
             torch.compiler.cudagraph_mark_step_begin()
         for i in range(d_steps):
-            real = next_real()
+            real, real_labels = as_labelled(next_real())
             z = self.generator.sample_latent(real.shape[0], self.latent_rng, x.device)
+            fake_labels = self.fake_labels(real.shape[0], real_labels)
             with autocast(x.device):
-                if i == d_steps - 1:
-                    fake = G(z)  # kept with its graph: the G update reuses it
+                if i == d_steps - 1:  # kept with its graph: the G update reuses it
+                    fake = call_generator(G, z, fake_labels, self.conditional_g)
                 else:
                     with torch.no_grad():
-                        fake = G(z)
-                loss_d = loss.discriminator_loss(D, real, fake.detach()).float()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.watch.observe("discriminator", step, loss_d, gradient_norm(self._params_d))
-            opt_d.step()
+                        fake = call_generator(G, z, fake_labels, self.conditional_g)
+                loss_d = self._d_loss(real, fake.detach(), real_labels, fake_labels).float()
+            self._update("discriminator", loss_d, self._params_d, step)
         assert fake is not None and loss_d is not None
         self.discriminator.requires_grad_(False)  # no gradients into D during the G update
         # Under DDP, D's gradients are not all-reduced during the G update (it has none).
         no_sync = getattr(D, "no_sync", contextlib.nullcontext)
         try:
             with autocast(x.device), no_sync():
-                loss_g = loss.generator_loss(D, fake).float()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()
-            self.watch.observe("generator", step, loss_g, gradient_norm(self._params_g))
-            opt_g.step()
+                loss_g = self._g_loss(fake, fake_labels).float()
+            self._update("generator", loss_g, self._params_g, step)
         finally:
             self.discriminator.requires_grad_(True)
+        if x.ema is not None:
+            x.ema.update(self.generator, step)
         return loss_d.detach(), loss_g.detach()
+
+
+#: Index of each network in :attr:`GANStep.skipped`.
+NETWORK_INDEX = {"discriminator": 0, "generator": 1}
+
+
+def as_labelled(batch: RealBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(images, labels or None)`` from what a real-batch source returned."""
+    if isinstance(batch, tuple):
+        return batch
+    return batch, None

@@ -24,9 +24,17 @@ from .._version import __version__
 from ..datasets.policy import ImageBatch
 from ..errors import TrainingError, UsageError
 from ..files import write_text_atomic, writing
+from ..interfaces import is_conditional
 from ..plugins import Plugins
 from ..recipe import Recipe
-from ..sampling import generate, image_grid, write_grid
+from ..sampling import (
+    class_grid_inputs,
+    columns_for,
+    generate,
+    grid_classes,
+    image_grid,
+    write_grid,
+)
 from ..seeds import derive_seed
 from .assembly import Experiment, assemble, resolve_device
 from .callbacks import DivergencePolicy, LossMeter, default_callbacks
@@ -36,7 +44,7 @@ from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch
 from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
-from .resume import capture_state, refuse_another_recipe, restore_state
+from .resume import capture_state, grad_scaler_states, refuse_another_recipe, restore_state
 from .run_dir import RunDirectory
 from .step import GANStep, forward_module
 from .stopping import StopRequest, StopVote
@@ -80,9 +88,7 @@ class Trainer:
         # Each process draws its own latents (rank 0: exactly the single-process stream).
         self.latent_rng = torch.Generator(device=self.device).manual_seed(
             derive_seed(run.seed, "latents", self.dist.rank))
-        fixed_rng = torch.Generator().manual_seed(derive_seed(run.seed, "sample grid"))
-        self.fixed_z = self.generator.sample_latent(run.sample_count, fixed_rng, "cpu").to(
-            self.device)
+        self.fixed_z, self.fixed_labels, self.grid_columns = self._fixed_grid_inputs()
         forward = functools.partial(forward_module, run=run, speed=self.speed, dist=self.dist,
                                     device=self.device)
         self.train_step = GANStep(self.experiment, self.latent_rng,
@@ -116,6 +122,25 @@ class Trainer:
     speed = property(lambda self: self.experiment.speed)
     opt_g = property(lambda self: self.experiment.optimizers["generator"])
     opt_d = property(lambda self: self.experiment.optimizers["discriminator"])
+
+    @property
+    def sampling_generator(self) -> Any:
+        """What sample grids and evaluations use: the EMA of G when kept, else G."""
+        return self.experiment.sampling_generator
+
+    def _fixed_grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
+        """The fixed latents (and, for a conditional G, labels) of every sample grid: about
+        ``run.sample_count`` images, one row per class with the same latents in every row
+        when G is conditional; and the images per grid row (None: near-square)."""
+        run = self.recipe.run
+        rng = torch.Generator().manual_seed(derive_seed(run.seed, "sample grid"))
+        if not is_conditional(self.generator):
+            z = self.generator.sample_latent(run.sample_count, rng, "cpu")
+            return z.to(self.device), None, None
+        rows = grid_classes(self.experiment.classes, run.sample_count)
+        columns = columns_for(run.sample_count, len(rows))
+        z, labels = class_grid_inputs(self.generator.sample_latent(columns, rng, "cpu"), rows)
+        return z.to(self.device), labels.to(self.device), columns
 
     def notify(self, hook: str, **kwargs: Any) -> None:
         """Broadcast an observer hook (from rank 0 only under torchrun)."""
@@ -170,8 +195,10 @@ class Trainer:
                            self._last_checkpoint or self.dirs.latest_checkpoint(),
                            stop.requested, self.metrics, self.skipped_count, stop.signum)
 
-    def next_real(self, batches: Iterator[ImageBatch]) -> torch.Tensor:
-        """The next batch of real images on the device, augmented; skipped images recorded."""
+    def next_real(self, batches: Iterator[ImageBatch]
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The next batch of real images (and their labels, None for an unlabelled dataset)
+        on the device, augmented; skipped images recorded."""
         while True:
             batch = next(batches)
             self.batches_seen += 1
@@ -182,7 +209,10 @@ class Trainer:
             if batch.images.shape[0]:
                 real = batch.images.to(self.device, non_blocking=True)
                 real = self.dataset.augment(real, self.latent_rng)
-                return real.contiguous(memory_format=self.speed.memory_format)
+                labels = batch.labels
+                if labels is not None:
+                    labels = labels.to(self.device, non_blocking=True)
+                return real.contiguous(memory_format=self.speed.memory_format), labels
 
     def _open_outputs(self, stack: contextlib.ExitStack, start: int) -> None:
         """Open the metrics log and ``skipped.jsonl`` (rank 0; other ranks write nothing),
@@ -219,7 +249,8 @@ class Trainer:
         path = self.dirs.sample_path(self.step)
         if not self.dist.is_main:
             return path
-        grid = image_grid(generate(self.generator, self.fixed_z))
+        grid = image_grid(generate(self.sampling_generator, self.fixed_z, self.fixed_labels),
+                          self.grid_columns)
         with writing(path):
             path = write_grid(grid, path)
         self.log.image_grid(self.step, grid)
@@ -277,7 +308,9 @@ class Trainer:
         """Trainer state that is not a tensor, saved in every checkpoint."""
         return {"batches_seen": self.batches_seen, "best": self.best,
                 "elapsed_s": self.elapsed_s(), "rollbacks": self.rollbacks,
-                "threads": torch.get_num_threads(), "precision": self.speed.precision}
+                "threads": torch.get_num_threads(), "precision": self.speed.precision,
+                "grad_scalers": grad_scaler_states(self.experiment.grad_scalers,
+                                                   self.train_step.skipped)}
 
     def elapsed_s(self) -> float:
         """Training wall time of this run so far, earlier sessions included."""
@@ -319,7 +352,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         if resume:
             checkpoint = dirs.latest_checkpoint()
             if checkpoint is None:
-                refuse_another_recipe(dirs, recipe)
+                refuse_another_recipe(dirs, recipe, plugins.registry)
                 notes.append(f"--resume: no complete checkpoint in {dirs.checkpoints} yet; "
                              "starting at step 0")
         elif dirs.has_run():
