@@ -26,9 +26,10 @@ def warmup_factor(step: int, warmup: int) -> float:
 
 
 def progress(step: int, warmup: int, total: int) -> float:
-    """How far ``step`` is through the steps after warm-up, in [0, 1]."""
-    span = max(total - warmup, 1)
-    return min(max(step - warmup, 0) / span, 1.0)
+    """How far ``step`` is through the steps after warm-up, in [0, 1]: 0 at the first step
+    after the warm-up (the full learning rate), 1 at step ``total``."""
+    span = max(total - warmup - 1, 1)
+    return min(max(step - warmup - 1, 0) / span, 1.0)
 
 
 class ConstantSchedule(Scheduler):
