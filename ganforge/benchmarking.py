@@ -215,7 +215,9 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         step = GANStep(x, torch.Generator(device=device).manual_seed(run.seed),
                        forward_g=forward(x.generator), forward_d=forward(x.discriminator))
         n = max(2 * batch, min(len(x.dataset), 8 * batch))
-        items = [split_item(x.dataset[i]) for i in range(n)]
+        items = [(image, label) for image, label in map(split_item, map(x.dataset.__getitem__,
+                                                                        range(n)))
+                 if isinstance(image, torch.Tensor)]  # skipped bad images left out
         images = torch.stack([to_uint8(image) for image, _ in items]).to(device)
         labels = (torch.tensor([label for _, label in items], device=device)
                   if items[0][1] is not None else None)

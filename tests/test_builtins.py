@@ -52,12 +52,13 @@ def test_adam_builds_with_its_params(plugins) -> None:
 def test_digits(plugins) -> None:
     dataset = plugins.registry.create("dataset", "digits", {"image_size": 32})
     assert len(dataset) == 1797
-    image = dataset[0]
+    image, label = dataset[0]  # labelled: (image, digit)
     assert image.shape == (1, 32, 32) and image.dtype == torch.float32
     assert image.min() >= -1 and image.max() <= 1 and image.max() > 0.5
-    assert dataset.targets[:10].tolist() == list(range(10))
+    assert dataset.targets[:10].tolist() == list(range(10)) and label == 0
     rgb = plugins.registry.create("dataset", "digits", {"image_size": 64, "channels": 3})
-    assert rgb[5].shape == (3, 64, 64) and torch.equal(rgb[5][0], rgb[5][2])
+    five = rgb[5][0]
+    assert five.shape == (3, 64, 64) and torch.equal(five[0], five[2])
 
 
 def test_synthetic_is_seeded(plugins) -> None:

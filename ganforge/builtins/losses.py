@@ -15,6 +15,13 @@ from ..interfaces import Loss
 from ..params import param
 
 
+def logits(discriminator: nn.Module, images: torch.Tensor,
+           labels: torch.Tensor | None) -> torch.Tensor:
+    """D's logits for ``images``, with the labels passed on when there are any (so a plain
+    ``D(x)`` module, called directly as before labels existed, still works)."""
+    return discriminator(images) if labels is None else discriminator(images, labels)
+
+
 class BCELoss(Loss):
     """The DCGAN objective: minimax binary cross-entropy for D, non-saturating loss for G.
 
@@ -31,13 +38,13 @@ class BCELoss(Loss):
                            fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
                            fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         # real and fake go through D separately so BatchNorm sees pure batches (paper).
-        real_logits = discriminator(real, real_labels)
-        fake_logits = discriminator(fake, fake_labels)
+        real_logits = logits(discriminator, real, real_labels)
+        fake_logits = logits(discriminator, fake, fake_labels)
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
                        fake_labels: torch.Tensor | None = None) -> torch.Tensor:
-        return F.softplus(-discriminator(fake, fake_labels)).mean()
+        return F.softplus(-logits(discriminator, fake, fake_labels)).mean()
 
 
 class HingeLoss(Loss):
@@ -56,9 +63,9 @@ class HingeLoss(Loss):
                            fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
                            fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         m = self.params.margin
-        return (F.relu(m - discriminator(real, real_labels)).mean()
-                + F.relu(m + discriminator(fake, fake_labels)).mean())
+        return (F.relu(m - logits(discriminator, real, real_labels)).mean()
+                + F.relu(m + logits(discriminator, fake, fake_labels)).mean())
 
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
                        fake_labels: torch.Tensor | None = None) -> torch.Tensor:
-        return -discriminator(fake, fake_labels).mean()
+        return -logits(discriminator, fake, fake_labels).mean()

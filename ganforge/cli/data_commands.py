@@ -73,11 +73,14 @@ def prepare(
     report = prepare_dataset(dataset, table, out, shard_size=shard_size, workers=workers)
     spec = dataset.image_spec
     console = stderr()
-    console.print(f"prepared {report.count} images ({spec.channels}x{spec.size}x{spec.size}) "
-                  f"in {report.seconds:.1f} s: {report.shards_written} shards written, "
-                  f"{report.shards_reused} reused, {report.skipped} skipped")
+    labelled = f", {spec.classes} classes" if spec.classes else ""
+    console.print(f"prepared {report.count} images ({spec.channels}x{spec.size}x{spec.size}"
+                  f"{labelled}) in {report.seconds:.1f} s: {report.shards_written} shards "
+                  f"written, {report.shards_reused} reused, {report.skipped} skipped")
+    classes = f", classes = {spec.classes}" if spec.classes else ""
     console.print(f"use it with: [dataset] use = \"prepared\", root = \"{out}\", "
-                  f"image_size = {spec.size}, channels = {spec.channels}")
+                  f"image_size = {spec.size}, channels = {spec.channels}{classes}",
+                  markup=False, highlight=False)
 
 
 @data_app.command("inspect")
@@ -101,9 +104,25 @@ def inspect(
     report = scan_dataset(dataset, scan)
     console = Console()
     spec = dataset.image_spec
+    labelled = f", {spec.classes} classes" if spec.classes else ", unlabelled"
     console.print(f"dataset {table['use']!r}: {report.count} images, "
-                  f"{spec.channels}x{spec.size}x{spec.size}")
+                  f"{spec.channels}x{spec.size}x{spec.size}{labelled}")
     console.print(f"decoded {report.scanned}: {len(report.bad)} bad")
+    if report.class_counts:
+        counts = report.class_counts
+        empty = [str(k) for k, c in enumerate(counts) if c == 0]
+        line = (f"images per class among the decoded: {min(counts)} to {max(counts)}")
+        if empty:
+            line += f"; none of class {', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}"
+        console.print(line)
+    folders = getattr(dataset, "class_folders", None)
+    if not spec.classes and folders is not None:
+        names = folders()
+        if names:
+            shown = ", ".join(f'"{n}"' for n in names[:50])
+            console.print(f"sub-folders holding images: {len(names)}; label by folder with "
+                          f"[dataset] classes = [{shown}{', ...' if len(names) > 50 else ''}]",
+                          markup=False, highlight=False)
     if report.bad:
         bad = Table("image", "problem", title="bad images")
         for key, reason in report.bad[:20]:

@@ -9,25 +9,44 @@ import attrs
 import torch
 
 from ..interfaces import Dataset
+from ..params import at_most
 from .augment import random_hflip
 from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
-from .policy import Skipped
+from .policy import Item, Skipped
 
 image_size_validator = attrs.validators.and_(attrs.validators.ge(4), attrs.validators.le(1024))
 channels_validator = attrs.validators.in_([1, 3])
 
+#: The most classes a dataset may label its images with (a recipe value is untrusted: a
+#: conditional network allocates an embedding row per class).
+MAX_CLASSES = 10_000
+classes_validator = attrs.validators.and_(attrs.validators.ge(0), at_most(MAX_CLASSES))
+
 
 class Uint8ImageDataset(Dataset):
     """A dataset whose items are uint8 images (:meth:`uint8_item`, what ``data prepare``
-    stores), scaled to [-1, 1] on access, with the ``hflip`` param as batch augmentation."""
+    stores), scaled to [-1, 1] on access, with the ``hflip`` param as batch augmentation.
+
+    A labelled subclass (``classes > 0`` in its spec) also answers :meth:`item_label`; its
+    items are then ``(image, label)`` pairs, and a skipped image takes its label with it.
+    """
 
     @abc.abstractmethod
     def uint8_item(self, index: int) -> torch.Tensor | Skipped:
-        """Item ``index`` as uint8 CHW, or a :class:`Skipped` marker."""
+        """Item ``index``'s image as uint8 CHW, or a :class:`Skipped` marker."""
 
-    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
-        item = self.uint8_item(index)
-        return item if isinstance(item, Skipped) else to_unit_range(item)
+    def item_label(self, index: int) -> int | None:
+        """The class label of item ``index`` (None: the dataset is unlabelled). Reads no
+        image."""
+        return None
+
+    def __getitem__(self, index: int) -> Item:
+        image = self.uint8_item(index)
+        if isinstance(image, Skipped):
+            return image  # its label is dropped with it
+        label = self.item_label(index)
+        unit = to_unit_range(image)
+        return unit if label is None else (unit, label)
 
     def augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return random_hflip(images, generator) if self.params.hflip else images

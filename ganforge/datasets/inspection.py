@@ -1,4 +1,5 @@
-"""Looking at a dataset before training on it: count, decode errors, real-image grid."""
+"""Looking at a dataset before training on it: count, decode errors, labels, real-image
+grid."""
 
 from __future__ import annotations
 
@@ -13,34 +14,43 @@ from torch.utils.data import DataLoader, Subset
 from ..interfaces import Dataset
 from .decoding import BadImage, to_unit_range
 from .policy import Skipped
-from .prepared import uint8_item
+from .prepared import dataset_classes, uint8_item, uint8_labelled_item
 from .worker_errors import WorkerErrorsUnwrapped
 
 
 @attrs.frozen
 class ScanReport:
-    """How many images there are, how many were decoded, and which failed (key, reason)."""
+    """How many images there are, how many were decoded, which failed (key, reason), and,
+    for a labelled dataset, how many good decoded images each class has (empty otherwise)."""
 
     count: int
     scanned: int
     bad: list[tuple[str, str]]
+    class_counts: list[int] = attrs.field(factory=list)
 
 
 class _Probe(torch.utils.data.Dataset):
-    """Decodes item i and returns None, or (key, reason) when it is bad, whatever the policy."""
+    """Decodes item i and returns ``(None, label)``, or ``((key, reason), None)`` when it
+    is bad (or, in a labelled dataset, its label is not a class), whatever the policy."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self.classes = dataset_classes(dataset)
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[str, str] | None:
+    def __getitem__(self, index: int) -> tuple[tuple[str, str] | None, int | None]:
         try:
-            item = uint8_item(self.dataset, index)
+            image, label = uint8_labelled_item(self.dataset, index)
         except BadImage as exc:
-            return (f"#{index}", str(exc))
-        return (item.key, item.reason) if isinstance(item, Skipped) else None
+            return (f"#{index}", str(exc)), None
+        if isinstance(image, Skipped):
+            return (image.key, image.reason), None
+        if self.classes and (label is None or not 0 <= label < self.classes):
+            return (f"#{index}", f"label {label!r} is not one of the classes 0 to "
+                    f"{self.classes - 1}"), None
+        return None, label
 
 
 def _as_list(items: Sequence[Any]) -> list[Any]:
@@ -58,12 +68,18 @@ def scan_dataset(dataset: Dataset, limit: int = 0, workers: int | None = None,
     loader = DataLoader(Subset(_Probe(dataset), range(scanned)), batch_size=64,
                         num_workers=workers, collate_fn=_as_list)
     bad: list[tuple[str, str]] = []
+    classes = dataset_classes(dataset)
+    class_counts = [0] * classes
     with progress_bar("scanning", progress, transient=True) as bar:
         task = bar.add_task("scan", total=scanned)
         for results in WorkerErrorsUnwrapped(loader):
-            bad.extend(r for r in results if r is not None)
+            for problem, label in results:
+                if problem is not None:
+                    bad.append(problem)
+                elif label is not None and classes:
+                    class_counts[label] += 1
             bar.advance(task, len(results))
-    return ScanReport(count, scanned, bad)
+    return ScanReport(count, scanned, bad, class_counts)
 
 
 def first_real_images(dataset: Dataset, n: int, seed: int) -> torch.Tensor:

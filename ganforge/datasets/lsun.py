@@ -1,8 +1,10 @@
 """``lsun``: LSUN scene categories read straight from the official lmdb layout.
 
 ``<root>/<category>_lmdb/`` holds one lmdb per category whose values are encoded WebP or
-JPEG images. The lmdb is opened lazily in each process that reads it (so the dataset works
-with fork and spawn workers); the key list comes from :mod:`.lmdb_index`.
+JPEG images. With ``labels = true`` each image is labelled with its category's position in
+``categories`` (items are ``(image, label)`` pairs). The lmdb is opened lazily in each
+process that reads it (so the dataset works with fork and spawn workers); the key list
+comes from :mod:`.lmdb_index`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 
 from ..errors import DataError
 from ..interfaces import ImageSpec
@@ -30,7 +33,8 @@ def _limit(_instance: object, attribute: attrs.Attribute, value: int | None) -> 
 
 
 class LSUNDataset(EncodedImageDataset):
-    """LSUN scenes (e.g. ``bedroom_train``) from ``<root>/<category>_lmdb`` folders."""
+    """LSUN scenes (e.g. ``bedroom_train``) from ``<root>/<category>_lmdb`` folders, one
+    class per category when ``labels`` is on."""
 
     @attrs.frozen
     class Params:
@@ -49,6 +53,8 @@ class LSUNDataset(EncodedImageDataset):
                                   validator=_limit)
         on_error: str = param("fail", "a bad image: 'fail' (error naming it) or 'skip'",
                               validator=on_error_validator)
+        labels: bool = param(False, "label each image with its category's position in "
+                             "categories")
 
     def __init__(self, params: Params, progress: bool = True) -> None:
         super().__init__(params)
@@ -70,10 +76,27 @@ class LSUNDataset(EncodedImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size)
+        return ImageSpec(channels=params.channels, size=params.image_size,
+                         classes=len(params.categories) if params.labels else 0)
 
     def __len__(self) -> int:
         return self.length
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """Every image's class label (its category's position), or None without labels."""
+        if not self.params.labels:
+            return None
+        counts = torch.tensor([len(index) for index in self.indexes])
+        every = torch.repeat_interleave(torch.arange(len(self.indexes)), counts)
+        return every[: self.length]
+
+    def item_label(self, index: int) -> int | None:
+        if not self.params.labels:
+            return None
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return bisect.bisect_right(self.starts, index) - 1
 
     def _env(self, category: int) -> Any:
         # Opened on first use in each process (fork or spawn worker), never pickled.

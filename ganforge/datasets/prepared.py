@@ -5,7 +5,14 @@ plus one ``shard-00000.json`` per shard (its count and the images it skipped); a
 counts as done when its JSON exists, which is written after the array is renamed into
 place, so an interrupted preparation resumes with the first unfinished shard.
 ``manifest.json``, written last, records what the folder was made from: the dataset's
-registered name and params, the image shape and the count.
+registered name and params, the image shape (with ``classes`` when the source is labelled)
+and the count.
+
+A labelled source (``classes > 0`` in its spec) also gets one
+``shard-00000.labels.safetensors`` per shard (tensor ``labels``: int64, one per stored
+image; never pickle), written before the shard's JSON; a skipped image leaves no label. A
+folder prepared before labels existed (or from an unlabelled source) has none and reads as
+unlabelled.
 
 The ``prepared`` dataset memory-maps the shards (``in_memory = "none"``), or holds them
 whole in host memory (``"host"``) or on the training device (``"device"``, where the
@@ -25,14 +32,15 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from safetensors.torch import save as safetensors_save
 from torch.utils.data import DataLoader, Subset
 
 from ..errors import DataError, UsageError
 from ..interfaces import Dataset, ImageSpec
 from ..params import param
-from .common import Uint8ImageDataset, channels_validator, image_size_validator
+from .common import Uint8ImageDataset, channels_validator, classes_validator, image_size_validator
 from .decoding import BadImage, to_uint8
-from .policy import Skipped
+from .policy import Skipped, split_item
 from .worker_errors import WorkerErrorsUnwrapped
 
 FORMAT = 1
@@ -41,18 +49,43 @@ SOURCE = "source.json"
 
 
 def uint8_item(dataset: Dataset, index: int) -> torch.Tensor | Skipped:
-    """Item ``index`` as uint8 CHW: exact for file datasets, quantised for the others."""
+    """Item ``index``'s image as uint8 CHW (its label, if any, dropped): exact for file
+    datasets, quantised for the others."""
     own = getattr(dataset, "uint8_item", None)
     if own is not None:
         return own(index)
-    item = dataset[index]
-    if isinstance(item, Skipped):
-        return item
-    return to_uint8(item)
+    image = split_item(dataset[index])[0]
+    if isinstance(image, Skipped):
+        return image
+    return to_uint8(image)
+
+
+def dataset_classes(dataset: Any) -> int:
+    """The number of classes ``dataset`` labels its images with (0: unlabelled)."""
+    spec = getattr(dataset, "image_spec", None)
+    return int(getattr(spec, "classes", 0) or 0)
+
+
+def uint8_labelled_item(dataset: Dataset, index: int
+                        ) -> tuple[torch.Tensor | Skipped, int | None]:
+    """Item ``index`` as ``(uint8 CHW image or Skipped marker, label or None)``; a skipped
+    image has no label. A dataset with ``uint8_item`` gives its label through
+    ``item_label`` (reading no image twice)."""
+    own = getattr(dataset, "uint8_item", None)
+    label_of = getattr(dataset, "item_label", None)
+    if own is not None and (label_of is not None or not dataset_classes(dataset)):
+        image = own(index)
+        if isinstance(image, Skipped) or label_of is None:
+            return image, None
+        return image, label_of(index)
+    image, label = split_item(dataset[index])
+    if isinstance(image, Skipped):
+        return image, None
+    return to_uint8(image), label
 
 
 class _Uint8View(torch.utils.data.Dataset):
-    """Picklable adapter so loader workers return uint8 items (or Skipped markers)."""
+    """Picklable adapter so loader workers return ``(uint8 image or Skipped, label)``."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
@@ -60,8 +93,8 @@ class _Uint8View(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> torch.Tensor | Skipped:
-        return uint8_item(self.dataset, index)
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | Skipped, int | None]:
+        return uint8_labelled_item(self.dataset, index)
 
 
 def _as_list(items: Sequence[Any]) -> list[Any]:
@@ -86,6 +119,36 @@ def _atomic_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def labels_file(number: int) -> str:
+    """The name of shard ``number``'s labels file."""
+    return f"shard-{number:05d}.labels.safetensors"
+
+
+def spec_record(spec: ImageSpec) -> dict[str, int]:
+    """How the manifest records an image spec: ``channels`` and ``size``, and ``classes``
+    only for a labelled set (so an unlabelled set's manifest is as before labels)."""
+    record = {"channels": spec.channels, "size": spec.size}
+    if spec.classes:
+        record["classes"] = spec.classes
+    return record
+
+
+def _checked_label(label: int | None, classes: int, index: int) -> int:
+    if label is None or not 0 <= label < classes:
+        raise DataError(f"prepare: item {index} has label {label!r}, but the dataset has "
+                        f"{classes} classes (labels 0 to {classes - 1})")
+    return label
+
+
 def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                     shard_size: int = 4096, workers: int | None = None,
                     progress: bool = True) -> PrepareReport:
@@ -93,14 +156,14 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
 
     ``source`` (``{"use": name, **params}``) is recorded in the manifest. Re-running on the
     same ``out`` resumes: finished shards are kept; a folder prepared from a different
-    source is refused.
+    source is refused. A labelled dataset's labels are stored beside its images.
     """
     from ..progress_bars import progress_bar
 
     started = time.perf_counter()
     spec = dataset.image_spec
     total = len(dataset)
-    plan = {"format": FORMAT, "source": source, "image_spec": attrs.asdict(spec),
+    plan = {"format": FORMAT, "source": source, "image_spec": spec_record(spec),
             "total": total, "shard_size": shard_size}
     out.mkdir(parents=True, exist_ok=True)
     existing = out / SOURCE
@@ -122,15 +185,20 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                 bar.advance(task, len(indices))
                 continue
             images: list[torch.Tensor] = []
+            labels: list[int] = []
             skipped: list[dict[str, str]] = []
             loader = DataLoader(Subset(_Uint8View(dataset), list(indices)), batch_size=64,
                                 num_workers=workers, collate_fn=_as_list)
+            at = indices.start
             for items in WorkerErrorsUnwrapped(loader):
-                for item in items:
-                    if isinstance(item, Skipped):
-                        skipped.append({"key": item.key, "reason": item.reason})
+                for image, label in items:
+                    if isinstance(image, Skipped):
+                        skipped.append({"key": image.key, "reason": image.reason})
                     else:
-                        images.append(item)
+                        images.append(image)
+                        if spec.classes:
+                            labels.append(_checked_label(label, spec.classes, at))
+                    at += 1
                 bar.advance(task, len(items))
             array = (torch.stack(images).numpy() if images
                      else np.zeros((0, *spec.shape()), dtype=np.uint8))
@@ -140,6 +208,9 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, out / f"shard-{number:05d}.npy")
+            if spec.classes:
+                _atomic_bytes(out / labels_file(number), safetensors_save(
+                    {"labels": torch.tensor(labels, dtype=torch.int64)}))
             _atomic_json(meta_path, {"count": len(images), "first_index": indices.start,
                                      "skipped": skipped})
             written += 1
@@ -150,7 +221,8 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
         raise DataError(f"{out}: every image of the dataset was skipped")
     _atomic_json(out / MANIFEST, {
         **plan, "count": count, "skipped": skipped_total,
-        "shards": [{"file": f"shard-{n:05d}.npy", "count": m["count"]}
+        "shards": [{"file": f"shard-{n:05d}.npy", "count": m["count"],
+                    **({"labels": labels_file(n)} if spec.classes else {})}
                    for n, m in enumerate(metas)],
     })
     return PrepareReport(out, count, skipped_total, written, reused,
@@ -173,8 +245,27 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise DataError(f"prepared: {path} is not a ganforge manifest: {exc}") from None
 
 
+def _read_labels(path: Path, count: int, classes: int) -> torch.Tensor:
+    """Shard labels from ``path``: int64, ``count`` of them, each in ``[0, classes)``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    try:
+        tensors = load(path.read_bytes())
+    except (OSError, SafetensorError) as exc:
+        raise DataError(f"prepared: cannot read labels {str(path)!r}: "
+                        f"{' '.join(str(exc).split())}") from None
+    labels = tensors.get("labels")
+    if labels is None or labels.dtype != torch.int64 or labels.shape != (count,):
+        raise DataError(f"prepared: {str(path)!r} does not hold {count} int64 labels")
+    if count and not (int(labels.min()) >= 0 and int(labels.max()) < classes):
+        raise DataError(f"prepared: {str(path)!r} holds labels outside 0 to {classes - 1}")
+    return labels
+
+
 class PreparedDataset(Uint8ImageDataset):
-    """Images decoded once by ``ganforge data prepare``, read at memory speed."""
+    """Images decoded once by ``ganforge data prepare``, read at memory speed; with their
+    labels when the source was labelled (``classes``, checked against the folder)."""
 
     @attrs.frozen
     class Params:
@@ -189,6 +280,9 @@ class PreparedDataset(Uint8ImageDataset):
                                "on the training device)",
                                validator=attrs.validators.in_(["none", "host", "device"]))
         hflip: bool = param(False, "mirror images left-right at random during training")
+        classes: int = param(0, "must equal the prepared set's classes (checked; 0: "
+                             "unlabelled); 'data prepare' prints it",
+                             validator=classes_validator)
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -200,12 +294,23 @@ class PreparedDataset(Uint8ImageDataset):
                 f"prepared: {str(self.root)!r} holds {spec['channels']}x{spec['size']}x"
                 f"{spec['size']} images but the recipe asks for {params.channels}x"
                 f"{params.image_size}x{params.image_size}; prepare it again at that size")
+        held = int(spec.get("classes", 0))
+        if held != params.classes:
+            holds = f"images labelled with {held} classes" if held else "unlabelled images"
+            raise DataError(f"prepared: {str(self.root)!r} holds {holds} but the recipe asks "
+                            f"for {params.classes} classes; set dataset.classes = {held}")
         #: What the folder was made from: ``{"use": name, **params}``.
         self.source: dict[str, Any] = manifest["source"]
         self.files = [self.root / s["file"] for s in manifest["shards"]]
         counts = [s["count"] for s in manifest["shards"]]
         self.starts = [0, *np.cumsum(counts).tolist()]
         self.length = int(self.starts[-1])
+        #: The class label of every image (int64), or None for an unlabelled set.
+        self.labels: torch.Tensor | None = None
+        if held:
+            self.labels = torch.cat([
+                _read_labels(self.root / str(s.get("labels", labels_file(n))), s["count"],
+                             held) for n, s in enumerate(manifest["shards"])])
         self._shards: list[np.ndarray] | None = None
         self._resident: torch.Tensor | None = None
         if params.in_memory != "none":
@@ -214,7 +319,20 @@ class PreparedDataset(Uint8ImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size)
+        return ImageSpec(channels=params.channels, size=params.image_size,
+                         classes=params.classes)
+
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """Every image's class label, or None for an unlabelled set."""
+        return self.labels
+
+    def item_label(self, index: int) -> int | None:
+        if self.labels is None:
+            return None
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        return int(self.labels[index])
 
     def __len__(self) -> int:
         return self.length
@@ -243,6 +361,9 @@ class PreparedDataset(Uint8ImageDataset):
 
     def resident_images(self) -> torch.Tensor | None:
         return self._resident
+
+    def resident_labels(self) -> torch.Tensor | None:
+        return self.labels if self._resident is not None else None
 
     @property
     def residency(self) -> str:

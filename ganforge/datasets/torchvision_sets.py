@@ -1,6 +1,10 @@
-"""``cifar10``, ``mnist`` and ``celeba``: torchvision's standard sets with ganforge's
-preprocessing (shorter side resized, center crop, [-1, 1]) and an explicit ``download``
-switch. Offline, a missing set is an error that says which files to put where.
+"""``cifar10``, ``mnist``, ``svhn`` and ``celeba``: torchvision's standard sets with
+ganforge's preprocessing (shorter side resized, center crop, [-1, 1]) and an explicit
+``download`` switch. Offline, a missing set is an error that says which files to put where.
+
+``cifar10``, ``mnist`` and ``svhn`` are labelled (10 classes: items are ``(image, label)``
+pairs); ``celeba`` is not (its ``targets`` are identities, kept for evaluation tools, not
+classes).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ class _TorchvisionDataset(Uint8ImageDataset):
     tv_class: ClassVar[str]
     layout: ClassVar[str]
     source_url: ClassVar[str]
+    #: How many classes the items are labelled with (0: unlabelled items).
+    class_count: ClassVar[int] = 10
 
     def __init__(self, params: Any) -> None:
         super().__init__(params)
@@ -50,7 +56,9 @@ class _TorchvisionDataset(Uint8ImageDataset):
         except OSError as exc:  # URLError and friends: no network
             raise DataError(f"{self.name()}: cannot download {self.title} ({_one_line(exc)}); "
                             f"{self._hint(root)}") from None
-        self.targets = torch.as_tensor(self._targets())
+        #: One int label per image (the class, or CelebA's identity), for the items'
+        #: labels and evaluation tools such as the linear probe.
+        self.targets = torch.as_tensor(self._targets()).long().reshape(-1)
 
     def name(self) -> str:
         return type(self).__name__.removesuffix("Dataset").lower()
@@ -66,7 +74,8 @@ class _TorchvisionDataset(Uint8ImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Any) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size)
+        return ImageSpec(channels=params.channels, size=params.image_size,
+                         classes=cls.class_count)
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -77,6 +86,8 @@ class _TorchvisionDataset(Uint8ImageDataset):
         return resize_center_crop(TF.pil_to_tensor(image), self.params.image_size,
                                   f"{self.title} #{index}")
 
+    def item_label(self, index: int) -> int | None:
+        return int(self.targets[index]) if self.class_count else None
 
 
 _split = attrs.validators.in_(["train", "test"])
@@ -128,6 +139,7 @@ class CelebADataset(_TorchvisionDataset):
               "list_eval_partition.txt, list_attr_celeba.txt, identity_CelebA.txt, "
               "list_bbox_celeba.txt, list_landmarks_align_celeba.txt")
     source_url = "https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html"
+    class_count = 0  # identities are not classes: items are unlabelled images
 
     @attrs.frozen
     class Params:
@@ -150,7 +162,8 @@ class CelebADataset(_TorchvisionDataset):
 
 
 class SVHNDataset(_TorchvisionDataset):
-    """SVHN street-view house numbers (32x32 colour digits) through torchvision."""
+    """SVHN street-view house numbers (32x32 colour digits, labelled 0-9) through
+    torchvision."""
 
     title, tv_class = "SVHN", "SVHN"
     layout = "train_32x32.mat / test_32x32.mat / extra_32x32.mat"
