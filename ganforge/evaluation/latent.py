@@ -26,6 +26,14 @@ semantically organised latent space rather than memorising images:
   (:func:`neighbourhood`; the paper added uniform noise of scale 0.25) by
   :func:`arithmetic_figure`.
 
+**Conditional generators** (``G(z, y)``) get classes too. A walk holds a class fixed
+(``--class K``), walks between two classes (``--class A:B``: the class weights go linearly
+from one-hot A to one-hot B along the same ``t`` as the latents, :func:`walk_labels`), or,
+given no class, draws each row's class from the walk's seed (:func:`walk_row_classes`).
+The arithmetic holds one class for the whole sheet and figure; the sheet's record keeps it
+(and whether the EMA generator drew it) so the figure uses the same
+(:func:`sheet_class`, :func:`check_sheet_ema`).
+
 Everything here is a pure function of its arguments; the ``ganforge interpolate`` and
 ``ganforge arithmetic`` commands are thin wrappers around it.
 """
@@ -46,6 +54,7 @@ from torchvision.utils import make_grid
 
 from ..errors import UsageError
 from ..interfaces import Generator
+from ..sampling import parse_class
 from ..seeds import derive_seed
 
 #: Interpolation modes accepted by :func:`interpolate` and :func:`interpolation_latents`.
@@ -56,6 +65,10 @@ PARALLEL_EPS = 1e-6
 SHEET_FORMAT = "ganforge.arithmetic-sheet/1"
 #: Default number of exemplars that make up one concept (the paper averaged three).
 EXEMPLARS_PER_CONCEPT = 3
+#: The class a conditional generator's arithmetic sheet draws when ``--class`` is not given.
+DEFAULT_SHEET_CLASS = 0
+#: :func:`~ganforge.seeds.derive_seed` stream of the walks' classes (:func:`walk_row_classes`).
+WALK_CLASSES_STREAM = "walk-classes"
 
 # Figure geometry, in pixels (see :func:`arithmetic_figure_size`).
 MARGIN = 8
@@ -175,6 +188,70 @@ def interpolation_latents(
     weights = t.repeat(rows)
     interpolate_fn = slerp if resolved == "slerp" else lerp
     return interpolate_fn(a, b, weights)
+
+
+def parse_walk_classes(
+    text: str | None, classes: int, conditional: bool, option: str = "--class"
+) -> tuple[int, int] | None:
+    """The classes ``option`` gives a walk: ``(K, K)`` for ``"K"`` (every row holds class K),
+    ``(A, B)`` for ``"A:B"`` (every row walks from class A to class B), ``None`` for ``"all"``
+    or no option (each row draws its own class, :func:`walk_row_classes`).
+
+    Each class is checked like :func:`~ganforge.sampling.parse_class` does (``0`` to
+    ``classes - 1``); an unconditional generator given any class is its UsageError line.
+    """
+    if text is None or ":" not in text or not conditional:
+        label = parse_class(text, classes, conditional, option)
+        return None if label is None else (label, label)
+    ends: list[int] = []
+    for part in text.split(":", 1):
+        try:
+            value = int(part)
+        except ValueError:
+            value = -1
+        if not 0 <= value < classes:
+            raise UsageError(
+                f"{option} {text!r}: {part!r} is not a class: use K or A:B with classes 0 to "
+                f"{classes - 1}, or all"
+            )
+        ends.append(value)
+    return ends[0], ends[1]
+
+
+def walk_row_classes(classes: int, rows: int, seed: int) -> torch.Tensor:
+    """The class of each of ``rows`` walks (int64, ``(rows,)``) for a conditional generator
+    given no class: uniform over ``0 .. classes - 1``, drawn on the CPU from the
+    :data:`WALK_CLASSES_STREAM` stream of ``seed``. A stream of its own, so the walks'
+    latents are the same as with ``--class`` (and as for an unconditional generator)."""
+    if classes < 1:
+        raise UsageError(f"a conditional walk needs at least one class, got {classes}")
+    rng = torch.Generator().manual_seed(derive_seed(seed, WALK_CLASSES_STREAM))
+    return torch.randint(classes, (rows,), generator=rng, dtype=torch.int64)
+
+
+def walk_labels(
+    start: torch.Tensor, end: torch.Tensor, steps: int, classes: int
+) -> torch.Tensor:
+    """The labels of ``rows = len(start)`` walks of ``steps`` points, row-major like
+    :func:`interpolation_latents`: row ``r`` goes from class ``start[r]`` to ``end[r]``.
+
+    When every row starts and ends on the same class these are class indices (int64,
+    ``(rows * steps,)``). Otherwise they are class weights (float32,
+    ``(rows * steps, classes)``) going linearly from one-hot ``start[r]`` to one-hot
+    ``end[r]`` at ``t = linspace(0, 1, steps)``, the ``t`` of the latents; the endpoints are
+    exactly one-hot, so they draw the same images as the class indices.
+    """
+    if steps < 2:
+        raise UsageError(f"steps must be at least 2 (both endpoints), got {steps}")
+    start = torch.as_tensor(start, dtype=torch.int64).cpu()
+    end = torch.as_tensor(end, dtype=torch.int64).cpu()
+    if torch.equal(start, end):
+        return start.repeat_interleave(steps)
+    rows = start.shape[0]
+    t = torch.linspace(0.0, 1.0, steps, dtype=torch.float32)
+    a = F.one_hot(start, classes).float().repeat_interleave(steps, dim=0)
+    b = F.one_hot(end, classes).float().repeat_interleave(steps, dim=0)
+    return lerp(a, b, t.repeat(rows))
 
 
 def walk_grid(images: torch.Tensor, steps: int) -> torch.Tensor:
@@ -515,15 +592,23 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
 
 
 def sheet_record(
-    checkpoint: str | Path, step: int, seed: int, n: int, generator: Generator
+    checkpoint: str | Path,
+    step: int,
+    seed: int,
+    n: int,
+    generator: Generator,
+    label: int | None = None,
+    ema: bool | None = None,
 ) -> dict[str, Any]:
     """What a sheet's JSON holds: enough to redraw its latents and to recognise its checkpoint.
 
     The latents themselves are not stored; :func:`sheet_latents` redraws them from
     ``(seed, n)``. The checkpoint is identified by the sha256 of the whole file (so a copied
-    or moved checkpoint still matches); its path and step are kept for messages.
+    or moved checkpoint still matches); its path and step are kept for messages. ``label``
+    (a conditional generator's class, ``"class"`` in the JSON) and ``ema`` (whether the EMA
+    generator drew the sheet) are written when given.
     """
-    return {
+    record: dict[str, Any] = {
         "format": SHEET_FORMAT,
         "checkpoint": str(Path(checkpoint).resolve()),
         "checkpoint_sha256": file_sha256(checkpoint),
@@ -533,6 +618,110 @@ def sheet_record(
         "latent_dim": int(generator.latent_dim),
         "prior": latent_prior(generator),
     }
+    if label is not None:
+        record["class"] = int(label)
+    if ema is not None:
+        record["ema"] = bool(ema)
+    return record
+
+
+def sheet_class(
+    text: str | None, classes: int, conditional: bool, option: str = "--class"
+) -> int | None:
+    """The one class a new arithmetic sheet draws: ``None`` for an unconditional generator
+    (given a class, :func:`~ganforge.sampling.parse_class`'s error), else class ``text``, or
+    :data:`DEFAULT_SHEET_CLASS` when ``text`` is None. ``all`` is refused: the arithmetic
+    averages latents of one class."""
+    if text is None:
+        return DEFAULT_SHEET_CLASS if conditional else None
+    label = parse_class(text, classes, conditional, option)
+    if label is None:
+        raise UsageError(
+            f"{option} {text}: the arithmetic holds one class; give {option} K "
+            f"(0 to {classes - 1}, default {DEFAULT_SHEET_CLASS})"
+        )
+    return label
+
+
+def recorded_class(
+    record: dict[str, Any],
+    text: str | None,
+    classes: int,
+    conditional: bool,
+    record_path: str | Path,
+    option: str = "--class",
+) -> int | None:
+    """The class a sheet's record says it was drawn in (``None``: unconditional), checked
+    against the generator (``classes``, ``conditional``) and against ``text``, a class given
+    again in step 2 (which must name the same class). Records written before classes
+    existed hold none and stay valid for unconditional generators."""
+    value = record.get("class")
+    if not conditional:
+        if text is not None:
+            parse_class(text, classes, conditional, option)  # raises: unconditional
+        if value is not None:
+            raise UsageError(
+                f"{record_path}: records class {_shown(value)}, but this checkpoint's "
+                "generator is unconditional; write the sheet again"
+            )
+        return None
+    if value is None:
+        raise UsageError(
+            f"{record_path}: records no class, but this checkpoint's generator is "
+            "conditional; write the sheet again"
+        )
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < classes:
+        raise UsageError(
+            f"{record_path}: class is {_shown(value)}, not an integer from 0 to "
+            f"{classes - 1}; write the sheet again"
+        )
+    if text is not None:
+        given = parse_class(text, classes, conditional, option)
+        if given != value:
+            raise UsageError(
+                f"{option} {text} does not match the sheet ({record_path} says {value}); "
+                f"leave {option} out in step 2"
+            )
+    return value
+
+
+def check_sheet_ema(
+    record: dict[str, Any], ema_used: bool, checkpoint_has_ema: bool, record_path: str | Path
+) -> None:
+    """Refuse (UsageError) a figure drawn with another generator than the sheet: the EMA
+    one where the sheet used the raw one (``--no-ema``), or the other way round.
+
+    ``record["ema"]`` says which drew the sheet; a record without it predates ``--no-ema``
+    and was drawn with the default, the EMA generator when ``checkpoint_has_ema``.
+    """
+    recorded = record.get("ema", checkpoint_has_ema)
+    if not isinstance(recorded, bool):
+        raise UsageError(
+            f"{record_path}: ema is {_shown(recorded)}, not true or false; write the sheet again"
+        )
+    if recorded and not ema_used:
+        raise UsageError(
+            f"--no-ema does not match the sheet ({record_path}: drawn with the EMA "
+            "generator); leave --no-ema out in step 2"
+        )
+    if ema_used and not recorded:
+        raise UsageError(
+            f"the sheet was drawn with --no-ema ({record_path}: the raw generator); give "
+            "--no-ema in step 2 as well"
+        )
+
+
+def checkpoint_has_ema(checkpoint: str | Path) -> bool:
+    """Whether a checkpoint holds an EMA of its generator (read from its header only)."""
+    from ..training.checkpoint_format import EMA_PREFIX, read_header
+
+    return bool(read_header(checkpoint).section(EMA_PREFIX))
+
+
+def _shown(value: Any) -> str:
+    """A record value for a message, cut when long (the record may have been edited)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def write_sheet_record(path: str | Path, record: dict[str, Any]) -> Path:
