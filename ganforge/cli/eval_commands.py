@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .app import app, reports_errors, stderr
-from .shared import CheckpointArgument, DeviceOption, load_plugins_or_warn
+from .shared import CheckpointArgument, DeviceOption, NoEmaOption, load_plugins_or_warn
 
 
 def _say(note: str) -> None:
@@ -45,6 +45,16 @@ def evaluate(
                                         help="Path of pt_inception-2015-12-05-6726825d.pth."),
     download: bool = typer.Option(False, "--download",
                                   help="Fetch the Inception weights into the cache if missing."),
+    per_class: bool = typer.Option(
+        False, "--per-class",
+        help="Score each class on its own (its real images against images generated with "
+             "its label) and their mean: intra-class FID. Conditional generators on "
+             "labelled datasets only."),
+    n_per_class: int | None = typer.Option(
+        None, "--n-per-class", min=2,
+        help="With --per-class: real and generated images per class (capped at the "
+             "class's images); default min(--n, --n-real, images of the class)."),
+    no_ema: bool = NoEmaOption,
     overrides: list[str] = EvalSetOption,
     device: str = DeviceOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per metric."),
@@ -52,12 +62,17 @@ def evaluate(
     """Score a checkpoint's generator; every score is printed with its protocol.
 
     The real images come from the checkpoint's own recipe, never downloaded; point it at
-    the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set).
+    the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set). The moving
+    average of G is scored when the run kept one (--no-ema: the raw G).
     """
+    from ..errors import UsageError
     from ..evaluation.evaluator import Evaluator
+    from ..interfaces import is_conditional
     from ..training import load_experiment, resolve_device
     from ..training.assembly import dataset_override_keys
 
+    if n_per_class is not None and not per_class:
+        raise UsageError("--n-per-class is for --per-class scores; add --per-class")
     plugins = load_plugins_or_warn()
     overrides = list(overrides or [])
     dataset_override_keys(overrides)  # a wrong --set is refused before anything is loaded
@@ -70,17 +85,30 @@ def evaluate(
     if download:
         params["download"] = True
     metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
+    if per_class:  # refused before the checkpoint is read
+        for name, m in metrics.values():
+            if not m.needs_real:
+                raise UsageError(f"--per-class: metric {name!r} compares with no real images; "
+                                 "intra-class scores are for metrics such as fid and kid")
     needs_data = any(m.needs_real for _, m in metrics.values())  # the Inception Score: none
     experiment = load_experiment(checkpoint, plugins.registry, dev, dataset_overrides=overrides,
                                  parts={"generator", "dataset"} if needs_data else
-                                 {"generator"}, note=_say)
+                                 {"generator"}, note=_say, ema=not no_ema)
     generator, step, dataset = experiment.generator, experiment.step, experiment.dataset
     assert generator is not None
     table = experiment.recipe["dataset"].to_table()
     if "download" in table:
         table["download"] = False
-    evaluator = Evaluator(metrics, dataset, table, dev)
-    results = evaluator.run(generator, step)
+    evaluator = Evaluator(metrics, dataset, table, dev, classes=experiment.classes)
+    which = "ema" if experiment.generator_is_ema else "raw"
+    scored = ("the EMA of G (the run's [ema]; --no-ema for the raw G)" if which == "ema" else
+              "the raw G (--no-ema)" if no_ema else "the raw G (the run kept no EMA)")
+    if per_class:  # refused in one line for an unconditional G or an unlabelled dataset
+        _print_per_class(evaluator.run_per_class(generator, step, n_per_class=n_per_class,
+                                                 generator_label=which),
+                         checkpoint, step, table, scored, as_json)
+        return
+    results = evaluator.run(generator, step, generator_label=which)
     console = Console()
     if as_json:
         for r in results:
@@ -98,13 +126,68 @@ def evaluate(
                     str(p["n_real"] or "-"), p["extractor"], p["resize"],
                     r.reference["key"] if r.reference else "-", str(p["seconds"]))
     console.print(out)
+    console.print(f"generator: {scored}", highlight=False, soft_wrap=True, markup=False)
+    if is_conditional(generator) and results:
+        console.print(f"fake labels: {results[0].protocol['fake_labels']}", highlight=False,
+                      soft_wrap=True)
     console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True)
-    references = {r.reference["key"]: r.reference for r in results if r.reference}
+    _print_references(console, [r.reference for r in results if r.reference])
+
+
+def _print_references(console: Console, records: list[dict[str, Any]]) -> None:
+    """One line per reference (real-image statistics) used: its key and what it read."""
+    references = {r["key"]: r for r in records}
     for key, reference in references.items():
-        roots = "".join(f" {name}={path} ({reference['content'][name][:16]})"
-                        for name, path in reference["roots"].items())
-        console.print(f"reference {key}:{roots or ' no files (built-in dataset)'}",
-                      highlight=False, soft_wrap=True)
+        _print_roots(console, reference, f"reference {key}")
+
+
+def _print_roots(console: Console, reference: dict[str, Any], what: str) -> None:
+    """``what: root=PATH (fingerprint)`` of a reference, or that it read no files."""
+    roots = "".join(f" {name}={path} ({reference['content'][name][:16]})"
+                    for name, path in reference["roots"].items())
+    console.print(f"{what}:{roots or ' no files (built-in dataset)'}", highlight=False,
+                  soft_wrap=True, markup=False)
+
+
+def _print_per_class(results: list[Any], checkpoint: Path, step: int,
+                     table: dict[str, Any], scored: str, as_json: bool) -> None:
+    """``eval --per-class``: one JSON object per metric (the mean as ``value``, each
+    class's score with its protocol under ``classes``), or a table of one row per class and
+    metric, then each metric's mean (the intra-class score)."""
+    console = Console()
+    if as_json:
+        for r in results:
+            console.print_json(json.dumps({
+                "metric": r.label, "value": r.value, "intra_class": True,
+                "classes": [{"class": c.protocol["class"], "value": c.value, **c.extra,
+                             "protocol": c.protocol} for c in r.per_class],
+                "protocol": r.protocol}))
+        return
+    out = Table(title=f"{checkpoint} (step {step}): intra-class scores, class by class")
+    for column in ("metric", "class", "value", "fake", "real", "extractor", "seconds"):
+        out.add_column(column)
+    for r in results:
+        for c in r.per_class:
+            p = c.protocol
+            extra = "".join(f" ± {v:.4g}" for k, v in c.extra.items() if k == "std")
+            out.add_row(r.label, str(p["class"]), f"{c.value:.4f}{extra}", str(p["n_fake"]),
+                        str(p["n_real"]), p["extractor"], str(p["seconds"]))
+        out.add_row(r.label, "mean", f"{r.value:.4f}", str(sum(r.protocol["n_fake"])),
+                    str(sum(r.protocol["n_real"])), r.protocol["extractor"],
+                    str(r.protocol["seconds"]), end_section=True)
+    console.print(out)
+    for r in results:
+        console.print(r.summary(), highlight=False, soft_wrap=True, markup=False)
+    console.print(f"generator: {scored}; class c's images are generated with label c",
+                  highlight=False, soft_wrap=True, markup=False)
+    console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True,
+                  markup=False)
+    records = {c.protocol["class"]: c.reference for r in results for c in r.per_class
+               if c.reference}
+    if records:
+        keys = ", ".join(f"{cls} {record['key']}" for cls, record in records.items())
+        console.print(f"references (class key): {keys}", highlight=False, soft_wrap=True)
+        _print_roots(console, next(iter(records.values())), "read")
 
 
 @app.command()
@@ -167,10 +250,14 @@ def probe(
         data = registry.create("dataset", table["use"],
                                {k: v for k, v in table.items() if k != "use"})
     results = run_probe(trained, random_d, data, labels_per_class, seed, test_size, dev)
+    fixed_class = next((r.fixed_class for r in results if r.fixed_class is not None), None)
+    note = (f"the discriminator is conditional: every image was given class {fixed_class}, "
+            "D(images, y), and so was the random one, so their features carry no label")
     if as_json:
         typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": experiment.step,
                                "dataset": table, "labels_per_class": labels_per_class,
-                               "seed": seed, "results": [
+                               "seed": seed, "conditional_class": fixed_class,
+                               "results": [
                                    {"features": r.name, "accuracy": r.accuracy, "error": r.error,
                                     "C": r.C, "feature_dim": r.feature_dim,
                                     "n_train": r.n_train, "n_test": r.n_test}
@@ -184,4 +271,7 @@ def probe(
     for r in results:
         out.add_row(r.name, f"{100 * r.accuracy:.2f}%", f"{100 * r.error:.2f}%", f"{r.C:g}",
                     str(r.feature_dim), str(r.n_train), str(r.n_test))
-    Console().print(out)
+    console = Console()
+    console.print(out)
+    if fixed_class is not None:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True, markup=False)

@@ -10,6 +10,15 @@ and never reuse another folder's statistics. Every score records the key it used
 
 A stop request (``should_stop``, asked between batches) ends an evaluation with
 :class:`EvaluationInterrupted`; nothing partial is cached.
+
+**Classes.** Items of a labelled dataset are ``(image, label)`` pairs; the real features
+use their images. A conditional generator (:func:`~ganforge.interfaces.is_conditional`) is
+given fake labels drawn uniformly over the classes from a generator of their own, seeded
+with ``derive_seed(seed, "eval labels")`` from the metric's seed: the latents are drawn
+from ``seed`` exactly as for an unconditional generator, whose features are unchanged.
+:meth:`Evaluator.run_per_class` scores each class on its own (intra-class FID, Miyato &
+Koyama 2018): the real images of class ``c`` only, against images generated with label
+``c``; the real features of a class are cached under a key that names the class.
 """
 
 from __future__ import annotations
@@ -28,11 +37,12 @@ from safetensors.torch import save
 
 from ..cache import user_cache_dir
 from ..datasets.decoding import BadImage
-from ..datasets.policy import Skipped
-from ..errors import DataError, StorageError
+from ..datasets.policy import Skipped, split_item
+from ..errors import DataError, StorageError, UsageError
 from ..files import write_bytes_atomic, writing
-from ..interfaces import Dataset, Generator, Metric
+from ..interfaces import Dataset, Generator, Metric, is_conditional
 from ..sampling import generate
+from ..seeds import derive_seed
 from ..structuring import unstructure_params
 from .features import FeatureExtractor, FeatureSet, make_extractor
 from .reference import dataset_identity, resolved_paths
@@ -82,10 +92,15 @@ class MetricResult:
                 f"{reference})")
 
 
-def _key(identity: Mapping[str, Any], extractor: str, n: int, seed: int) -> dict[str, Any]:
+def _key(identity: Mapping[str, Any], extractor: str, n: int, seed: int,
+         label: int | None = None) -> dict[str, Any]:
     """The full cache key: what the statistics depend on, as JSON values (tuples become
-    lists here, as they do in the cached file's copy it is compared with)."""
+    lists here, as they do in the cached file's copy it is compared with). The real images
+    of one class (``label``) are keyed with ``"class"``; the whole set's key has none, as
+    before classes existed, so its cached statistics stay valid."""
     key = {"version": CACHE_VERSION, **identity, "extractor": extractor, "n": n, "seed": seed}
+    if label is not None:
+        key["class"] = label
     return json.loads(json.dumps(key, sort_keys=True))
 
 
@@ -139,60 +154,130 @@ def _extract(extractor: FeatureExtractor, images: torch.Tensor, batch: list, log
         logits.append(class_logits.float().cpu())
 
 
+def label_seed(seed: int) -> int:
+    """The seed of the fake labels a conditional generator is given, derived from the
+    metric's ``seed`` (which draws the latents)."""
+    return derive_seed(seed, "eval labels")
+
+
+def generator_classes(generator: Generator, classes: int = 0) -> int:
+    """How many classes a conditional generator draws: ``classes`` (the dataset's) when
+    given, else the generator's own ``image_spec.classes``."""
+    if classes <= 0:
+        spec = getattr(generator, "image_spec", None)
+        classes = int(getattr(spec, "classes", 0) or 0)
+    if classes <= 0:
+        raise UsageError("evaluation: the generator is conditional but no number of classes "
+                         "is known (the dataset has no classes)")
+    return classes
+
+
 def fake_features(generator: Generator, extractor: FeatureExtractor, n: int, batch_size: int,
-                  seed: int, device: torch.device, should_stop: StopCheck | None = None
-                  ) -> FeatureSet:
+                  seed: int, device: torch.device, should_stop: StopCheck | None = None, *,
+                  classes: int = 0, label: int | None = None) -> FeatureSet:
     """Features of ``n`` generated images from latents drawn with ``seed``; ``should_stop``
-    is asked before every batch (:class:`EvaluationInterrupted` when it says so)."""
+    is asked before every batch (:class:`EvaluationInterrupted` when it says so).
+
+    A conditional generator is given ``label`` for every image when it is set, else labels
+    drawn uniformly from ``classes`` (default: the generator's) with a generator seeded
+    :func:`label_seed` ``(seed)``. The latents are the same either way, and an unconditional
+    generator gets exactly the latents and features it got before labels existed."""
+    conditional = is_conditional(generator)
+    if label is not None and not conditional:
+        raise UsageError("evaluation: a class was asked of an unconditional generator")
     rng = torch.Generator().manual_seed(seed)
+    label_rng = None
+    if conditional and label is None:
+        classes = generator_classes(generator, classes)
+        label_rng = torch.Generator().manual_seed(label_seed(seed))
     features: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
     for start in range(0, n, batch_size):
         _poll(should_stop)
         size = min(batch_size, n - start)
         z = generator.sample_latent(size, rng, "cpu").to(device)
-        _extract(extractor, generate(generator, z), features, logits)
+        labels = None
+        if label_rng is not None:
+            labels = torch.randint(classes, (size,), generator=label_rng).to(device)
+        elif label is not None:
+            labels = torch.full((size,), label, dtype=torch.int64, device=device)
+        _extract(extractor, generate(generator, z, labels), features, logits)
     return FeatureSet(torch.cat(features), torch.cat(logits) if logits else None)
+
+
+def dataset_labels(dataset: Any, should_stop: StopCheck | None = None) -> torch.Tensor:
+    """The class label of every item of a labelled dataset (``int64``, shape ``(N,)``): its
+    ``targets`` when it keeps them, else read from its items (every image is read once; an
+    unreadable one gets label -1). A dataset without classes is a UsageError."""
+    size = len(dataset)
+    classes = int(getattr(dataset, "classes", 0) or 0)
+    targets = getattr(dataset, "targets", None) if classes > 0 else None
+    if targets is not None:
+        labels = torch.as_tensor(targets).reshape(-1).long()
+        if labels.shape[0] == size:
+            return labels
+    if classes <= 0:
+        raise UsageError(f"dataset {type(dataset).__name__} has no classes")
+    read = []
+    for index in range(size):
+        if index % 1000 == 0:
+            _poll(should_stop)
+        try:
+            _, label = split_item(dataset[index])
+        except BadImage:
+            label = None
+        read.append(-1 if label is None else label)
+    return torch.tensor(read, dtype=torch.int64)
 
 
 def real_features(dataset: Dataset, identity: Mapping[str, Any],
                   extractor: FeatureExtractor, n: int, batch_size: int, seed: int,
-                  cache_dir: Path | None = None, should_stop: StopCheck | None = None
+                  cache_dir: Path | None = None, should_stop: StopCheck | None = None, *,
+                  label: int | None = None, labels: torch.Tensor | None = None
                   ) -> tuple[FeatureSet, dict[str, Any]]:
     """Features of ``n`` real images (a seeded selection; bad images passed over), cached
     under the dataset's ``identity`` (:func:`.reference.dataset_identity`), and the cache
     key. ``should_stop`` is asked before every batch; when it interrupts, nothing is cached.
+
+    With ``label``, only images of that class are taken (at most as many as it has): the
+    class's members in the same seeded order, each item's own label checked; ``labels``
+    are the dataset's labels (default: :func:`dataset_labels`). The key names the class.
     """
-    n = min(n, len(dataset))
-    key = _key(identity, extractor.name, n, seed)
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    if label is not None:
+        if labels is None:
+            labels = dataset_labels(dataset, should_stop)
+        order = order[labels[order] == label]
+    n = min(n, len(order))
+    key = _key(identity, extractor.name, n, seed, label)
     path = _cache_path(key, cache_dir)
     cached = _load_cached(path, key) if path.exists() else None
     if cached is not None:
         return FeatureSet(cached), key
-    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     features: list[torch.Tensor] = []
     pending: list[torch.Tensor] = []
     taken = 0
     for index in order.tolist():
+        if taken == n:
+            break
         if not pending:  # a batch begins
             _poll(should_stop)
         try:
-            item = dataset[index]
+            image, item_label = split_item(dataset[index])
         except BadImage:
             continue
-        if isinstance(item, Skipped):
+        if isinstance(image, Skipped) or (label is not None and item_label != label):
             continue
-        pending.append(item)
+        pending.append(image)
         taken += 1
         if len(pending) == batch_size or taken == n:
             _extract(extractor, torch.stack(pending), features, [])
             pending = []
-        if taken == n:
-            break
     if pending:  # the dataset ran out (bad images passed over) with a batch half full
         _extract(extractor, torch.stack(pending), features, [])
     if taken < 2:
-        raise DataError("evaluation: fewer than 2 readable real images")
+        of = "" if label is None else f" of class {label}"
+        raise DataError(f"evaluation: fewer than 2 readable real images{of}")
     result = torch.cat(features)
     _store(path, key, result)
     return FeatureSet(result), key
@@ -208,13 +293,15 @@ class Evaluator:
     calls, so evaluating every N steps during training pays for them once. The dataset's
     path params are resolved when the evaluator is made (the working directory the dataset
     was opened from); its content is fingerprinted once, when real features are first needed.
-    ``dataset`` may be None when no metric needs real images.
+    ``dataset`` may be None when no metric needs real images. ``classes`` is the number of
+    classes of the dataset (0: unlabelled; default: the dataset's own), which a conditional
+    generator's fake labels are drawn from.
     """
 
     def __init__(self, metrics: Mapping[str, tuple[str, Metric]], dataset: Dataset | None,
                  dataset_table: Mapping[str, Any], device: torch.device,
                  extractor_factory: ExtractorFactory = make_extractor,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, *, classes: int = 0) -> None:
         self.metrics = dict(metrics)
         self.dataset = dataset
         self.dataset_table = dict(dataset_table)
@@ -222,9 +309,11 @@ class Evaluator:
         self.device = device
         self.extractor_factory = extractor_factory
         self.cache_dir = cache_dir
+        self.classes = classes or int(getattr(dataset, "classes", 0) or 0)
         self._extractors: dict[tuple, FeatureExtractor] = {}
         self._real: dict[tuple, tuple[FeatureSet, dict[str, Any]]] = {}
         self._identity: dict[str, Any] | None = None
+        self._labels: torch.Tensor | None = None
 
     def _extractor(self, p: Any) -> FeatureExtractor:
         key = (p.extractor, p.inception_weights, p.resize)
@@ -240,38 +329,59 @@ class Evaluator:
                                               lambda: _poll(should_stop))
         return self._identity
 
+    def labels(self, should_stop: StopCheck | None = None) -> torch.Tensor:
+        """The class label of every image of the dataset (:func:`dataset_labels`), once."""
+        if self._labels is None:
+            if self.dataset is None:
+                raise ValueError("this evaluator was made without a dataset")
+            self._labels = dataset_labels(self.dataset, should_stop)
+        return self._labels
+
     def _real_features(self, extractor: FeatureExtractor, n: int, batch_size: int, seed: int,
-                       should_stop: StopCheck | None) -> tuple[FeatureSet, dict[str, Any]]:
-        """Real features (from memory, the disk cache, or the dataset) and their key."""
-        memo = (extractor.name, n, seed)
+                       should_stop: StopCheck | None, label: int | None = None
+                       ) -> tuple[FeatureSet, dict[str, Any]]:
+        """Real features (from memory, the disk cache, or the dataset) and their key; of
+        class ``label`` only when it is set."""
+        memo = (extractor.name, n, seed, label)
         if memo not in self._real:
             if self.dataset is None:
                 raise ValueError("this evaluator was made without a dataset")
+            labels = self.labels(should_stop) if label is not None else None
             self._real[memo] = real_features(
                 self.dataset, self.identity(should_stop), extractor, n, batch_size, seed,
-                self.cache_dir, should_stop)
+                self.cache_dir, should_stop, label=label, labels=labels)
         return self._real[memo]
 
-    def run(self, generator: Generator, step: int | None = None,
-            should_stop: StopCheck | None = None) -> list[MetricResult]:
-        """Every metric's result for ``generator`` (left in the mode it was in).
-
-        ``should_stop`` is asked between batches of generated and real images (and every
-        thousand files while fingerprinting the dataset); when it returns True the
-        evaluation ends with :class:`EvaluationInterrupted` and nothing partial is cached.
-        """
+    def _groups(self) -> dict[tuple, list[str]]:
+        """Metric labels grouped by what their features share (extractor, seed, batch)."""
         groups: dict[tuple, list[str]] = {}
         for label, (_name, metric) in self.metrics.items():
             p = metric.params
             groups.setdefault((p.extractor, p.inception_weights, p.resize, p.seed,
                                p.batch_size), []).append(label)
+        return groups
+
+    def run(self, generator: Generator, step: int | None = None,
+            should_stop: StopCheck | None = None, *, generator_label: str | None = None
+            ) -> list[MetricResult]:
+        """Every metric's result for ``generator`` (left in the mode it was in).
+
+        ``should_stop`` is asked between batches of generated and real images (and every
+        thousand files while fingerprinting the dataset); when it returns True the
+        evaluation ends with :class:`EvaluationInterrupted` and nothing partial is cached.
+        A conditional generator draws its classes uniformly (:func:`fake_features`), which
+        the protocol records as ``fake_labels``; ``generator_label`` (e.g. ``"ema"``) is
+        recorded as the protocol's ``generator`` when given.
+        """
+        conditional = is_conditional(generator)
         results: list[MetricResult] = []
-        for (*_, seed, batch_size), labels in groups.items():
+        for (*_, seed, batch_size), labels in self._groups().items():
             params = [self.metrics[label][1].params for label in labels]
             extractor = self._extractor(params[0])
             started = time.perf_counter()
             fake = fake_features(generator, extractor, max(p.n_fake for p in params),
-                                 batch_size, seed, self.device, should_stop)
+                                 batch_size, seed, self.device, should_stop,
+                                 classes=self.classes)
             needs_real = [self.metrics[label][1].needs_real for label in labels]
             real, reference = None, None
             if any(needs_real):
@@ -295,7 +405,147 @@ class Evaluator:
                     "reference": reference if uses_real else None,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
+                if conditional:
+                    protocol["fake_labels"] = (
+                        f"uniform over {generator_classes(generator, self.classes)} classes, "
+                        f"seed {label_seed(seed)} (derive_seed({seed}, 'eval labels'))")
+                if generator_label is not None:
+                    protocol["generator"] = generator_label
                 results.append(MetricResult(label, name, value, metric.higher_is_better,
                                             extra, protocol,
                                             reference if uses_real else None))
         return results
+
+    def check_per_class(self, generator: Generator | None = None) -> int:
+        """The number of classes :meth:`run_per_class` scores; one UsageError line when it
+        cannot (an unconditional ``generator``, a dataset without classes, a metric that
+        compares with no real images)."""
+        if generator is not None and not is_conditional(generator):
+            raise UsageError("--per-class: this checkpoint's generator is unconditional (it "
+                             "draws no particular class); intra-class scores need a "
+                             "conditional generator")
+        if self.classes <= 0 or self.dataset is None:
+            name = self.dataset_table.get("use", "?")
+            raise UsageError(f"--per-class: dataset {name!r} has no classes; intra-class "
+                             "scores need a labelled dataset")
+        for label, (name, metric) in self.metrics.items():
+            if not metric.needs_real:
+                raise UsageError(f"--per-class: metric {label!r} ({name}) compares with no real "
+                                 "images; intra-class scores are for metrics such as fid and "
+                                 "kid")
+        if generator is not None:
+            spec = getattr(generator, "image_spec", None)
+            drawn = int(getattr(spec, "classes", 0) or 0)
+            if drawn and drawn != self.classes:
+                raise UsageError(f"--per-class: the generator draws {drawn} classes but the "
+                                 f"dataset has {self.classes}")
+        return self.classes
+
+    def run_per_class(self, generator: Generator, step: int | None = None,
+                      should_stop: StopCheck | None = None, *, n_per_class: int | None = None,
+                      generator_label: str | None = None) -> list[ClassResults]:
+        """Every metric scored class by class, and the mean over classes (intra-class FID,
+        Miyato & Koyama 2018): class ``c``'s real images only (the dataset's labels; a
+        seeded selection, cached under a key naming the class) against images generated
+        with label ``c`` from the metric's seeded latents (the same latents for every
+        class). Each class uses ``min(n_per_class, images of the class)`` images, real and
+        generated alike; without ``n_per_class``, ``min(n_fake, n_real, images of the
+        class)`` of each metric. Refused (:meth:`check_per_class`) for an unconditional
+        generator, an unlabelled dataset and metrics without real images."""
+        classes = self.check_per_class(generator)
+        labels_of_images = self.labels(should_stop)
+        counts = torch.bincount(labels_of_images[labels_of_images >= 0],
+                                minlength=classes).tolist()
+        per_metric: dict[str, list[MetricResult]] = {label: [] for label in self.metrics}
+        seconds: dict[str, float] = dict.fromkeys(self.metrics, 0.0)
+        for (*_, seed, batch_size), labels in self._groups().items():
+            extractor = self._extractor(self.metrics[labels[0]][1].params)
+            for cls in range(classes):
+                started = time.perf_counter()
+                sizes = {}
+                for label in labels:
+                    p = self.metrics[label][1].params
+                    wanted = n_per_class if n_per_class is not None else min(p.n_fake,
+                                                                             p.n_real)
+                    sizes[label] = min(wanted, counts[cls])
+                n = max(sizes.values())
+                if n < 2:
+                    raise UsageError(f"--per-class: class {cls} has {counts[cls]} image(s) in "
+                                     "the dataset; each class needs at least 2")
+                fake = fake_features(generator, extractor, n, batch_size, seed, self.device,
+                                     should_stop, classes=classes, label=cls)
+                real, key = self._real_features(extractor, n, batch_size, seed, should_stop,
+                                                label=cls)
+                reference = reference_record(key)
+                for label in labels:
+                    name, metric = self.metrics[label]
+                    p = metric.params
+                    metric_fake, metric_real = fake.head(sizes[label]), real.head(sizes[label])
+                    value, extra = metric.score(metric_fake, metric_real)
+                    took = time.perf_counter() - started
+                    seconds[label] += took
+                    protocol = {
+                        "metric": name, "per_class": True, "class": cls,
+                        "n_fake": len(metric_fake), "n_real": len(metric_real),
+                        "fake_labels": f"class {cls} for every generated image",
+                        "extractor": extractor.name, "resize": extractor.resize,
+                        "dataset": self.dataset_table, "seed": seed, "step": step,
+                        "params": unstructure_params(p), "reference": reference,
+                        "seconds": round(took, 3),
+                    }
+                    if generator_label is not None:
+                        protocol["generator"] = generator_label
+                    per_metric[label].append(MetricResult(
+                        f"{label}[{cls}]", name, value, metric.higher_is_better, extra,
+                        protocol, reference))
+        results = []
+        for label, (name, metric) in self.metrics.items():
+            scores = per_metric[label]
+            first = scores[0].protocol
+            protocol = {
+                "metric": name, "per_class": True, "classes": classes,
+                "n_per_class": n_per_class,
+                "n_fake": [r.protocol["n_fake"] for r in scores],
+                "n_real": [r.protocol["n_real"] for r in scores],
+                "fake_labels": "class c for class c's generated images",
+                "extractor": first["extractor"], "resize": first["resize"],
+                "dataset": self.dataset_table, "seed": first["seed"], "step": step,
+                "params": first["params"],
+                "seconds": round(seconds[label], 3),
+            }
+            if generator_label is not None:
+                protocol["generator"] = generator_label
+            mean = float(sum(r.value for r in scores) / len(scores))
+            results.append(ClassResults(label, name, mean, metric.higher_is_better,
+                                        tuple(scores), protocol))
+        return results
+
+
+@attrs.frozen
+class ClassResults:
+    """One metric scored class by class (:meth:`Evaluator.run_per_class`): each class's
+    :class:`MetricResult` (its protocol has ``per_class``, ``class`` and its image counts),
+    and ``value``, their mean: the intra-class score (intra-class FID for ``fid``)."""
+
+    label: str
+    metric: str
+    value: float
+    higher_is_better: bool
+    per_class: tuple[MetricResult, ...]
+    protocol: dict[str, Any]
+
+    @property
+    def values(self) -> list[float]:
+        """Each class's value, class 0 first."""
+        return [r.value for r in self.per_class]
+
+    def summary(self) -> str:
+        """``intra-class fid 23.4125, mean of 10 classes (178 to 183 fake and real images
+        per class, <extractor>, <dataset>)``."""
+        p = self.protocol
+        counts = p["n_real"]
+        low, high = min(counts), max(counts)
+        each = f"{low}" if low == high else f"{low} to {high}"
+        return (f"intra-class {self.label} {self.value:.4f}, mean of {p['classes']} classes "
+                f"({each} fake and real images per class, {p['extractor']}, resize "
+                f"{p['resize']}, dataset {p['dataset']['use']})")

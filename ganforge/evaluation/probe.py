@@ -6,6 +6,12 @@ trained on N labelled images per class and scored on held-out images. The same p
 runs on a randomly initialised D of the same architecture as the baseline. The features are
 used raw (no per-feature standardisation, as in the paper); the SVM's C is chosen by
 stratified cross-validation on the labelled images only, separately for each D.
+
+A **conditional** D (:func:`~ganforge.interfaces.is_conditional`) is called as ``D(images,
+y)`` with one fixed class, :data:`PROBE_CLASS`, for every image, and so is the random
+baseline. Given each image's true label instead, its features would carry the label itself
+(the DCGAN plugin concatenates it to the input: a random conditional D then scores 100%),
+and the probe would measure nothing D learned. :attr:`ProbeResult.fixed_class` records it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..datasets.policy import Skipped, image_of
+from ..errors import DataError, UsageError
+from ..interfaces import is_conditional
+
+#: The class a conditional D is given for every image in the probe (so its features carry
+#: no label information).
+PROBE_CLASS = 0
 
 #: Candidate regularisation strengths for the cross-validated choice of C.
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0)
@@ -34,6 +46,8 @@ class ProbeResult:
     feature_dim: int
     n_train: int
     n_test: int
+    #: The class a conditional D was given for every image (None: D is unconditional).
+    fixed_class: int | None = None
 
     @property
     def error(self) -> float:
@@ -42,10 +56,19 @@ class ProbeResult:
 
 @torch.no_grad()
 def discriminator_features(discriminator: nn.Module, images: torch.Tensor,
-                           batch_size: int = 256, device: torch.device | str = "cpu"
-                           ) -> np.ndarray:
+                           batch_size: int = 256, device: torch.device | str = "cpu",
+                           labels: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
     """Concatenated 4x4 max-pooled outputs of every conv layer of D (layers whose output
-    is smaller than 4x4, such as the logit layer, are left out)."""
+    is smaller than 4x4, such as the logit layer, are left out). A conditional D is called
+    as ``D(images, labels)``: ``labels`` (one class index per image) are then required."""
+    conditional = is_conditional(discriminator)
+    y: torch.Tensor | None = None
+    if conditional:
+        if labels is None:
+            raise UsageError("probe: the discriminator is conditional: give the images' labels")
+        y = torch.as_tensor(labels).reshape(-1).long()
+        if y.shape[0] != images.shape[0]:
+            raise ValueError(f"probe: {y.shape[0]} labels for {images.shape[0]} images")
     outputs: list[torch.Tensor] = []
     hooks = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
              for m in discriminator.modules() if isinstance(m, nn.Conv2d)]
@@ -57,7 +80,11 @@ def discriminator_features(discriminator: nn.Module, images: torch.Tensor,
     try:
         for start in range(0, images.shape[0], batch_size):
             outputs.clear()
-            discriminator(images[start:start + batch_size].to(device))
+            chunk = images[start:start + batch_size].to(device)
+            if y is not None:
+                discriminator(chunk, y[start:start + batch_size].to(device))
+            else:
+                discriminator(chunk)
             pooled = [F.adaptive_max_pool2d(o.float(), 4).flatten(1) for o in outputs
                       if o.shape[-1] >= 4 and o.shape[-2] >= 4]
             chunks.append(torch.cat(pooled, 1).cpu().numpy())
@@ -113,31 +140,74 @@ def fit_and_score(name: str, train_x: np.ndarray, train_y: np.ndarray, test_x: n
 
 
 def dataset_labels(dataset: object) -> np.ndarray:
-    """The class labels of a labelled dataset (``targets``), as integers."""
+    """The class labels of a labelled dataset, as integers: its ``targets`` when it keeps
+    them (CelebA's identities included), else, for a dataset whose spec has classes, the
+    labels of its items (every image read once)."""
     targets = getattr(dataset, "targets", None)
-    if targets is None:
-        raise UsageError(f"probe: dataset {type(dataset).__name__} has no class labels "
-                         "(use digits, cifar10, svhn or mnist)")
-    return np.asarray(torch.as_tensor(targets).reshape(-1).numpy()).astype(np.int64)
+    if targets is not None:
+        return np.asarray(torch.as_tensor(targets).reshape(-1).numpy()).astype(np.int64)
+    if int(getattr(dataset, "classes", 0) or 0) > 0:
+        from .evaluator import dataset_labels as read_labels
+
+        labels = read_labels(dataset).numpy().astype(np.int64)
+        if (labels < 0).any():
+            raise DataError(f"probe: {int((labels < 0).sum())} image(s) of dataset "
+                            f"{type(dataset).__name__} could not be read for their labels")
+        return labels
+    raise UsageError(f"probe: dataset {type(dataset).__name__} has no class labels "
+                     "(use digits, cifar10, svhn or mnist)")
 
 
 def images_at(dataset: torch.utils.data.Dataset, indices: np.ndarray) -> torch.Tensor:
-    """Stack the images at ``indices`` (float, [-1, 1])."""
-    return torch.stack([dataset[int(i)] for i in indices])
+    """Stack the images at ``indices`` (float, [-1, 1]); items that are ``(image, label)``
+    pairs give their image."""
+    images = []
+    for i in indices:
+        image = image_of(dataset[int(i)])
+        if isinstance(image, Skipped):
+            raise DataError(f"probe: image {int(i)} ({image.key}) could not be read: "
+                            f"{image.reason}")
+        images.append(image)
+    return torch.stack(images)
+
+
+def discriminator_classes(discriminator: nn.Module) -> int:
+    """How many classes a conditional D takes (its ``classes``, else its spec's)."""
+    classes = getattr(discriminator, "classes", None)
+    if classes is None:
+        classes = getattr(getattr(discriminator, "image_spec", None), "classes", 0)
+    return int(classes or 0)
+
+
+def fixed(labels: np.ndarray) -> np.ndarray:
+    """:data:`PROBE_CLASS` for every image of ``labels``."""
+    return np.full_like(labels, PROBE_CLASS)
 
 
 def run_probe(trained: nn.Module, random: nn.Module, dataset: torch.utils.data.Dataset,
               per_class: int, seed: int = 0, test_size: int | None = 10_000,
               device: torch.device | str = "cpu") -> list[ProbeResult]:
-    """The probe on the trained D and on the random baseline, same images, same protocol."""
+    """The probe on the trained D and on the random baseline, same images, same protocol.
+    A conditional D (and its baseline) is given :data:`PROBE_CLASS` for every image."""
     labels = dataset_labels(dataset)
     train_idx, test_idx = split_labels(labels, per_class, seed, test_size)
     train_images, test_images = images_at(dataset, train_idx), images_at(dataset, test_idx)
     results = []
     for name, network in (("trained discriminator", trained), ("random discriminator", random)):
         network = network.to(device)
-        results.append(fit_and_score(
-            name, discriminator_features(network, train_images, device=device),
-            labels[train_idx], discriminator_features(network, test_images, device=device),
-            labels[test_idx], seed))
+        conditional = is_conditional(network)
+        if conditional:
+            classes = discriminator_classes(network)
+            if classes and classes <= PROBE_CLASS:
+                raise UsageError(f"probe: the conditional discriminator takes no class "
+                                 f"{PROBE_CLASS}")
+        train_y, test_y = labels[train_idx], labels[test_idx]
+        result = fit_and_score(
+            name, discriminator_features(network, train_images, device=device,
+                                         labels=fixed(train_y) if conditional else None),
+            train_y, discriminator_features(network, test_images, device=device,
+                                            labels=fixed(test_y) if conditional else None),
+            test_y, seed)
+        results.append(attrs.evolve(result,
+                                    fixed_class=PROBE_CLASS if conditional else None))
     return results
