@@ -86,6 +86,27 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+CONDITIONAL_QUICKSTART = QUICKSTART.parent / "quickstart_conditional.toml"
+CONDITIONAL_STEPS = 500
+
+
+@pytest.fixture(scope="session")
+def conditional_quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``recipes/quickstart_conditional.toml`` shortened to 500 steps, trained once per test
+    session through the CLI. The checkpoint is checkpoints/step-0000500.safetensors."""
+    from typer.testing import CliRunner
+
+    from ganforge.cli import app
+
+    out = tmp_path_factory.mktemp("quickstart_conditional") / "run"
+    result = CliRunner().invoke(app, [
+        "run", str(CONDITIONAL_QUICKSTART), "--out", str(out), "--quiet",
+        "--set", f"run.steps={CONDITIONAL_STEPS}", "--set", "run.sample_every=250",
+        "--set", f"run.checkpoint_every={CONDITIONAL_STEPS}", "--set", "run.device=cpu"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
 FakeDist = Callable[..., Path]
 
 

@@ -94,7 +94,7 @@ def test_learning_rates_follow_the_schedule_and_are_logged(tmp_path: Path, plugi
 # -- EMA ------------------------------------------------------------------------------------
 
 def test_ema_beta() -> None:
-    params = EMAParams(enabled=True, decay=0.999, start=10)
+    params = EMAParams(enabled=True, decay=0.999, start=10, rampup=0.0)
     assert ema_beta(params, 10, 64) == 0.0  # a copy up to start
     assert ema_beta(params, 11, 64) == 0.999
     ramp = EMAParams(enabled=True, decay=0.999, rampup=0.05)

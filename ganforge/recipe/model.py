@@ -144,21 +144,16 @@ class EvalParams:
 _unit = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
 
 
-def _optional_positive(_instance: object, attribute: attrs.Attribute,
-                       value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ValueError(f"'{attribute.name}' must be > 0 or unset: {value}")
-
-
 @attrs.frozen
 class EMAParams:
     """The ``[ema]`` table: an exponential moving average of G's weights, used for
     sampling and evaluation (Karras et al. 2018; Yazici et al. 2019).
 
     After each G update the average moves towards G: ``avg = beta * avg + (1 - beta) * G``
-    with ``beta = decay``. With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``), the average's
-    half-life, counted in images, is at most ``rampup`` times the images trained so far,
-    so early weights are forgotten quickly. Before step ``start`` the average is a copy of
+    with ``beta = decay``. With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``; on by default),
+    the average's half-life, counted in images, is at most ``rampup`` times the images
+    trained so far, so the initial weights are forgotten quickly (without it, 60% of the
+    average is still the initial G after 500 steps at ``decay = 0.999``). Before step ``start`` the average is a copy of
     G. BatchNorm buffers (running statistics) are copied from G, not averaged."""
 
     enabled: bool = param(False, "keep an EMA of the generator's weights")
@@ -166,9 +161,9 @@ class EMAParams:
                          validator=_unit)
     start: int = param(0, "steps during which the average is a plain copy of G",
                        validator=_up_to(MAX_STEPS))
-    rampup: float | None = param(None, "cap the half-life at this many times the images "
-                                 "trained so far (StyleGAN2-ADA: 0.05); unset: no ramp-up",
-                                 validator=_optional_positive)
+    rampup: float = param(0.05, "cap the half-life at this many times the images trained "
+                          "so far (StyleGAN2-ADA's ema_rampup); 0: no ramp-up",
+                          validator=[attrs.validators.ge(0.0), at_most(1.0)])
 
 
 @attrs.frozen

@@ -32,7 +32,7 @@ def ema_beta(params: EMAParams, step: int, batch_size: int) -> float:
     trained so far (StyleGAN2-ADA's ``ema_rampup``)."""
     if step <= params.start or params.decay == 0.0:
         return 0.0
-    if params.rampup is None:
+    if not params.rampup:
         return params.decay
     half_life = batch_size * math.log(0.5) / math.log(params.decay)  # in images
     half_life = min(half_life, step * batch_size * params.rampup)
