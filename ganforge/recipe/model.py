@@ -153,8 +153,9 @@ class EMAParams:
     with ``beta = decay``. With ``rampup`` (StyleGAN2-ADA's ``ema_rampup``; on by default),
     the average's half-life, counted in images, is at most ``rampup`` times the images
     trained so far, so the initial weights are forgotten quickly (without it, 60% of the
-    average is still the initial G after 500 steps at ``decay = 0.999``). Before step ``start`` the average is a copy of
-    G. BatchNorm buffers (running statistics) are copied from G, not averaged."""
+    average is still the initial G after 500 steps at ``decay = 0.999``). Before step
+    ``start`` the average is a copy of G. BatchNorm buffers (running statistics) are copied
+    from G, not averaged."""
 
     enabled: bool = param(False, "keep an EMA of the generator's weights")
     decay: float = param(0.999, "beta per G update (half-life: ln 0.5 / ln decay updates)",
