@@ -232,8 +232,8 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         finally:
             shutdown_workers(loader)
         plain = None
-        if baseline and variant["generator"].name == "dcgan" and \
-                variant["discriminator"].name == "dcgan":
+        if baseline and variant["generator"].name == "dcgan:dcgan" and \
+                variant["discriminator"].name == "dcgan:dcgan":
             plain = plain_loop(images, batch, steps, warmup,
                                variant["generator"].params.width, device,
                                variant["generator"].params.latent_dim)

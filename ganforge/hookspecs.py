@@ -29,8 +29,14 @@ def ganforge_register(registry: Any) -> None:
 
 
 @hookspec
-def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | None:
+def ganforge_check(generator: Any, discriminator: Any, experiment: Any,
+                   recipe: Any) -> list[AuditResult] | None:
     """Audit a built generator/discriminator pair for ``ganforge check``.
+
+    ``experiment`` is the assembled :class:`~ganforge.training.assembly.Experiment` (G, D,
+    loss, optimizers, schedules; no dataset, on the CPU) and ``recipe`` the resolved
+    :class:`~ganforge.recipe.Recipe`. An implementation takes only the arguments it names
+    (pluggy), so one written for ``(generator, discriminator)`` keeps working.
 
     Return one :class:`ganforge.AuditResult` per rule and network judged (``network`` is
     ``"generator"`` or ``"discriminator"``; ``auditor`` names the ruleset and titles its

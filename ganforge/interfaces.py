@@ -8,6 +8,7 @@ interfaces only and knows no model by name.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -49,6 +50,28 @@ class ComponentState:
     values: dict[str, Any] = attrs.field(factory=dict)
 
 
+@attrs.frozen
+class Requirement:
+    """One thing a component needs from the recipe it is used in: ``what`` (``"run.d_steps
+    >= 5"``), whether the recipe ``met`` it, ``why`` (one short sentence), and whether an
+    unmet one is only a warning (``warn``) or refuses the recipe (the default)."""
+
+    what: str
+    met: bool
+    why: str = ""
+    warn: bool = False
+
+    def message(self, table: str, name: str) -> str:
+        """The one line reported when the requirement is not met."""
+        why = f" ({self.why})" if self.why else ""
+        return f"[{table}] {name!r} needs {self.what}{why}"
+
+
+def requires(what: str, met: bool, why: str = "", warn: bool = False) -> Requirement:
+    """Shorthand for :class:`Requirement` in a component's :meth:`Component.requirements`."""
+    return Requirement(what, bool(met), why, warn)
+
+
 class Component(abc.ABC):  # noqa: B024 - a marker base, the kinds add the abstract methods
     """Base of every component. ``Params`` must be a frozen attrs class.
 
@@ -73,6 +96,22 @@ class Component(abc.ABC):  # noqa: B024 - a marker base, the kinds add the abstr
 
     def on_step(self, step: int) -> None:  # noqa: B027 - optional, empty by design
         """Called before training step ``step`` (1-based). Default: nothing."""
+
+    @classmethod
+    def requirements(cls, params: Any, recipe: Any) -> list[Requirement]:
+        """What this component, with ``params``, needs from the resolved ``recipe`` it is
+        used in (``recipe.run.d_steps``, ``recipe["discriminator"].params``, ...): checked
+        when the recipe is built, before anything runs. An unmet requirement refuses the
+        recipe with one line naming the table, or is a warning printed when the run starts
+        (``warn=True``). Default: none."""
+        return []
+
+    def figures(self) -> Mapping[str, float | torch.Tensor]:
+        """Extra figures to log (``{"loss/gp": tensor}``), read on every logged step
+        (``run.log_every``) and logged beside the losses: return the latest values, as
+        device tensors if you like (reading them back is the trainer's one sync per logged
+        step). Default: none."""
+        return {}
 
 
 def resolve_image_spec(name: str, image_size: int | None, channels: int | None,

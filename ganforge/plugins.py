@@ -13,6 +13,7 @@ import importlib.metadata as metadata
 import os
 import signal
 import threading
+import traceback
 from collections.abc import Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import Any
@@ -22,11 +23,13 @@ import pluggy
 
 from . import hookspecs
 from .errors import PluginError
-from .registry import Registry
+from .registry import SHIPPED_DISTRIBUTIONS, Registry
 from .suggest import did_you_mean
 
 ENTRY_POINT_GROUP = "ganforge"
 BUILTIN_PLUGIN = "builtins"
+#: The qualifier of the built-in components' names (``ganforge:bce``).
+BUILTIN_QUALIFIER = "ganforge"
 _HOOK_NAMES = [n for n in dir(hookspecs) if n.startswith("ganforge_")]
 
 
@@ -39,6 +42,8 @@ class PluginRecord:
     version: str
     status: str
     error: str = ""
+    #: The formatted traceback of the failure (shown with ``ganforge --debug``).
+    traceback: str = attrs.field(default="", repr=False, eq=False)
 
     @property
     def label(self) -> str:
@@ -136,8 +141,13 @@ def watching_stop_signals() -> Iterator[_SignalsSeen]:
 
 
 def _describe(error: BaseException) -> str:
-    """An exception as one line: ``Type: message`` (``SystemExit: 0`` included)."""
-    return f"{type(error).__name__}: {error}".splitlines()[0]
+    """An exception as one line: ``Type: message`` (``SystemExit: 0`` included). pluggy's
+    validation errors put the useful part (which argument of which hook) on later lines:
+    they are joined into the one line."""
+    text = f"{type(error).__name__}: {error}"
+    if isinstance(error, pluggy.PluginValidationError):
+        return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text.splitlines()[0] if text.strip() else type(error).__name__
 
 
 def _warn(message: str) -> None:
@@ -171,7 +181,9 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
 
     def fail(record: PluginRecord, error: BaseException, key: str | None = None) -> None:
         message = _describe(error)
-        records[key or record.name] = attrs.evolve(record, status="failed", error=message)
+        trace = "".join(traceback.format_exception(error))
+        records[key or record.name] = attrs.evolve(record, status="failed", error=message,
+                                                   traceback=trace)
         if key is None and manager.get_plugin(record.name) is not None:
             manager.unregister(name=record.name)  # its observer hooks must not fire either
         if strict:
@@ -199,6 +211,8 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
             fail(record, error)
     for name, obj in extra:
         record = PluginRecord(name, "<extra>", "", "loaded")
+        if any(r.name == name and plugin is obj for r, plugin in candidates):
+            continue  # the installed plugin itself, passed again (a plugin's own test suite)
         if name in blocked:
             records[name] = attrs.evolve(record, status="disabled")
         else:
@@ -226,8 +240,9 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
                  if i.plugin_name == record.name]
         for impl in impls:
             try:
-                with watching_stop_signals() as signals, \
-                        registry.registering_as(record.label):
+                qualifier = BUILTIN_QUALIFIER if record.name == BUILTIN_PLUGIN else record.name
+                with watching_stop_signals() as signals, registry.registering_as(
+                        record.label, qualifier, record.distribution in SHIPPED_DISTRIBUTIONS):
                     impl.function(registry=registry)
             except BaseException as error:
                 if signals.received and isinstance(error, KeyboardInterrupt):

@@ -82,7 +82,7 @@ def test_resolve_prints_flat_toml(cli, tiny_recipe: Path) -> None:
     assert result.exit_code == 0
     data = tomllib.loads(result.stdout)
     assert data["generator"]["prior"] == "normal" and data["run"]["seed"] == 3
-    assert data["loss"] == {"use": "bce"}
+    assert data["loss"] == {"use": "ganforge:bce"}  # resolved: the qualified name
 
 
 def test_recipe_errors_are_lines_with_exit_2(cli, tiny_recipe: Path) -> None:

@@ -83,7 +83,7 @@ def test_a_checkpoint_cannot_make_eval_or_probe_download(
     (line,) = errors(result.output)
     assert str(target) in line and "--set dataset.root=PATH" in line
     assert downloads == [] and not target.exists()
-    assert f"reading dataset 'mnist' at {target} (from the checkpoint's recipe)" in result.output
+    assert f"reading dataset 'ganforge:mnist' at {target} (from the checkpoint's recipe)" in result.output
     # A folder that is there but holds no MNIST: still no download, the same advice.
     target.mkdir()
     result = CliRunner().invoke(app, [command[0], str(hostile), *command[1:]])
@@ -107,7 +107,7 @@ def test_eval_reads_the_folder_set_on_the_command_line(
                                       "--set", "dataset.root=faces"])
     assert result.exit_code == 0, result.output
     root = str((tmp_path / "faces").resolve())
-    assert f"reading dataset 'image_folder' at {root} (from --set)" in result.stderr
+    assert f"reading dataset 'ganforge:image_folder' at {root} (from --set)" in result.stderr
     protocol = json.loads(result.stdout)["protocol"]
     assert protocol["dataset"]["root"] == "faces"
     assert protocol["reference"]["roots"] == {"root": root}
@@ -143,5 +143,5 @@ def test_probe_sets_the_checkpoints_dataset(checkpoint: Path) -> None:
                                       "--set", "dataset.channels=3"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["dataset"] == {"use": "digits", "image_size": 32, "channels": 3}
+    assert data["dataset"] == {"use": "ganforge:digits", "image_size": 32, "channels": 3}
     assert [r["n_train"] for r in data["results"]] == [20, 20]

@@ -88,15 +88,56 @@ def test_plugin_raising_inside_the_hook_is_withdrawn(fake_dist) -> None:
     assert ("loss", "zero") not in plugins.registry
 
 
-def test_duplicate_name_names_both_plugins(fake_dist) -> None:
+def test_a_name_clash_with_a_built_in_withdraws_nothing(fake_dist) -> None:
+    """A plugin registering the built-in ``bce`` loads; ``bce`` still means the built-in,
+    and the plugin's is usable by its qualified name."""
     fake_dist("ganforge-dup", "dup_plugin", GOOD.replace('"loss", "zero"', '"loss", "bce"'))
     plugins = load_plugins()
-    record = _record(plugins, "dup")
-    assert record.status == "failed"
-    assert "plugin 'builtins' (ganforge 0.1.0)" in record.error
-    assert "plugin 'dup' (ganforge-dup 1.2.3)" in record.error
+    assert _record(plugins, "dup").status == "loaded"
     assert plugins.registry.get("loss", "bce").__name__ == "BCELoss"
+    assert plugins.registry.get("loss", "ganforge:bce").__name__ == "BCELoss"
+    assert plugins.registry.get("loss", "dup:bce").__name__ == "ZeroLoss"
+    assert plugins.registry.qualified("loss", "bce") == "ganforge:bce"
 
+
+def test_a_plugin_registering_dcgan_leaves_the_shipped_one_untouched(fake_dist) -> None:
+    """An entry point that sorts before ``dcgan`` and registers a ``dcgan`` generator:
+    both plugins load, ``dcgan`` stays the shipped one."""
+    source = GOOD.replace("from ganforge import Loss, hookimpl",
+                          "from ganforge import Loss, hookimpl\n"
+                          "from ganforge_dcgan.generator import DCGANGenerator")
+    source = source.replace('registry.register("loss", "zero", ZeroLoss)',
+                            'registry.register("generator", "dcgan", DCGANGenerator)')
+    fake_dist("ganforge-aaa", "aaa_plugin", source, entry="aaa")
+    plugins = load_plugins()
+    status = {r.name: r.status for r in plugins.records}
+    assert status["aaa"] == "loaded" and status["dcgan"] == "loaded"
+    assert plugins.registry.entry("generator", "dcgan").qualified == "dcgan:dcgan"
+    assert plugins.registry.entry("generator", "aaa:dcgan").plugin == "aaa"
+
+
+def test_a_short_name_two_plugins_share_is_an_error_listing_both(fake_dist) -> None:
+    from ganforge.errors import UnknownComponentError
+
+    fake_dist("ganforge-one", "one_plugin", GOOD, entry="one")
+    fake_dist("ganforge-two", "two_plugin", GOOD, entry="two")
+    plugins = load_plugins()
+    assert {"one", "two"} <= {r.name for r in plugins.records if r.status == "loaded"}
+    with pytest.raises(UnknownComponentError) as info:
+        plugins.registry.get("loss", "zero")
+    message = str(info.value)
+    assert "one:zero" in message and "two:zero" in message and "\n" not in message
+    assert plugins.registry.get("loss", "one:zero") is not plugins.registry.get("loss",
+                                                                               "two:zero")
+
+
+def test_the_same_plugin_registering_a_name_twice_fails_that_plugin(fake_dist) -> None:
+    twice = GOOD.replace('    registry.register("loss", "zero", ZeroLoss)',
+                         '    registry.register("loss", "zero", ZeroLoss)\n'
+                         '    registry.register("loss", "zero", ZeroLoss)')
+    fake_dist("ganforge-dup", "dup_plugin", twice)
+    record = _record(load_plugins(), "dup")
+    assert record.status == "failed" and "'dup:zero' registered twice" in record.error
 
 def test_non_component_registration_is_reported(fake_dist) -> None:
     fake_dist("ganforge-odd", "odd_plugin", """

@@ -149,7 +149,7 @@ def test_missing_tables_and_use(plugins) -> None:
 
 def test_defaults_fill_loss_and_optimizers(plugins) -> None:
     recipe = build_recipe(tomllib.loads(BASE), plugins.registry)
-    assert recipe["loss"].name == "bce"
+    assert recipe["loss"].name == "ganforge:bce" and recipe["loss"].short == "bce"
     assert recipe["optimizer.generator"].params.lr == 2e-4
     assert recipe["optimizer.discriminator"].params.betas == (0.5, 0.999)
 
@@ -168,7 +168,7 @@ def test_resolved_toml_round_trips(plugins) -> None:
 def test_shipped_recipes_resolve(plugins) -> None:
     root = Path(__file__).parent.parent / "recipes"
     quick = load_recipe(root / "quickstart.toml", plugins.registry)
-    assert quick["dataset"].name == "digits"
+    assert quick["dataset"].name == "ganforge:digits"
     lsun = load_raw(root / "dcgan_lsun.toml")
     assert lsun["run"]["batch_size"] == 128
     assert lsun["generator"]["width"] == 128 and lsun["generator"]["prior"] == "uniform"

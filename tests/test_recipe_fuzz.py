@@ -469,7 +469,7 @@ def test_metric_label_with_a_dot_round_trips() -> None:
     recipe = build_recipe(table, registry())
     assert list(recipe.metrics) == ["fid.10k"]
     check_round_trip(recipe)
-    assert tomllib.loads(recipe.to_toml())["eval"]["metrics"]["fid.10k"]["use"] == "fid"
+    assert tomllib.loads(recipe.to_toml())["eval"]["metrics"]["fid.10k"]["use"] == "ganforge:fid"
 
 
 def test_extends_odd_paths_are_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -61,7 +61,7 @@ def test_use_first_holds_for_a_whole_recipe(plugins) -> None:
     late = load_recipe(QUICKSTART, plugins.registry,
                        ["dataset.use=synthetic", "dataset.channels=1", "dataset.count=100"])
     assert early == late
-    assert early["dataset"].name == "synthetic"
+    assert early["dataset"].short == "synthetic"
     assert (early["dataset"].params.count, early["dataset"].params.channels) == (100, 1)
 
 

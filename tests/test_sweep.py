@@ -65,7 +65,7 @@ mode = "zip"
     assert plan.variants == ["base_use=bce", "base_use=hinge", "no_bn_use=bce",
                              "no_bn_use=hinge"]
     hinge = next(r for r in plan.runs if r.variant == "no_bn_use=hinge").recipe
-    assert hinge["loss"].name == "hinge" and hinge["loss"].params.margin == 1.0
+    assert hinge["loss"].name == "ganforge:hinge" and hinge["loss"].params.margin == 1.0
     assert hinge["generator"].params.batchnorm is False
 
 

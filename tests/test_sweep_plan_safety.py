@@ -166,7 +166,7 @@ include_base = false
 "dataset.use" = "synthetic"
 """)
     (run,) = plan_sweep(path, plugins.registry, out=tmp_path / "out").runs
-    assert run.recipe["dataset"].name == "synthetic"
+    assert run.recipe["dataset"].short == "synthetic"
     assert run.recipe["dataset"].params.count == 12
 
 
@@ -182,7 +182,7 @@ include_base = false
 """)
     (run,) = plan_sweep(path, plugins.registry, out=tmp_path / "out").runs
     assert run.variant == "small_use=synthetic"
-    assert (run.recipe["dataset"].name, run.recipe["dataset"].params.count) == ("synthetic", 12)
+    assert (run.recipe["dataset"].short, run.recipe["dataset"].params.count) == ("synthetic", 12)
 
 
 def test_sweep_command_line_overrides_are_use_first(plugins, tiny_recipe: Path,

@@ -28,7 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Help texts are plain text: "[sweep]" and "[ema]" name recipe tables, not markup.
+    rich_markup_mode=None,
 )
 
 

@@ -94,17 +94,25 @@ def components(
     if len(args) > 1:
         raise UsageError("usage: ganforge components [KIND] | components show KIND NAME")
     kinds = [args[0]] if args else list(KINDS)
+    from rich.markup import escape
+
     table = Table(title="ganforge components")
-    for column in ("kind", "name", "from", "summary"):
+    for column in ("kind", "name", "qualified name", "from", "summary"):
         table.add_column(column)
     for kind in kinds:
+        usable = set(plugins.registry.names(kind))
         for entry in plugins.registry.list(kind, pattern):
-            table.add_row(kind, entry.name, entry.origin, entry.summary)
+            short = entry.name if entry.name in usable else "(ambiguous: qualify it)"
+            table.add_row(kind, escape(short), escape(entry.qualified), escape(entry.origin),
+                          escape(entry.summary))
     Console().print(table)
 
 
 def _show_component(plugins: Plugins, kind: str, name: str) -> None:
+    import inspect
+
     import attrs
+    from rich.markup import escape
 
     from ..params import param_doc
 
@@ -112,10 +120,11 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
     params_cls = entry.cls.Params
     attrs.resolve_types(params_cls)
     console = Console()
-    console.print(f"[bold]{kind} {name!r}[/bold]  {entry.cls.__module__}."
-                  f"{entry.cls.__qualname__}  ({entry.origin})")
+    console.print(f"[bold]{escape(kind)} {escape(repr(entry.qualified))}[/bold]  "
+                  f"{escape(entry.cls.__module__)}.{escape(entry.cls.__qualname__)}  "
+                  f"({escape(entry.origin)})")
     if entry.cls.__doc__:
-        console.print(entry.cls.__doc__.strip(), highlight=False)
+        console.print(inspect.cleandoc(entry.cls.__doc__), highlight=False, markup=False)
     table = Table(title="Params")
     for column in ("name", "type", "default", "description"):
         table.add_column(column)
@@ -126,7 +135,8 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
         shown = "(required)" if default is attrs.NOTHING else repr(default)
         kind = field.type
         type_name = kind.__name__ if isinstance(kind, type) else str(kind)
-        table.add_row(field.name, type_name.replace("typing.", ""), shown, param_doc(field))
+        table.add_row(escape(field.name), escape(type_name.replace("typing.", "")),
+                      escape(shown), escape(param_doc(field)))
     console.print(table)
 
 
@@ -158,18 +168,26 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
     """Validate a recipe, build its networks and audit them against plugin guidelines."""
     from rich.markup import escape
 
-    from ..training import build_networks
+    from ..training import assemble
 
     loaded = load_plugins_or_warn()
     resolved = load_recipe_file(recipe, overrides, loaded)
-    generator, discriminator = build_networks(resolved, loaded.registry)
+    # Everything but the data (which may not be on this machine), on the CPU, in the
+    # default memory format: the networks, the loss, optimizers, schedules, the EMA.
+    experiment = assemble(resolved, loaded.registry, "cpu", training=False,
+                          parts={"generator", "discriminator", "loss", "optimizers"})
+    generator, discriminator = experiment.generator, experiment.discriminator
+    assert generator is not None and discriminator is not None
     console = Console()
-    console.print(f"recipe ok: {recipe}")
+    console.print(f"recipe ok: {escape(str(recipe))}")
+    for note in resolved.warnings:
+        console.print(f"warning: {note}", markup=False, highlight=False)
     for label, module in (("generator", generator), ("discriminator", discriminator)):
         count = sum(p.numel() for p in module.parameters())
         console.print(f"{label} {resolved[label].name!r}: {count:,} parameters")
     results = [r for batch in loaded.broadcast(
-        "ganforge_check", generator=generator, discriminator=discriminator) for r in batch]
+        "ganforge_check", generator=generator, discriminator=discriminator,
+        experiment=experiment, recipe=resolved) for r in batch]
     for label in ("generator", "discriminator"):
         if not any(r.network == label for r in results):
             console.print(f"no audit for this network: {label} {resolved[label].name!r}",

@@ -32,11 +32,14 @@ NoEmaOption = typer.Option(False, "--no-ema", help="Use the raw generator, not t
 def load_plugins_or_warn() -> Plugins:
     """Load plugins, warning (one line each) about any that failed."""
     from ..plugins import load_plugins
+    from .app import _debug
 
     plugins = load_plugins()
     for record in plugins.problems:
         stderr().print(f"[yellow]warning:[/yellow] {escape(record.label)} failed and was "
                        f"skipped: {escape(record.error)}", markup=True)
+        if _debug() and record.traceback:
+            stderr().print(record.traceback.rstrip(), markup=False, highlight=False)
     return plugins
 
 

@@ -13,7 +13,7 @@ import tomli_w
 
 from ..errors import RecipeError, UnknownComponentError
 from ..params import at_most, param
-from ..registry import Registry
+from ..registry import Registry, split_qualified
 from ..structuring import Problems, key_path, structure_params, unstructure_params
 from ..suggest import did_you_mean
 from .loading import Table, apply_overrides, load_raw, merge
@@ -169,12 +169,18 @@ class EMAParams:
 
 @attrs.frozen
 class ComponentChoice:
-    """One component table: the registered ``name`` of ``kind`` and its structured params."""
+    """One component table: the qualified ``name`` (``plugin:name``) of the component of
+    ``kind`` it uses, and its structured params."""
 
     kind: str
     name: str
     params: Any
     path: str
+
+    @property
+    def short(self) -> str:
+        """The component's name without its plugin (``bce`` for ``ganforge:bce``)."""
+        return split_qualified(self.name)[1]
 
     def create(self, registry: Registry, **deps: Any) -> Any:
         """Instantiate the component from ``registry``."""
@@ -205,7 +211,7 @@ DEFAULTS: Table = {
 }
 
 _TOP_LEVEL = ("run", "eval", "ema", "dataset", "generator", "discriminator", "loss",
-              "optimizer", "schedule")
+              "optimizer", "schedule", "plugins")
 #: Tables with one sub-table per network.
 _PER_NETWORK = ("optimizer", "schedule")
 
@@ -219,6 +225,11 @@ class Recipe:
     source: str | None = None
     eval: EvalParams = attrs.field(factory=EvalParams)
     ema: EMAParams = attrs.field(factory=EMAParams)
+    #: ``[plugins.<name>]`` tables: each plugin's own settings, structured by the Params
+    #: class it registered (:meth:`~ganforge.registry.Registry.register_settings`).
+    plugins: dict[str, Any] = attrs.field(factory=dict)
+    #: Unmet requirements that components declared as warnings (one line each).
+    warnings: tuple[str, ...] = ()
 
     @property
     def metrics(self) -> dict[str, ComponentChoice]:
@@ -239,6 +250,9 @@ class Recipe:
         result: Table = {"run": unstructure_params(self.run),
                          "eval": unstructure_params(self.eval),
                          "ema": unstructure_params(self.ema)}
+        if self.plugins:
+            result["plugins"] = {name: unstructure_params(settings)
+                                 for name, settings in self.plugins.items()}
         for table, choice in self.components.items():
             node = result
             *parents, last = table.split(".", 2 if table.startswith("eval.metrics.") else -1)
@@ -260,8 +274,9 @@ class Recipe:
                             source=self.source)
 
     def notes(self, cpus: int | None = None) -> list[str]:
-        """One-line notes to print when a run of this recipe starts (see :func:`run_notes`)."""
-        return run_notes(self.run, cpus)
+        """One-line notes to print when a run of this recipe starts (see :func:`run_notes`),
+        and the components' unmet requirements that are warnings."""
+        return run_notes(self.run, cpus) + list(self.warnings)
 
 
 def _lookup(table: Mapping[str, Any], dotted: str) -> Any:
@@ -315,7 +330,7 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
             problems.append((f"{path}.use", f"required: the registered {kind} name"))
             continue
         try:
-            registry.get(kind, name)
+            name = registry.qualified(kind, name)
         except UnknownComponentError as exc:
             problems.append((f"{path}.use", str(exc)))
             continue
@@ -326,10 +341,64 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
         except RecipeError as exc:
             problems.extend(exc.problems)
     evaluation = _build_eval(table.get("eval", {}), registry, components, problems)
+    plugins = _build_plugin_settings(table.get("plugins", {}), registry, problems)
     if problems:
         raise RecipeError(problems, source=source)
     assert run is not None and evaluation is not None and ema is not None
-    return Recipe(run=run, components=components, source=source, eval=evaluation, ema=ema)
+    recipe = Recipe(run=run, components=components, source=source, eval=evaluation, ema=ema,
+                    plugins=plugins)
+    warnings = _check_requirements(recipe, registry, problems)
+    if problems:
+        raise RecipeError(problems, source=source)
+    return attrs.evolve(recipe, warnings=tuple(warnings)) if warnings else recipe
+
+
+def _check_requirements(recipe: Recipe, registry: Registry, problems: Problems) -> list[str]:
+    """Ask every component what it needs from ``recipe``: unmet requirements become
+    problems at the component's table, or warnings; returns the warnings."""
+    warnings = []
+    for table, choice in recipe.components.items():
+        cls = registry.get(choice.kind, choice.name)
+        try:
+            needs = list(cls.requirements(choice.params, recipe))
+        except Exception as exc:  # a plugin's bug: name it, as a problem of its table
+            problems.append((choice.path, f"{choice.name!r}: requirements() raised "
+                                          f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            continue
+        for need in needs:
+            if need.met:
+                continue
+            if need.warn:
+                warnings.append(need.message(table, choice.name))
+            else:
+                problems.append((choice.path, need.message(table, choice.name)))
+    return warnings
+
+
+def _build_plugin_settings(data: Any, registry: Registry, problems: Problems) -> dict[str, Any]:
+    """Structure the ``[plugins.<name>]`` tables against the classes plugins registered."""
+    if not isinstance(data, Mapping):
+        problems.append(("$.plugins", "expected a table of [plugins.<name>] tables"))
+        return {}
+    settings = {}
+    for name, values in data.items():
+        path = key_path("$.plugins", name)
+        params_cls = registry.settings.get(name)
+        if params_cls is None:
+            known = sorted(registry.settings)
+            hint = did_you_mean(name, known) or (
+                f"; plugins with settings: {', '.join(known)}" if known
+                else "; no loaded plugin takes settings")
+            problems.append((path, f"unknown plugin table{hint}"))
+            continue
+        if not isinstance(values, Mapping):
+            problems.append((path, f"expected a table, got {type(values).__name__}"))
+            continue
+        try:
+            settings[name] = structure_params(params_cls, values, path)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    return settings
 
 
 def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentChoice],
@@ -354,11 +423,10 @@ def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentCh
             problems.append((f"{path}.use", "required: the registered metric name"))
             continue
         try:
-            registry.get("metric", metric["use"])
+            name = registry.qualified("metric", metric["use"])
             params = {k: v for k, v in metric.items() if k != "use"}
             components[f"eval.metrics.{label}"] = ComponentChoice(
-                "metric", metric["use"], registry.structure("metric", metric["use"], params,
-                                                            path), path)
+                "metric", name, registry.structure("metric", name, params, path), path)
         except UnknownComponentError as exc:
             problems.append((f"{path}.use", str(exc)))
         except RecipeError as exc:

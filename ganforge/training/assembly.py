@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,8 @@ ALL_PARTS = frozenset({"dataset", "generator", "discriminator", "loss", "optimiz
 #: The device names ganforge accepts, exactly (no spaces, no other backends).
 _DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]{1,9}))?")
 _ACCEPTED = "auto, cpu, cuda or cuda:N"
+#: ``<distribution> <version>`` as a checkpoint records a plugin's origin.
+_PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}( [A-Za-z0-9][A-Za-z0-9.+!_-]{0,59})?")
 
 
 def resolve_device(name: str, option: str = "run.device") -> torch.device:
@@ -340,7 +342,7 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
     asked for is never built for real."""
     path = Path(path)
     header = read_header(path)
-    recipe = embedded_recipe(path, header.recipe_table, registry)
+    recipe = embedded_recipe(path, header.recipe_table, registry, header.versions)
     networks = [n for n in ("generator", "discriminator") if n in parts]
     on_meta: dict[str, torch.nn.Module] = {}
     try:
@@ -384,14 +386,46 @@ def load_generator(path: str | Path, registry: Registry, device: torch.device | 
     return experiment.generator, experiment.recipe, experiment.step
 
 
-def embedded_recipe(path: Path, table: dict[str, Any], registry: Registry) -> Recipe:
+def embedded_recipe(path: Path, table: dict[str, Any], registry: Registry,
+                    versions: Mapping[str, str] | None = None) -> Recipe:
     """The recipe embedded in a checkpoint; one that does not load is the checkpoint's
-    fault (a component of a plugin that is not installed here, ...)."""
+    fault (a component of a plugin that is not installed here, ...). ``versions`` (the
+    checkpoint's) name the distribution and version of a plugin that is missing."""
     try:
         return build_recipe(table, registry, source=str(path))
     except RecipeError as exc:
+        install = missing_distributions(table, registry, versions or {})
+        hint = f"; it was made with {install}" if install else ""
         raise CheckpointError(f"{path}: its embedded recipe does not load here: "
-                              f"{str(exc).splitlines()[0]}") from None
+                              f"{str(exc).splitlines()[0]}{hint}") from None
+
+
+def missing_distributions(table: Mapping[str, Any], registry: Registry,
+                          versions: Mapping[str, str]) -> str:
+    """``pip install``-able ``dist==version`` of each plugin a recipe table's qualified
+    names use that is not loaded here (from a checkpoint's ``plugin:<name>`` versions)."""
+    loaded = registry.plugins()
+    wanted = []
+    for use in _uses(table):
+        plugin = use.rpartition(":")[0]
+        made_by = versions.get(f"plugin:{plugin}") if plugin and plugin not in loaded else None
+        # The checkpoint is untrusted: only plain distribution names and versions are shown.
+        if made_by and _PIN.fullmatch(made_by):
+            dist, _, version = made_by.partition(" ")
+            pin = f"{dist}=={version}" if version else dist
+            if pin not in wanted:
+                wanted.append(pin)
+    return ", ".join(f"{pin} (pip install {pin})" for pin in wanted)
+
+
+def _uses(table: Any) -> list[str]:
+    """Every ``use`` string in a nested recipe table."""
+    if not isinstance(table, Mapping):
+        return []
+    found = [table["use"]] if isinstance(table.get("use"), str) else []
+    for value in table.values():
+        found += _uses(value)
+    return found
 
 
 def dataset_override_keys(overrides: Iterable[str]) -> set[str]:

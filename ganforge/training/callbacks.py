@@ -75,6 +75,19 @@ class LossMeter:
         self.count = int(count)
 
 
+def component_figures(components: dict[str, Any], taken: dict[str, float]
+                      ) -> dict[str, float]:
+    """The extra figures every component returns (:meth:`Component.figures`), read back
+    as floats; a name the trainer already logs is prefixed with the component's table."""
+    figures: dict[str, float] = {}
+    for table, component in components.items():
+        for name, value in component.figures().items():
+            key = name if name not in taken and name not in figures else f"{table}/{name}"
+            figures[key] = float(value.detach().float().item() if isinstance(value, torch.Tensor)
+                                 else value)
+    return figures
+
+
 class Periodic:
     """Due every ``every`` steps and at the last step; ``every = 0`` means never."""
 
@@ -121,8 +134,10 @@ class LogLosses(Periodic):
             skipped_d, skipped_g = step_.skipped.tolist()
             trainer.metrics.update({"fp16/skipped_d": float(skipped_d),
                                     "fp16/skipped_g": float(skipped_g)})
+        trainer.metrics.update(component_figures(trainer.experiment.components(),
+                                                 trainer.metrics))
         trainer.log.scalars(step, trainer.metrics)
-        trainer.notify("ganforge_log", step=step, metrics=trainer.metrics)
+        trainer.logged.update(trainer.metrics)
         progress.logged(step, trainer.metrics)
         trainer.losses.reset()
         self.restart(step)
@@ -143,7 +158,7 @@ class Evaluate(Periodic):
         values = self.evaluate(trainer, progress, trainer.stop_requested)
         if values:
             trainer.log.scalars(trainer.step, values)
-            trainer.notify("ganforge_log", step=trainer.step, metrics=values)
+            trainer.logged.update(values)
             trainer.metrics.update(values)
 
     def evaluate(self, trainer: Trainer, progress: TrainingProgress,
@@ -154,7 +169,7 @@ class Evaluate(Periodic):
         from ..evaluation.evaluator import EvaluationInterrupted, Evaluator
 
         if self._evaluator is None:
-            metrics = {label: (choice.name, choice.create(trainer.registry))
+            metrics = {label: (choice.short, choice.create(trainer.registry))
                        for label, choice in trainer.recipe.metrics.items()}
             self._evaluator = Evaluator(metrics, trainer.dataset,
                                         trainer.recipe["dataset"].to_table(), trainer.device,

@@ -74,8 +74,12 @@ class Trainer:
                  notify: Callable[..., Any] | None = None) -> None:
         self.recipe = recipe
         self.registry = plugins.registry
-        self.plugin_versions = {r.distribution: r.version for r in plugins.records
-                                if r.status == "loaded" and r.version}
+        loaded = [r for r in plugins.records if r.status == "loaded" and r.version]
+        self.plugin_versions = {r.distribution: r.version for r in loaded}
+        # Which distribution made each plugin's components: a checkpoint whose plugin is
+        # missing elsewhere then says what to install.
+        self.plugin_versions.update({f"plugin:{r.name}": f"{r.distribution} {r.version}"
+                                     for r in loaded if r.name != "builtins"})
         self._broadcast = notify if notify is not None else plugins.broadcast
         self.dirs = RunDirectory(Path(run_dir))
         self.show_progress = progress
@@ -105,6 +109,8 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         #: The metrics of the last log step (and evaluation).
         self.metrics: dict[str, float] = {}
+        #: What the callbacks logged on the current step: sent to ``ganforge_log`` once.
+        self.logged: dict[str, float] = {}
         #: Images skipped under ``on_error = "skip"`` in this session.
         self.skipped_count = 0
         #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
@@ -180,6 +186,9 @@ class Trainer:
                     continue
                 for callback in due:
                     callback(self, progress)
+                if self.logged:  # losses and evaluation of this step: one ganforge_log call
+                    self.notify("ganforge_log", step=self.step, metrics=dict(self.logged))
+                    self.logged.clear()
                 # One process stops at once; many stop after the same step (stopping.py).
                 if agreed := vote.vote(stop.signum):
                     stop.agree(agreed)
