@@ -23,8 +23,8 @@ def test_example_plugin_trains(fake_dist, tmp_path: Path, capsys) -> None:
     assert (record.status, record.distribution) == ("loaded", "ganforge-lsgan")
     recipe = load_recipe(EXAMPLE / "lsgan_digits.toml", plugins.registry,
                          ["run.steps=2", "run.batch_size=16", "run.device=cpu"])
-    assert recipe["loss"].name == "least_squares"
-    assert recipe["dataset"].name == "digits"  # inherited from the quickstart
+    assert recipe["loss"].name == "lsgan:least_squares"
+    assert recipe["dataset"].name == "ganforge:digits"  # inherited from the quickstart
     result = train(recipe, plugins, tmp_path / "run", progress=False)
     assert result.step == 2 and result.last_metrics["loss_d"] > 0
     assert "[lsgan] checkpoint at step 2" in capsys.readouterr().out

@@ -83,7 +83,8 @@ def test_a_checkpoint_cannot_make_eval_or_probe_download(
     (line,) = errors(result.output)
     assert str(target) in line and "--set dataset.root=PATH" in line
     assert downloads == [] and not target.exists()
-    assert f"reading dataset 'ganforge:mnist' at {target} (from the checkpoint's recipe)" in result.output
+    assert (f"reading dataset 'ganforge:mnist' at {target} (from the checkpoint's recipe)"
+            in result.output)
     # A folder that is there but holds no MNIST: still no download, the same advice.
     target.mkdir()
     result = CliRunner().invoke(app, [command[0], str(hostile), *command[1:]])

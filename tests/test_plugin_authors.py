@@ -250,3 +250,23 @@ def test_debug_shows_where_a_plugin_failed(fake_dist) -> None:
     fake_dist("ganforge-raises", "raises_plugin", RAISES, entry="raises")
     debug = CliRunner().invoke(app, ["--debug", "components", "loss"])
     assert "helper_that_fails" in debug.output and "deep inside the plugin" in debug.output
+
+
+def test_a_short_use_over_a_resolved_recipe_keeps_the_params(plugins, tiny_recipe: Path
+                                                              ) -> None:
+    """A resolved recipe says ``dcgan:dcgan``; a variant saying ``dcgan`` names the same
+    component, so the table keeps its params (a different component starts afresh)."""
+    recipe = load_recipe(tiny_recipe, plugins.registry)
+    again = recipe.with_overrides(["generator.use=dcgan", "loss.use=bce"], plugins.registry)
+    assert again["generator"].params == recipe["generator"].params
+    other = recipe.with_overrides(["loss.use=hinge"], plugins.registry)
+    assert other["loss"].name == "ganforge:hinge"
+
+
+def test_run_by_recipe_name_uses_the_recipe_name_for_its_folder(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["run", "ganforge:quickstart", "--quiet", "--set",
+                                      "run.steps=1", "--set", "run.device=cpu"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "runs" / "quickstart" / "recipe.toml").is_file()

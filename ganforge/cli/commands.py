@@ -45,7 +45,10 @@ def run(
 
     plugins = load_plugins_or_warn()
     resolved = load_recipe_file(recipe, overrides, plugins)
-    run_dir = out or Path(resolved.run.out or Path("runs") / recipe.stem)
+    # A recipe by name (ganforge:quickstart) runs in runs/quickstart, like its file would.
+    name = recipe.stem if recipe.suffix == ".toml" or ":" not in str(recipe) \
+        else str(recipe).rpartition(":")[2].replace("/", "_")
+    run_dir = out or Path(resolved.run.out or Path("runs") / name)
     result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
     code = 128 + (result.stop_signal or signal.SIGINT) if result.interrupted else 0
     if os.environ.get("RANK", "0") != "0":

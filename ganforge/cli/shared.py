@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 SetOption = typer.Option(None, "--set", "-s", metavar="KEY.PATH=VALUE",
                          help="Override a recipe value (TOML syntax); repeatable.")
-RecipeArgument = typer.Argument(..., help="Path to a recipe TOML file.", show_default=False)
+RecipeArgument = typer.Argument(..., help="A recipe TOML file, or a recipe by name "
+                                "(ganforge:quickstart; see ganforge recipes).",
+                                show_default=False)
 CheckpointArgument = typer.Argument(..., help="A ganforge .safetensors checkpoint.",
                                     show_default=False)
 #: Every command that computes takes ``--device``, ``auto`` (CUDA when present) by default.

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import re
 import tomllib
 from collections.abc import Iterable, Mapping
+from importlib import metadata
+from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 from typing import Any
 
 from ..errors import RecipeError
 from ..structuring import key_path
+from ..suggest import did_you_mean
 
 Table = dict[str, Any]
 
@@ -49,6 +54,18 @@ def read_toml(path: Path) -> Table:
                                  source=_show(path)) from None
 
 
+def same_component(a: Any, b: Any) -> bool:
+    """True when two ``use`` values name the same component as far as the text tells:
+    equal, or one short and the other qualified with the same short name (``bce`` and
+    ``ganforge:bce``: a resolved recipe records qualified names, a variant may say ``bce``).
+    Then a table keeps its params; a different component starts afresh."""
+    if a == b:
+        return True
+    if not (isinstance(a, str) and isinstance(b, str)) or (":" in a) == (":" in b):
+        return False
+    return a.rpartition(":")[2] == b.rpartition(":")[2]
+
+
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
     """Merge ``override`` onto ``base``: tables merge, values and arrays replace, and a
     table whose ``use`` changes is replaced whole (its params belong to the old component).
@@ -57,7 +74,7 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
     for key, value in override.items():
         old = result.get(key)
         if isinstance(old, dict) and isinstance(value, Mapping):
-            if "use" in value and value["use"] != old.get("use"):
+            if "use" in value and not same_component(value["use"], old.get("use")):
                 result[key] = copy.deepcopy(dict(value))
             else:
                 result[key] = merge(old, value)
@@ -71,42 +88,203 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
 #: of a RecursionError.
 MAX_EXTENDS_DEPTH = 64
 
+#: A recipe by name, ``<package>:<recipe>``: ganforge's own (``ganforge:quickstart``), a
+#: plugin's (by entry-point name) or any importable package's, read from that package's
+#: ``recipes/<recipe>.toml``. The recipe part may name sub-folders (``ganforge:ablations/
+#: prior``); no part starts with a dot, so a name never leaves the ``recipes/`` folder.
+RECIPE_NAME = re.compile(r"(?P<package>[A-Za-z_][A-Za-z0-9_.-]*):"
+                         r"(?P<recipe>[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)*)")
+
+#: The folder of ganforge's own recipes (``recipes/`` at the repository root links here).
+GANFORGE_RECIPES = Path(__file__).resolve().parent.parent / "recipes"
+
+#: The package name that always means ganforge's own recipes.
+GANFORGE = "ganforge"
+
+
+class _Unresolved(Exception):
+    """Why a recipe name does not resolve: one line, without the name itself."""
+
+
+def is_recipe_name(value: str) -> bool:
+    """True for a value of the ``<package>:<recipe>`` form (one not ending in ``.toml``)."""
+    return RECIPE_NAME.fullmatch(value) is not None and not value.endswith(".toml")
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.expanduser().is_file()
+    except (OSError, RuntimeError, ValueError):  # name too long, ~user unknown, NUL byte
+        return False
+
+
+def _plugin_modules() -> dict[str, str]:
+    """Installed plugins: entry-point name -> the module it names (first one wins)."""
+    modules: dict[str, str] = {}
+    try:
+        entry_points = metadata.entry_points(group="ganforge")
+    except Exception:  # broken metadata of some distribution: no plugins to name
+        return modules
+    for ep in entry_points:
+        modules.setdefault(ep.name, ep.module)
+    return modules
+
+
+def _package_dirs(module: str) -> list[Path] | None:
+    """The folders of package ``module``, found without importing it (or its parents):
+    ``[]`` for a module that is not a package, ``None`` for one that cannot be found."""
+    spec: ModuleSpec | None = None
+    try:
+        for depth, part in enumerate(module.split(".")):
+            if depth == 0:
+                spec = importlib.util.find_spec(part)
+            elif spec is not None and spec.submodule_search_locations is not None:
+                spec = PathFinder.find_spec(f"{spec.name}.{part}",
+                                            list(spec.submodule_search_locations))
+            else:
+                return None
+    except (ImportError, ValueError, AttributeError, OSError):
+        return None
+    if spec is None:
+        return None
+    return [Path(p) for p in spec.submodule_search_locations or []]
+
+
+def _recipe_folders(package: str) -> tuple[str, list[Path]]:
+    """Who ``package`` is (for messages) and its ``recipes/`` folders, or
+    :class:`_Unresolved`."""
+    if package == GANFORGE:
+        return GANFORGE, [GANFORGE_RECIPES]
+    plugins = _plugin_modules()
+    if package in plugins:
+        module = plugins[package]
+        top = module.partition(".")[0]
+        label = f"plugin {package!r}"
+        dirs = _package_dirs(top)
+        if dirs is None:
+            raise _Unresolved(f"{label} ships no recipes: its module {module!r} is not found")
+        if not dirs:
+            raise _Unresolved(f"{label} ships no recipes: its module {module!r} is not in a "
+                              "package (recipes live in <package>/recipes/)")
+    else:
+        label = f"package {package!r}"
+        dirs = _package_dirs(package)
+        if dirs is None:
+            names = sorted(name for name in plugins if name.isprintable())
+            raise _Unresolved(f"no plugin or package {package!r} ships recipes"
+                              f"{did_you_mean(package, [GANFORGE, *names])} (installed "
+                              f"plugins: {', '.join(names) or 'none'})")
+        if not dirs:
+            raise _Unresolved(f"{label} is a module, not a package: it ships no recipes")
+    folders = [d / "recipes" for d in dirs if (d / "recipes").is_dir()]
+    if not folders:
+        raise _Unresolved(f"{label} ships no recipes (no recipes/ folder in {_show(dirs[0])})")
+    return label, folders
+
+
+def _recipes_in(folders: Iterable[Path]) -> dict[str, Path]:
+    """Recipe name (without package) -> file, for every ``*.toml`` under ``folders``; the
+    first folder holding a name wins."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        try:
+            paths = sorted(folder.rglob("*.toml"))
+        except OSError:  # an unreadable folder lists nothing
+            continue
+        for path in paths:
+            name = path.relative_to(folder).with_suffix("").as_posix()
+            if is_recipe_name(f"x:{name}") and _is_file(path):
+                found.setdefault(name, path)
+    return dict(sorted(found.items()))
+
+
+def shipped_recipes() -> dict[str, dict[str, Path]]:
+    """Every recipe that can be named, by package: ``ganforge`` first, then each installed
+    plugin that ships any (``{"ganforge": {"quickstart": Path(...), ...}, ...}``)."""
+    result = {GANFORGE: _recipes_in([GANFORGE_RECIPES])}
+    for plugin in sorted(_plugin_modules()):
+        try:
+            _, folders = _recipe_folders(plugin)
+        except _Unresolved:
+            continue
+        if recipes := _recipes_in(folders):
+            result.setdefault(plugin, recipes)
+    return result
+
+
+def _find_named(value: str) -> Path:
+    """The file recipe name ``value`` (``<package>:<recipe>``) stands for, or
+    :class:`_Unresolved`."""
+    package, _, name = value.partition(":")
+    label, folders = _recipe_folders(package)
+    for folder in folders:
+        if _is_file(folder / f"{name}.toml"):
+            return folder / f"{name}.toml"
+    known = list(_recipes_in(folders))
+    raise _Unresolved(f"{label} ships no recipe {name!r}{did_you_mean(name, known)} (its "
+                      f"recipes: {', '.join(known) or 'none'})")
+
+
+def find_recipe(value: str | Path) -> Path:
+    """The file a recipe argument stands for: ``value`` itself when a file by that path
+    exists, else the file of recipe name ``value`` (``<package>:<recipe>``), else ``value``
+    (whose reading then fails with "recipe file not found")."""
+    path = Path(value)
+    text = str(value)
+    if _is_file(path) or not is_recipe_name(text):
+        return path
+    try:
+        return _find_named(text)
+    except _Unresolved as exc:
+        raise RecipeError.single("$", str(exc), source=text) from None
+
 
 def load_raw(path: str | Path) -> Table:
     """Read ``path`` and everything it ``extends`` (relative to each file), merged.
 
     ``extends`` may be one path or a list of paths, applied in order; cycles are errors, as
     are chains more than :data:`MAX_EXTENDS_DEPTH` files deep. Each file is read and merged
-    once per call, however many files extend it.
+    once per call, however many files extend it. A path (or ``extends`` value) of the form
+    ``<package>:<recipe>`` that is not an existing file names a recipe shipped in a package
+    (:data:`RECIPE_NAME`); the name and its file are one node of the chain.
     """
-    return _load_chain(Path(path), (), {})
+    text = str(path)
+    found = find_recipe(path)
+    label = text if found != Path(path) else None
+    return _load_chain(found, (), {}, label)
 
 
-def _load_chain(path: Path, seen: tuple[Path, ...], loaded: dict[Path, Table]) -> Table:
+_Seen = tuple[tuple[Path, str], ...]
+
+
+def _load_chain(path: Path, seen: _Seen, loaded: dict[Path, Table],
+                label: str | None = None) -> Table:
     """``path`` merged onto its parents. ``seen`` is the chain from the root to ``path``'s
-    child; ``loaded`` holds every file already merged in this load, by resolved path, so
-    that a parent shared by many files (a diamond) costs one read, not one per route."""
+    child, each as (resolved path, how messages show it); ``label`` is how ``path`` was
+    named when it was named by recipe name. ``loaded`` holds every file already merged in
+    this load, by resolved path, so that a parent shared by many files (a diamond) costs
+    one read, not one per route."""
     resolved = path.resolve()
-    if resolved in seen:
-        chain = " -> ".join(_show(p) for p in (*seen, resolved))
+    shown = label or _show(resolved)
+    if any(resolved == node for node, _ in seen):
+        chain = " -> ".join(name for _, name in (*seen, (resolved, shown)))
         raise RecipeError.single("$.extends", f"cycle in extends: {chain}", source=_show(path))
     if resolved in loaded:
         # A file merged once has no cycle below it, whatever the route to it now.
         return loaded[resolved]
     if len(seen) >= MAX_EXTENDS_DEPTH:
         raise RecipeError.single("$.extends", f"extends chain deeper than {MAX_EXTENDS_DEPTH} "
-                                 f"files: {_show(seen[0])} -> ... -> {_show(seen[-1])} -> "
-                                 f"{_show(resolved)}", source=_show(path))
+                                 f"files: {seen[0][1]} -> ... -> {seen[-1][1]} -> {shown}",
+                                 source=_show(path))
     table = read_toml(path)
     parents = table.pop("extends", None)
     if parents is not None:
-        table = merge(_load_parents(path, parents, (*seen, resolved), loaded), table)
+        table = merge(_load_parents(path, parents, (*seen, (resolved, shown)), loaded), table)
     loaded[resolved] = table
     return table
 
 
-def _load_parents(path: Path, parents: Any, seen: tuple[Path, ...],
-                  loaded: dict[Path, Table]) -> Table:
+def _load_parents(path: Path, parents: Any, seen: _Seen, loaded: dict[Path, Table]) -> Table:
     """The files ``path`` extends (its ``extends`` value ``parents``), merged in order."""
     if isinstance(parents, str):
         parents = [parents]
@@ -116,16 +294,31 @@ def _load_parents(path: Path, parents: Any, seen: tuple[Path, ...],
     base: Table = {}
     for parent in parents:
         parent_path = path.parent / parent
-        try:
+        label = None
+        if not _is_file(parent_path) and is_recipe_name(parent):
+            try:
+                parent_path, label = _find_named(parent), parent
+            except _Unresolved as exc:
+                raise RecipeError.single("$.extends", f"extended recipe {parent!r}: {exc}",
+                                         source=_show(path)) from None
+        elif not _is_file(parent_path):
+            hint = ""
+            if is_recipe_name(parent.removesuffix(".toml")):
+                hint = f" (a recipe by name has no .toml: {parent.removesuffix('.toml')!r})"
+            raise RecipeError.single("$.extends", f"extended recipe {_expanded(parent_path)!r} "
+                                     f"not found{hint}", source=_show(path))
+        else:
             parent_path = parent_path.expanduser()
-            found = parent_path.is_file()
-        except (OSError, RuntimeError, ValueError):  # name too long, ~user unknown, NUL byte
-            found = False
-        if not found:
-            raise RecipeError.single("$.extends", f"extended recipe {str(parent_path)!r} "
-                                     "not found", source=_show(path))
-        base = merge(base, _load_chain(parent_path, seen, loaded))
+        base = merge(base, _load_chain(parent_path, seen, loaded, label))
     return base
+
+
+def _expanded(path: Path) -> str:
+    """``str(path.expanduser())``, or ``str(path)`` where that fails."""
+    try:
+        return str(path.expanduser())
+    except (RuntimeError, ValueError, OSError):
+        return str(path)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -159,7 +352,8 @@ def set_path(table: Table, parts: list[str], value: Any, label: str = "") -> Non
             raise RecipeError.single(path, f"is a value, not a table ({label})")
         node = child
     last = parts[-1]
-    if last == "use" and node.get("use") not in (None, value):
+    if last == "use" and node.get("use") is not None \
+            and not same_component(node.get("use"), value):
         node.clear()
     node[last] = copy.deepcopy(value)
 
