@@ -45,7 +45,7 @@ def test_eval_prints_scores_with_protocol(checkpoint: Path) -> None:
     assert fid["value"] > 0 and fid["protocol"]["n_fake"] == 30
     assert fid["protocol"]["n_real"] == 40 and fid["protocol"]["step"] == 2
     assert fid["protocol"]["extractor"] == "pixels-8x8"
-    assert fid["protocol"]["dataset"]["use"] == "synthetic"
+    assert fid["protocol"]["dataset"]["use"] == "ganforge:synthetic"
     assert "std" in objects[1]
 
 

@@ -74,7 +74,7 @@ def test_probe_command(quickstart_run: Path) -> None:
                                       "--json", "--test-size", "300"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["dataset"]["use"] == "digits" and data["labels_per_class"] == 5
+    assert data["dataset"]["use"] == "ganforge:digits" and data["labels_per_class"] == 5
     names = [r["features"] for r in data["results"]]
     assert names == ["trained discriminator", "random discriminator"]
     assert all(r["n_train"] == 50 and r["n_test"] == 300 and r["feature_dim"] == 3584

@@ -164,8 +164,8 @@ def test_check_on_mlp_networks_prints_no_audit(cli) -> None:
     result = cli()
     assert result.exit_code == 0, result.output
     assert "recipe ok" in result.output
-    assert "no audit for this network: generator 'mlp'" in result.output
-    assert "no audit for this network: discriminator 'mlp'" in result.output
+    assert "no audit for this network: generator 'mlp:mlp'" in result.output
+    assert "no audit for this network: discriminator 'mlp:mlp'" in result.output
     assert "FAIL" not in result.output
     assert "DCGAN" not in result.output and "passed" not in result.output
 
@@ -173,7 +173,7 @@ def test_check_on_mlp_networks_prints_no_audit(cli) -> None:
 def test_check_on_a_mixed_pair_audits_the_dcgan_half(cli) -> None:
     result = cli("discriminator.use=dcgan")
     assert result.exit_code == 0, result.output
-    assert "no audit for this network: generator 'mlp'" in result.output
+    assert "no audit for this network: generator 'mlp:mlp'" in result.output
     assert "no audit for this network: discriminator" not in result.output
     assert f"{AUDITOR} audit" in result.output
     assert "FAIL" not in result.output and "6 passed, 0 failed" in result.output

@@ -255,7 +255,8 @@ def test_misuse_of_labels_is_refused(plugins) -> None:
 
 
 def check(plugins, generator, discriminator) -> dict:
-    batches = plugins.hook.ganforge_check(generator=generator, discriminator=discriminator)
+    batches = plugins.hook.ganforge_check(generator=generator, discriminator=discriminator,
+                                          experiment=None, recipe=None)
     return {(r.network, r.guideline): r for batch in batches if batch for r in batch}
 
 

@@ -103,7 +103,8 @@ def _check_results(plugins, overrides: dict):
     generator = registry.create("generator", "dcgan", {"width": 4, **overrides}, image_spec=spec)
     discriminator = registry.create("discriminator", "dcgan", {"width": 4, **overrides},
                                     image_spec=spec)
-    batches = plugins.hook.ganforge_check(generator=generator, discriminator=discriminator)
+    batches = plugins.hook.ganforge_check(generator=generator, discriminator=discriminator,
+                                          experiment=None, recipe=None)
     return {(r.network, r.guideline): r for batch in batches if batch for r in batch}
 
 
