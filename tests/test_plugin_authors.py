@@ -270,3 +270,14 @@ def test_run_by_recipe_name_uses_the_recipe_name_for_its_folder(tmp_path: Path,
                                       "run.steps=1", "--set", "run.device=cpu"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "runs" / "quickstart" / "recipe.toml").is_file()
+
+
+def test_an_installed_plugin_passed_again_as_extra_loads_once() -> None:
+    """A plugin's own test suite loads it with ``extra`` while it is also installed (the
+    usual development setup): it is loaded once, not refused as a second plugin."""
+    from ganforge_dcgan import plugin as dcgan_plugin
+
+    plugins = load_plugins(extra=[("dcgan", dcgan_plugin)])
+    dcgan = [r for r in plugins.records if r.name == "dcgan"]
+    assert [r.status for r in dcgan] == ["loaded"] and not plugins.problems
+    assert plugins.registry.qualified("generator", "dcgan") == "dcgan:dcgan"
