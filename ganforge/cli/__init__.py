@@ -6,6 +6,7 @@ from . import commands as _commands  # noqa: F401  (defines the commands on ``ap
 from . import data_commands as _data_commands  # noqa: F401  (the ``data`` sub-commands)
 from . import eval_commands as _eval_commands  # noqa: F401  (eval, probe)
 from . import latent_commands as _latent_commands  # noqa: F401  (interpolate, arithmetic)
+from . import new_commands as _new_commands  # noqa: F401  (new plugin)
 from . import recipe_commands as _recipe_commands  # noqa: F401  (recipes)
 from .app import app, main
 
