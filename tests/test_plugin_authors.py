@@ -281,3 +281,10 @@ def test_an_installed_plugin_passed_again_as_extra_loads_once() -> None:
     dcgan = [r for r in plugins.records if r.name == "dcgan"]
     assert [r.status for r in dcgan] == ["loaded"] and not plugins.problems
     assert plugins.registry.qualified("generator", "dcgan") == "dcgan:dcgan"
+
+
+def test_paths_with_brackets_print_as_they_are(tmp_path: Path, tiny_recipe: Path) -> None:
+    out = tmp_path / "run[bold]x"
+    result = CliRunner().invoke(app, ["run", str(tiny_recipe), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert f"checkpoint: {out}/checkpoints/" in result.output

@@ -108,8 +108,7 @@ def test_ganforge_step_costs_fewer_flops_than_the_plain_loop(plugins, tmp_path: 
     assert per_image[0] < 0.95 * plain
 
 
-def test_compile_has_no_recompiles_in_steady_state(plugins, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_compile_has_no_recompiles_in_steady_state(plugins, tmp_path: Path) -> None:
     """After warm-up (real, detached fake and fake batches through D), shapes and dtypes
     never change (drop_last), so no step recompiles; and compiled training computes what
     eager training computes."""
@@ -122,9 +121,10 @@ def test_compile_has_no_recompiles_in_steady_state(plugins, tmp_path: Path,
     torch._dynamo.reset()
     losses = [(train_step(compiled, batches), train_step(eager, eager_batches))
               for _ in range(2)]
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    losses += [(train_step(compiled, batches), train_step(eager, eager_batches))
-               for _ in range(4)]
+    # torch's public switch: any recompilation from here on raises.
+    with torch.compiler.set_stance("fail_on_recompile"):
+        losses += [(train_step(compiled, batches), train_step(eager, eager_batches))
+                   for _ in range(4)]
     for (cd, cg), (ed, eg) in losses:
         assert abs(cd.item() - ed.item()) < 1e-3 and abs(cg.item() - eg.item()) < 1e-3
     # Checkpoints never depend on compile: the state dicts are the plain modules'.

@@ -67,25 +67,27 @@ def ablate(
         return
     err = stderr()
 
+    from rich.markup import escape
+
     def on_event(outcome: Any, done: int, total: int) -> None:
         colour = {"finished": "green", "skipped": "cyan", "failed": "red"}[outcome.status]
         extra = f" in {outcome.seconds:.0f} s" if outcome.seconds else ""
         extra += f": {outcome.error}" if outcome.error else ""
-        err.print(f"[{done}/{total}] [{colour}]{outcome.status}[/{colour}] "
-                  f"{outcome.variant} seed {outcome.seed}{extra}", markup=True)
+        err.print(f"{escape(f'[{done}/{total}]')} [{colour}]{outcome.status}[/{colour}] "
+                  f"{escape(f'{outcome.variant} seed {outcome.seed}{extra}')}", markup=True)
 
     err.print(f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in {plan.out}, "
-              f"{jobs} at a time")
+              f"{jobs} at a time", markup=False)
     outcomes = run_plan(plan, jobs, on_event,
                         source={"recipe": str(recipe), "overrides": overrides or []})
     _rows, summary = collect(plan, plugins.registry)
     _print_summary(console, summary)
     console.print(f"results: {plan.out / 'results.csv'}, {plan.out / 'results.jsonl'}, "
-                  f"{plan.out / 'summary.csv'}")
+                  f"{plan.out / 'summary.csv'}", markup=False)
     if report:
         sheet = samples_sheet(plan, plan.out / "samples.png")
         curves = curves_plot(plan, plan.out / "curves.png")
-        console.print(f"report: {sheet}, {curves}")
+        console.print(f"report: {sheet}, {curves}", markup=False)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise TrainingError(f"{len(failed)} of {len(outcomes)} runs failed; run the same "

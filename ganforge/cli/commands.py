@@ -57,15 +57,16 @@ def run(
     status = (f"interrupted ({signal.Signals(result.stop_signal).name})"
               if result.interrupted and result.stop_signal else
               "interrupted" if result.interrupted else "finished")
-    console.print(f"{status} at step {result.step}: {result.run_dir}")
+    console.print(f"{status} at step {result.step}: {result.run_dir}", markup=False)
     if result.skipped_images:
         console.print(f"{result.skipped_images} bad images skipped; listed in "
-                      f"{result.run_dir / 'skipped.jsonl'}")
+                      f"{result.run_dir / 'skipped.jsonl'}", markup=False)
     if result.checkpoint:
-        console.print(f"checkpoint: {result.checkpoint}")
-        console.print(f"samples:    {result.run_dir / 'samples'}")
+        console.print(f"checkpoint: {result.checkpoint}", markup=False)
+        console.print(f"samples:    {result.run_dir / 'samples'}", markup=False)
     if result.interrupted:
-        console.print(f"resume with: ganforge run {recipe} --out {result.run_dir} --resume")
+        console.print(f"resume with: ganforge run {recipe} --out {result.run_dir} --resume",
+                      markup=False)
         raise typer.Exit(code)
 
 
@@ -157,11 +158,14 @@ def plugins() -> None:
     table = Table(title="ganforge plugins")
     for column in ("plugin", "distribution", "version", "status", "components", "error"):
         table.add_column(column)
+    from rich.markup import escape
+
     for record in loaded.records:
         colour = {"loaded": "green", "failed": "red"}.get(record.status, "yellow")
-        table.add_row(record.name, record.distribution, record.version,
+        # Names, versions and errors come from plugins: text, never markup.
+        table.add_row(escape(record.name), escape(record.distribution), escape(record.version),
                       f"[{colour}]{record.status}[/{colour}]",
-                      str(counts.get(record.label, 0)), record.error)
+                      str(counts.get(record.label, 0)), escape(record.error))
     Console().print(table)
 
 
@@ -187,7 +191,7 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
         console.print(f"warning: {note}", markup=False, highlight=False)
     for label, module in (("generator", generator), ("discriminator", discriminator)):
         count = sum(p.numel() for p in module.parameters())
-        console.print(f"{label} {resolved[label].name!r}: {count:,} parameters")
+        console.print(f"{label} {resolved[label].name!r}: {count:,} parameters", markup=False)
     results = [r for batch in loaded.broadcast(
         "ganforge_check", generator=generator, discriminator=discriminator,
         experiment=experiment, recipe=resolved) for r in batch]
