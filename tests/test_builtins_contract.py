@@ -12,7 +12,12 @@ from ganforge.testing import check_component
 CHECKED = [
     ("loss", "ganforge:bce", None),
     ("loss", "ganforge:hinge", None),
+    ("loss", "ganforge:wgan", None),
+    ("loss", "ganforge:lsgan", {"a": -1.0, "b": 1.0, "c": 0.0}),
     ("optimizer", "ganforge:adam", None),
+    ("optimizer", "ganforge:adamw", None),
+    ("optimizer", "ganforge:rmsprop", {"momentum": 0.9, "centered": True}),
+    ("optimizer", "ganforge:sgd", {"momentum": 0.9, "nesterov": True}),
     ("optimizer", "ganforge:adam", {"implementation": "loop", "weight_decay": 0.01}),
     ("scheduler", "ganforge:constant", {"warmup": 2}),
     ("scheduler", "ganforge:linear", None),

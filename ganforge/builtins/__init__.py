@@ -16,13 +16,18 @@ def ganforge_register(registry: Registry) -> None:
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
     from ..evaluation.metrics import FID, KID, InceptionScore
-    from .losses import BCELoss, HingeLoss
-    from .optimizers import AdamOptimizer
+    from .losses import BCELoss, HingeLoss, LeastSquaresLoss, WassersteinLoss
+    from .optimizers import AdamOptimizer, AdamWOptimizer, RMSpropOptimizer, SGDOptimizer
     from .schedules import ConstantSchedule, CosineSchedule, LinearSchedule
 
     registry.register("loss", "bce", BCELoss)
     registry.register("loss", "hinge", HingeLoss)
+    registry.register("loss", "wgan", WassersteinLoss)
+    registry.register("loss", "lsgan", LeastSquaresLoss)
     registry.register("optimizer", "adam", AdamOptimizer)
+    registry.register("optimizer", "adamw", AdamWOptimizer)
+    registry.register("optimizer", "rmsprop", RMSpropOptimizer)
+    registry.register("optimizer", "sgd", SGDOptimizer)
     registry.register("scheduler", "constant", ConstantSchedule)
     registry.register("scheduler", "linear", LinearSchedule)
     registry.register("scheduler", "cosine", CosineSchedule)

@@ -6,12 +6,14 @@ discriminator they receive drops the labels when D is unconditional)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..interfaces import Loss
+from ..interfaces import Loss, Requirement, requires
 from ..params import param
 
 
@@ -69,3 +71,59 @@ class HingeLoss(Loss):
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
                        fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         return -logits(discriminator, fake, fake_labels).mean()
+
+
+class WassersteinLoss(Loss):
+    """The Wasserstein GAN critic objective (Arjovsky, Chintala & Bottou, 2017).
+
+    D (the critic) minimises ``D(G(z)) - D(x)``; G minimises ``-D(G(z))``. The critic must be
+    kept Lipschitz: by weight clipping (the original WGAN, with RMSprop at lr 5e-5) or a
+    gradient penalty (WGAN-GP, Gulrajani et al. 2017); both train the critic 5 times per G
+    step, which this loss asks for as a warning."""
+
+    @attrs.frozen
+    class Params:
+        """The Wasserstein loss has no tunable values."""
+
+    @classmethod
+    def requirements(cls, params: Any, recipe: Any) -> list[Requirement]:
+        return [requires("run.d_steps >= 5", recipe.run.d_steps >= 5,
+                         "WGAN trains the critic 5 times per G step", warn=True)]
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return (logits(discriminator, fake, fake_labels).mean()
+                - logits(discriminator, real, real_labels).mean())
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return -logits(discriminator, fake, fake_labels).mean()
+
+
+class LeastSquaresLoss(Loss):
+    """The least-squares GAN loss (Mao et al., 2017), with its a-b-c coding.
+
+    D minimises ``0.5 (D(x) - b)^2 + 0.5 (D(G(z)) - a)^2``; G minimises
+    ``0.5 (D(G(z)) - c)^2``. The defaults a = 0, b = c = 1 are the paper's 0-1 coding."""
+
+    @attrs.frozen
+    class Params:
+        """Targets of the least-squares coding."""
+
+        a: float = param(0.0, "D's target for generated images")
+        b: float = param(1.0, "D's target for real images")
+        c: float = param(1.0, "the value G wants D to give its images")
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.params
+        real_term = (logits(discriminator, real, real_labels).float() - p.b).pow(2).mean()
+        fake_term = (logits(discriminator, fake, fake_labels).float() - p.a).pow(2).mean()
+        return 0.5 * (real_term + fake_term)
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return 0.5 * (logits(discriminator, fake, fake_labels).float()
+                      - self.params.c).pow(2).mean()
