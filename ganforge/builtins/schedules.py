@@ -32,6 +32,17 @@ def progress(step: int, warmup: int, total: int) -> float:
     return min(max(step - warmup - 1, 0) / span, 1.0)
 
 
+@attrs.frozen
+class DecayParams:
+    """Warm-up, end point and length of a decay to ``final`` times the learning rate."""
+
+    warmup: int = param(0, "steps of linear warm-up from 0 (0: none)", validator=_warmup)
+    final: float = param(0.0, "multiplier of the learning rate at the last step",
+                         validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
+    steps: int | None = param(None, "steps the decay spans; unset: run.steps",
+                              validator=_optional_steps)
+
+
 class ConstantSchedule(Scheduler):
     """The optimizer's learning rate throughout (DCGAN), after an optional warm-up."""
 
@@ -49,15 +60,7 @@ class LinearSchedule(Scheduler):
     """Linear decay to ``final`` times the learning rate at the last step (SNGAN, mimicry:
     to zero), after an optional warm-up."""
 
-    @attrs.frozen
-    class Params:
-        """Warm-up, end point and length of the linear decay."""
-
-        warmup: int = param(0, "steps of linear warm-up from 0 (0: none)", validator=_warmup)
-        final: float = param(0.0, "multiplier of the learning rate at the last step",
-                             validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
-        steps: int | None = param(None, "steps the decay spans; unset: run.steps",
-                                  validator=_optional_steps)
+    Params = DecayParams
 
     def factor(self, step: int, total: int) -> float:
         p = self.params
@@ -69,15 +72,7 @@ class CosineSchedule(Scheduler):
     """Cosine decay (Loshchilov & Hutter 2017, without restarts) to ``final`` times the
     learning rate at the last step, after an optional warm-up."""
 
-    @attrs.frozen
-    class Params:
-        """Warm-up, end point and length of the cosine decay."""
-
-        warmup: int = param(0, "steps of linear warm-up from 0 (0: none)", validator=_warmup)
-        final: float = param(0.0, "multiplier of the learning rate at the last step",
-                             validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
-        steps: int | None = param(None, "steps the decay spans; unset: run.steps",
-                                  validator=_optional_steps)
+    Params = DecayParams
 
     def factor(self, step: int, total: int) -> float:
         p = self.params
