@@ -200,7 +200,10 @@ class Loss(Component):
     otherwise, so one loss serves both. A loss that declares the keyword arguments
     ``real_labels``/``fake_labels`` receives the batch's class labels (``int64``, shape
     ``(N,)``; None on an unlabelled dataset); an auxiliary-classifier loss needs them
-    (:func:`loss_takes_labels`). A
+    (:func:`loss_takes_labels`). A loss whose G objective compares the fakes with real
+    images (a relativistic loss) adds a ``real`` keyword to ``generator_loss`` (and
+    ``real_labels`` if it takes labels): it receives the real batch of the step's last D
+    update (:func:`loss_takes_real`). A
     loss written before labels existed (``discriminator_loss(D, real, fake)``, calling
     ``discriminator(images)``) keeps working for unconditional networks.
     """
@@ -223,6 +226,17 @@ class Loss(Component):
     def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor) -> torch.Tensor:
         """Scalar loss G minimises. (A loss that takes labels adds ``*,
         fake_labels=None``.)"""
+
+
+def loss_takes_real(loss: Loss) -> bool:
+    """True when ``loss.generator_loss`` takes the real batch (a ``real`` keyword, and then
+    ``real_labels`` too when it takes labels): a relativistic loss compares fakes with it."""
+    import inspect
+
+    try:
+        return "real" in inspect.signature(loss.generator_loss).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def loss_takes_labels(loss: Loss) -> bool:

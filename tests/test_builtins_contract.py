@@ -14,6 +14,8 @@ CHECKED = [
     ("loss", "ganforge:hinge", None),
     ("loss", "ganforge:wgan", None),
     ("loss", "ganforge:lsgan", {"a": -1.0, "b": 1.0, "c": 0.0}),
+    ("loss", "ganforge:relativistic", None),
+    ("loss", "ganforge:relativistic", {"mode": "pairwise"}),
     ("optimizer", "ganforge:adam", None),
     ("optimizer", "ganforge:adamw", None),
     ("optimizer", "ganforge:rmsprop", {"momentum": 0.9, "centered": True}),

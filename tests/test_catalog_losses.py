@@ -66,3 +66,43 @@ def test_optimizers_build_what_they_say(registry, name: str, params: dict, cls: 
 def test_nesterov_without_momentum_is_refused(registry) -> None:
     with pytest.raises(RecipeError, match="'nesterov' needs momentum > 0"):
         registry.structure("optimizer", "sgd", {"nesterov": True}, "$.optimizer.generator")
+
+
+def test_relativistic_losses(registry) -> None:
+    import torch.nn.functional as F
+
+    real, fake = torch.tensor([[0.5], [0.1]]), torch.tensor([[-0.2], [0.3]])
+    r, f = real.flatten(), fake.flatten()
+    D = MeanD()
+    average = registry.create("loss", "relativistic")
+    expected_d = F.softplus(-(r - f.mean())).mean() + F.softplus(f - r.mean()).mean()
+    assert average.discriminator_loss(D, real, fake).item() == pytest.approx(expected_d.item())
+    expected_g = F.softplus(-(f - r.mean())).mean() + F.softplus(r - f.mean()).mean()
+    assert average.generator_loss(D, fake, real=real).item() == pytest.approx(expected_g.item())
+    pairwise = registry.create("loss", "relativistic", {"mode": "pairwise"})
+    assert pairwise.discriminator_loss(D, real, fake).item() == pytest.approx(
+        F.softplus(-(r - f)).mean().item())
+    assert pairwise.generator_loss(D, fake, real=real).item() == pytest.approx(
+        F.softplus(-(f - r)).mean().item())
+
+
+def test_the_step_hands_a_relativistic_loss_the_real_batch(registry, tiny_recipe) -> None:
+    """G's update receives the real batch of the step's last D update."""
+    from ganforge.recipe import load_recipe
+    from ganforge.training.assembly import assemble
+    from ganforge.training.step import GANStep
+
+    recipe = load_recipe(tiny_recipe, registry, ["loss.use=relativistic", "run.d_steps=2"])
+    x = assemble(recipe, registry, "cpu")
+    seen = []
+    original = x.loss.generator_loss
+
+    def spy(discriminator, fake, **kwargs):
+        seen.append(kwargs["real"])
+        return original(discriminator, fake, **kwargs)
+
+    step = GANStep(x, torch.Generator().manual_seed(0))  # sees the loss's signature
+    x.loss.generator_loss = spy
+    batches = iter([torch.zeros(8, 3, 32, 32), torch.ones(8, 3, 32, 32)])
+    step(lambda: next(batches), 1)
+    assert len(seen) == 1 and torch.equal(seen[0], torch.ones(8, 3, 32, 32))

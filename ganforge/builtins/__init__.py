@@ -16,7 +16,7 @@ def ganforge_register(registry: Registry) -> None:
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
     from ..evaluation.metrics import FID, KID, InceptionScore
-    from .losses import BCELoss, HingeLoss, LeastSquaresLoss, WassersteinLoss
+    from .losses import BCELoss, HingeLoss, LeastSquaresLoss, RelativisticLoss, WassersteinLoss
     from .optimizers import AdamOptimizer, AdamWOptimizer, RMSpropOptimizer, SGDOptimizer
     from .schedules import ConstantSchedule, CosineSchedule, LinearSchedule
 
@@ -24,6 +24,7 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("loss", "hinge", HingeLoss)
     registry.register("loss", "wgan", WassersteinLoss)
     registry.register("loss", "lsgan", LeastSquaresLoss)
+    registry.register("loss", "relativistic", RelativisticLoss)
     registry.register("optimizer", "adam", AdamOptimizer)
     registry.register("optimizer", "adamw", AdamWOptimizer)
     registry.register("optimizer", "rmsprop", RMSpropOptimizer)

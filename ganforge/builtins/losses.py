@@ -127,3 +127,42 @@ class LeastSquaresLoss(Loss):
                        fake_labels: torch.Tensor | None = None) -> torch.Tensor:
         return 0.5 * (logits(discriminator, fake, fake_labels).float()
                       - self.params.c).pow(2).mean()
+
+
+class RelativisticLoss(Loss):
+    """The relativistic GAN loss (Jolicoeur-Martineau, 2019): D estimates how much more
+    realistic real images are than fakes, and G the reverse.
+
+    ``average`` (RaGAN): D minimises ``softplus(-(D(x) - mean D(G(z)))) + softplus(D(G(z))
+    - mean D(x))``; G minimises the same with real and fake swapped. ``pairwise`` (RSGAN):
+    D minimises ``softplus(-(D(x) - D(G(z))))`` and G ``softplus(-(D(G(z)) - D(x)))``. G's
+    objective needs the real batch: the trainer passes the one of the step's last D update."""
+
+    @attrs.frozen
+    class Params:
+        """Which relativistic comparison."""
+
+        mode: str = param("average", "'average' (RaGAN: against the other batch's mean) or "
+                          "'pairwise' (RSGAN: image against image)",
+                          validator=attrs.validators.in_(["average", "pairwise"]))
+
+    def _relative(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``-log sigmoid`` of how much more realistic ``a`` is than ``b``, averaged."""
+        if self.params.mode == "pairwise":
+            return F.softplus(-(a - b)).mean()
+        return F.softplus(-(a - b.mean())).mean() + F.softplus(b - a.mean()).mean()
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self._relative(logits(discriminator, real, real_labels).float(),
+                              logits(discriminator, fake, fake_labels).float())
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       real: torch.Tensor | None = None,
+                       real_labels: torch.Tensor | None = None,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        if real is None:
+            raise ValueError("the relativistic loss needs the real batch (real=)")
+        return self._relative(logits(discriminator, fake, fake_labels).float(),
+                              logits(discriminator, real, real_labels).float())

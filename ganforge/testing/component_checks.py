@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..interfaces import ComponentState, ImageSpec, loss_takes_labels
+from ..interfaces import ComponentState, ImageSpec, loss_takes_labels, loss_takes_real
 from .networks import PARTNER, TinyDiscriminator, TinyGenerator
 from .report import SkipCheck, fail
 
@@ -127,7 +127,11 @@ class LossCase:
         return self.loss.discriminator_loss(self.D_call, self.real, fake, **kwargs)
 
     def g_loss(self, fake: torch.Tensor) -> Any:
-        kwargs = {"fake_labels": self.y_fake} if self.takes else {}
+        kwargs: dict[str, Any] = {"fake_labels": self.y_fake} if self.takes else {}
+        if loss_takes_real(self.loss):  # a relativistic loss compares with the real batch
+            kwargs["real"] = self.real
+            if self.takes:
+                kwargs["real_labels"] = self.y_real
         return self.loss.generator_loss(self.D_call, fake, **kwargs)
 
 
@@ -216,7 +220,8 @@ def check_loss_labels(loss: Any) -> None:
         _scalar(plain.loss.discriminator_loss(plain.D_call, plain.real, fake.detach(),
                                               real_labels=None, fake_labels=None),
                 "discriminator_loss with labels None")
-        _scalar(plain.loss.generator_loss(plain.D_call, fake, fake_labels=None),
+        real = ({"real": plain.real, "real_labels": None} if loss_takes_real(loss) else {})
+        _scalar(plain.loss.generator_loss(plain.D_call, fake, fake_labels=None, **real),
                 "generator_loss with labels None")
 
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..interfaces import is_conditional, loss_takes_labels
+from ..interfaces import is_conditional, loss_takes_labels, loss_takes_real
 from ..recipe import RunParams
 from .assembly import Experiment
 from .distributed import DistributedContext
@@ -119,6 +119,7 @@ class GANStep:
         self.classes = experiment.classes
         self.conditional_g = is_conditional(generator)
         self._loss_labels = loss_takes_labels(loss)
+        self._loss_real = loss_takes_real(loss)
         #: Updates skipped by the fp16 loss scalers so far: [discriminator, generator].
         self.skipped = torch.zeros(2, dtype=torch.int64, device=experiment.device)
         #: The learning rates of the last step, by network.
@@ -153,11 +154,16 @@ class GANStep:
                 self._labelled_d, real, fake, real_labels=real_labels, fake_labels=fake_labels)
         return self.loss.discriminator_loss(self._labelled_d, real, fake)
 
-    def _g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None) -> torch.Tensor:
+    def _g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None,
+                real: torch.Tensor, real_labels: torch.Tensor | None) -> torch.Tensor:
+        kwargs: dict[str, torch.Tensor | None] = {}
         if self._loss_labels:
-            return self.loss.generator_loss(  # type: ignore[call-arg]
-                self._labelled_d, fake, fake_labels=fake_labels)
-        return self.loss.generator_loss(self._labelled_d, fake)
+            kwargs["fake_labels"] = fake_labels
+        if self._loss_real:
+            kwargs["real"] = real
+            if self._loss_labels:
+                kwargs["real_labels"] = real_labels
+        return self.loss.generator_loss(self._labelled_d, fake, **kwargs)
 
     def _update(self, network: str, loss: torch.Tensor, params: list[nn.Parameter],
                 step: int) -> None:
@@ -187,7 +193,7 @@ class GANStep:
         x = self.experiment
         G, D = self.forward_g, self.forward_d
         autocast, d_steps = x.speed.autocast, x.recipe.run.d_steps
-        fake = loss_d = fake_labels = None
+        fake = loss_d = fake_labels = real = real_labels = None
         self.learning_rates = x.learning_rates(step)
         if x.speed.cuda_graphs:
             # A new training iteration: graph outputs of the previous step may be reused.
@@ -204,13 +210,13 @@ class GANStep:
                         fake = call_generator(G, z, fake_labels, self.conditional_g)
                 loss_d = self._d_loss(real, fake.detach(), real_labels, fake_labels).float()
             self._update("discriminator", loss_d, self._params_d, step)
-        assert fake is not None and loss_d is not None
+        assert fake is not None and loss_d is not None and real is not None
         self.discriminator.requires_grad_(False)  # no gradients into D during the G update
         # Under DDP, D's gradients are not all-reduced during the G update (it has none).
         no_sync = getattr(D, "no_sync", contextlib.nullcontext)
         try:
             with autocast(x.device), no_sync():
-                loss_g = self._g_loss(fake, fake_labels).float()
+                loss_g = self._g_loss(fake, fake_labels, real, real_labels).float()
             self._update("generator", loss_g, self._params_g, step)
         finally:
             self.discriminator.requires_grad_(True)
