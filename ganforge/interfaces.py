@@ -239,14 +239,15 @@ def loss_takes_real(loss: Loss) -> bool:
         return False
 
 
-def loss_takes_labels(loss: Loss) -> bool:
-    """True when ``loss``'s two methods take the ``real_labels``/``fake_labels`` keywords."""
+def loss_takes_labels(loss: Loss | type[Loss]) -> bool:
+    """True when the two methods of ``loss`` (an instance or the class) take the
+    ``real_labels``/``fake_labels`` keywords."""
     import inspect
 
     try:
         d_params = inspect.signature(loss.discriminator_loss).parameters
         g_params = inspect.signature(loss.generator_loss).parameters
-    except (TypeError, ValueError):
+    except (AttributeError, TypeError, ValueError):
         return False
     return {"real_labels", "fake_labels"} <= d_params.keys() and "fake_labels" in g_params
 

@@ -19,6 +19,18 @@ def _betas(_instance: Any, attribute: attrs.Attribute, value: tuple[float, float
         raise ValueError(f"'{attribute.name}' must both lie in [0, 1): {list(value)}")
 
 
+def _implementation_kwargs(choice: str, device: torch.device) -> dict[str, Any]:
+    """torch's switches for an ``implementation`` param: ``auto`` is the fused kernels on
+    the devices torch has them for (CUDA, CPU), else ``foreach``."""
+    if choice == "auto":
+        choice = "fused" if device.type in ("cuda", "cpu") else "foreach"
+    return {"fused": {"fused": True}, "foreach": {"foreach": True},
+            "loop": {"foreach": False}}[choice]
+
+
+_implementation = attrs.validators.in_(["auto", "fused", "foreach", "loop"])
+
+
 class AdamOptimizer(Optimizer):
     """Adam (Kingma & Ba); the defaults are the DCGAN paper's lr 2e-4 and beta1 0.5."""
 
@@ -31,31 +43,14 @@ class AdamOptimizer(Optimizer):
         eps: float = param(1e-8, "term added to the denominator", validator=_positive)
         weight_decay: float = param(0.0, "L2 penalty", validator=_non_negative)
         implementation: str = param("auto", "'auto' (fused kernels where torch has them), "
-                                    "'fused', 'foreach' or 'loop'",
-                                    validator=attrs.validators.in_(
-                                        ["auto", "fused", "foreach", "loop"]))
+                                    "'fused', 'foreach' or 'loop'", validator=_implementation)
 
     def build(self, parameters: Any, device: torch.device) -> torch.optim.Optimizer:
         p = self.params
-        choice = p.implementation
-        if choice == "auto":
-            choice = "fused" if device.type in ("cuda", "cpu") else "foreach"
-        kwargs = {"fused": {"fused": True}, "foreach": {"foreach": True},
-                  "loop": {"foreach": False}}[choice]
         return torch.optim.Adam(parameters, lr=p.lr, betas=p.betas, eps=p.eps,
-                                weight_decay=p.weight_decay, **kwargs)
+                                weight_decay=p.weight_decay,
+                                **_implementation_kwargs(p.implementation, device))
 
-
-def _implementation_kwargs(choice: str, device: torch.device, fused_ok: bool = True
-                           ) -> dict[str, Any]:
-    """torch's implementation switches for ``auto``/``fused``/``foreach``/``loop``."""
-    if choice == "auto":
-        choice = "fused" if fused_ok and device.type in ("cuda", "cpu") else "foreach"
-    return {"fused": {"fused": True}, "foreach": {"foreach": True},
-            "loop": {"foreach": False}}[choice]
-
-
-_implementation = attrs.validators.in_(["auto", "fused", "foreach", "loop"])
 
 
 class AdamWOptimizer(Optimizer):

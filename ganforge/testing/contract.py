@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..interfaces import ImageSpec, is_conditional
+from ..interfaces import ImageSpec, is_conditional, loss_takes_labels
 from ..plugins import Plugins
 from . import component_checks as cc
 from . import network_checks as nc
@@ -254,7 +254,7 @@ class _Case:
         run("labels", self.fresh(cc.check_loss_labels))
         run("determinism", cc.check_loss_determinism, self.make)
         self.state(self.make, cc.exercise_loss)
-        takes = _takes_labels(self.cls)
+        takes = loss_takes_labels(self.cls)
         recipe: dict[str, Any] = {"loss": self.table()}
         if takes or getattr(self.cls, "needs_labels", False):
             recipe["dataset"] = {"use": "synthetic", "classes": 3}
@@ -307,15 +307,3 @@ def _checked_items(cls: type, params: Any, given: bool, spec: ImageSpec) -> Any:
     dataset = cc.build_dataset(cls, params, given)
     cc.check_dataset_items(dataset, spec)
     return dataset
-
-
-def _takes_labels(cls: Any) -> bool:
-    """:func:`ganforge.loss_takes_labels` from the class (no instance needed)."""
-    import inspect
-
-    try:
-        d_params = inspect.signature(cls.discriminator_loss).parameters
-        g_params = inspect.signature(cls.generator_loss).parameters
-    except (AttributeError, TypeError, ValueError):
-        return False
-    return {"real_labels", "fake_labels"} <= d_params.keys() and "fake_labels" in g_params
