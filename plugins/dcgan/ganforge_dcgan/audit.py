@@ -12,6 +12,14 @@ GAN training:
 5. LeakyReLU(0.2) in every D layer (the logit layer is exempt and has no activation);
 6. weights initialised from N(0, 0.02).
 
+Spectral normalization (Miyato et al., 2018) is not in the paper: a spectrally normalized
+weight layer is reported under the BatchNorm guideline (guideline 2 is the paper's word on
+normalization), and a hidden layer that has it instead of BatchNorm says so. Its
+initialisation is judged on the weight before normalization (torch's parametrization keeps
+it as ``parametrizations.weight.original``, the older hook as ``weight_orig``): that is the
+tensor drawn from N(0, 0.02). Affine norms other than BatchNorm (a layer norm's
+``GroupNorm``) are judged like BatchNorm's, N(1, 0.02) with zero bias.
+
 Each guideline is one row of :data:`_RULES` (its name, the networks it judges, its check);
 the rows read every difference between G and D from the network's :class:`_Role`, and the
 table runs once for G and once for D.
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 import torch
@@ -42,6 +51,7 @@ from torch import nn
 from torch.nn.modules import activation as _activation_module
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parameter import UninitializedParameter
+from torch.nn.utils import parametrize
 
 from ganforge.audit import AuditResult
 from ganforge.interfaces import is_conditional
@@ -123,8 +133,10 @@ class _Call:
 
     @property
     def label(self) -> str:
-        """``"path (ClassName)"``, the way offenders are named in details."""
-        return f"{self.path or '<root>'} ({type(self.module).__name__})"
+        """``"path (ClassName)"``, the way offenders are named in details (the class before
+        any parametrization: ``Conv2d``, not ``ParametrizedConv2d``)."""
+        cls = parametrize.type_before_parametrizations(self.module)
+        return f"{self.path or '<root>'} ({cls.__name__})"
 
 
 @attrs.define
@@ -165,6 +177,27 @@ def _traced_leaves(network: nn.Module) -> list[tuple[str, nn.Module]]:
             selected.append((path, module))
             prefixes.append(f"{path}." if path else "")
     return selected
+
+
+def _spectral_weight(module: nn.Module) -> torch.Tensor | None:
+    """The weight before spectral normalization when ``module`` has it (torch's
+    parametrization or the older forward pre-hook), else None."""
+    if parametrize.is_parametrized(module, "weight"):
+        chain: Any = module.parametrizations["weight"]  # type: ignore[index]
+        if any(type(p).__name__ == "_SpectralNorm" for p in chain):
+            return chain.original
+    from torch.nn.utils.spectral_norm import SpectralNorm
+
+    hooks = getattr(module, "_forward_pre_hooks", {}).values()
+    if any(isinstance(hook, SpectralNorm) for hook in hooks):
+        original = getattr(module, "weight_orig", None)
+        return original if isinstance(original, torch.Tensor) else None
+    return None
+
+
+def _is_spectral(module: nn.Module) -> bool:
+    """True when ``module``'s weight is spectrally normalized."""
+    return _spectral_weight(module) is not None
 
 
 def _make_hook(calls: list[_Call], path: str) -> Callable[[nn.Module, object, object], None]:
@@ -318,18 +351,21 @@ def _batchnorm(role: _Role, structure: _Structure) -> _Verdict:
     where = role.name(role.no_batchnorm)
     offenders: list[str] = []
     for index, layer in enumerate(layers):
+        spectral = _is_spectral(layer.weight.module)
         if index == free:
             offenders += [
                 f"{norm.label} follows the {where} layer {layer.label}; {role.letter}'s "
                 f"{where} layer must not have BatchNorm"
                 for norm in layer.batchnorms
             ]
-        elif index in needing and not layer.batchnorms:
-            message = f"{layer.label} has no BatchNorm"
-            if layer.other_norms:
-                others = ", ".join(call.label for call in layer.other_norms)
-                message += f" ({others} is not BatchNorm)"
-            offenders.append(message)
+        if index in needing and not layer.batchnorms:
+            instead = [f"{call.label} is not BatchNorm" for call in layer.other_norms]
+            instead += ["spectral normalization instead"] if spectral else []
+            offenders.append(f"{layer.label} has no BatchNorm"
+                             + (f" ({', '.join(instead)})" if instead else ""))
+        elif spectral:
+            offenders.append(f"{layer.label} has spectral normalization, which the paper "
+                             "does not use")
     count = len(needing)
     return offenders, (
         f"{count} of {count} {role.batchnorm_name} have BatchNorm; {where} layer has none"
@@ -451,26 +487,40 @@ def _init(role: _Role, structure: _Structure) -> _Verdict:
         return ["no weight layers (Conv/ConvTranspose/Linear) were executed"], ""
     seen: set[int] = set()
     offenders: list[str] = []
-    n_weights = n_norms = 0
+    n_weights = n_spectral = 0
+    norm_kinds: dict[str, int] = {}
     for layer in structure.layers:
-        for call, is_norm in [(layer.weight, False)] + [(n, True) for n in layer.batchnorms]:
+        norms = [(n, True) for n in (*layer.batchnorms, *layer.other_norms)]
+        for call, is_norm in [(layer.weight, False), *norms]:
             if id(call.module) in seen:
                 continue
             seen.add(id(call.module))
             if is_norm:
-                n_norms += 1
+                affine = _tensor(call.module, "weight") is not None
+                if not affine and not isinstance(call.module, _BatchNorm):
+                    continue  # a norm with no affine weight: nothing initialised
+                kind = type(call.module).__name__
+                kind = "BatchNorm" if isinstance(call.module, _BatchNorm) else kind
+                norm_kinds[kind] = norm_kinds.get(kind, 0) + 1
                 problems = _batchnorm_problems(call.module)
             else:
-                weight = _tensor(call.module, "weight")
+                original = _spectral_weight(call.module)
+                weight = (_tensor(call.module, "weight") if original is None
+                          else original.detach().float())
                 if weight is None:
                     continue
                 n_weights += 1
+                n_spectral += original is not None
                 problems = _weight_problems(weight)
             if problems:
                 offenders.append(f"{call.label}: {', '.join(problems)}")
+    before = f" ({n_spectral} before spectral normalization)" if n_spectral else ""
+    ordered = sorted(norm_kinds.items(), key=lambda item: item[0] != "BatchNorm")
+    norms_found = ", ".join(f"{count} {kind}" for kind, count in ordered)
     return offenders, (
-        f"{n_weights} weight tensor(s) ~ N(0, 0.02); "
-        f"{n_norms} BatchNorm layer(s) ~ N(1, 0.02) with zero bias"
+        f"{n_weights} weight tensor(s) ~ N(0, 0.02){before}; "
+        + (f"{norms_found} layer(s) ~ N(1, 0.02) with zero bias" if norm_kinds
+           else "0 BatchNorm layer(s) ~ N(1, 0.02) with zero bias")
     )
 
 

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ganforge import Generator, ImageSpec, param, resolve_image_spec
+from ganforge.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
 
 from .layers import (
     check_dataset_size,
@@ -14,9 +15,9 @@ from .layers import (
     image_size_validator,
     init_weights,
     label_classes,
-    norm,
     num_resolution_steps,
     refuse_labels,
+    resolve_norm,
 )
 
 
@@ -42,6 +43,23 @@ class DCGANGenerator(Generator):
     differs from the rest of the batch: a training batch of a single class gets no label
     signal at all. Train on batches of mixed classes (as drawn by ``run.fake_labels``);
     in eval mode (sampling) the running statistics make every image follow its own label.
+
+    **Normalization** (``norm``): ``"batch"`` is the paper's network, BatchNorm after every
+    layer but the output. The others swap it for a sweep of normalizations
+    (``"generator.norm" = ["batch", "spectral", "layer", "none"]``):
+
+    - ``"spectral"``: spectral normalization (Miyato et al., 2018) of every transposed
+      convolution, the output layer included, applied after the paper's initialisation (so
+      the initial weights are the same); no BatchNorm, and the hidden layers get a bias;
+    - ``"layer"``: layer normalization (``GroupNorm`` with one group, affine weight drawn
+      from N(1, 0.02) like BatchNorm's) where BatchNorm is: as many parameters as
+      ``"batch"``, and nothing that mixes the samples of a batch;
+    - ``"none"``: no normalization, the hidden layers get a bias.
+
+    ``batchnorm = false`` is the old spelling of ``norm = "none"``; it goes with the default
+    ``norm = "batch"`` only (beside another ``norm`` it is refused). ``effective_norm``
+    tells which normalization a network was built with. ``ganforge check`` reports every
+    ``norm`` but ``"batch"`` as a deviation from the paper's BatchNorm guideline.
     """
 
     @attrs.frozen
@@ -56,10 +74,23 @@ class DCGANGenerator(Generator):
         channels: int | None = param(None, "image channels; unset: the dataset's channels")
         prior: str = param("uniform", "latent prior: 'uniform' on [-1, 1] (paper) or 'normal'",
                            validator=attrs.validators.in_(["uniform", "normal"]))
-        batchnorm: bool = param(True, "BatchNorm in hidden blocks (false only for ablations)")
+        batchnorm: bool = param(True, "BatchNorm in hidden blocks; false: the old spelling "
+                                "of norm = 'none' (only beside norm = 'batch')")
         conditional: bool = param(False, "class-conditional: G(z, y) with the label one-hot "
                                   "concatenated to z (as in the paper's MNIST code); needs a "
                                   "dataset with classes")
+        norm: str = param("batch", "normalization: 'batch' (paper: BatchNorm in hidden "
+                          "blocks), 'spectral' (of every layer, no BatchNorm), 'layer' "
+                          "(GroupNorm(1, C) where BatchNorm is) or 'none'",
+                          validator=norm_validator)
+
+        def __attrs_post_init__(self) -> None:
+            resolve_norm(self.norm, self.batchnorm)  # refuses batchnorm = false beside norm
+
+        @property
+        def effective_norm(self) -> str:
+            """The normalization built: ``norm``, or ``"none"`` for ``batchnorm = false``."""
+            return resolve_norm(self.norm, self.batchnorm)
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
@@ -69,17 +100,18 @@ class DCGANGenerator(Generator):
         check_dataset_size("generator", self._spec.size)
         self._classes = label_classes("generator", params.conditional, self._spec.classes)
         steps = num_resolution_steps(self._spec.size)
-        bn = params.batchnorm
+        kind = params.effective_norm
+        bias = not has_feature_norm(kind)  # a norm's own affine shift makes a bias redundant
         channels = params.width * 2 ** (steps - 1)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(params.latent_dim + self._classes, channels, 4, 1, 0, bias=not bn),
-            norm(channels, bn),
+            nn.ConvTranspose2d(params.latent_dim + self._classes, channels, 4, 1, 0, bias=bias),
+            feature_norm(kind, channels),
             nn.ReLU(inplace=True),
         ]
         for _ in range(steps - 1):
             layers += [
-                nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=not bn),
-                norm(channels // 2, bn),
+                nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=bias),
+                feature_norm(kind, channels // 2),
                 nn.ReLU(inplace=True),
             ]
             channels //= 2
@@ -87,6 +119,8 @@ class DCGANGenerator(Generator):
                    nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_weights(self)
+        if kind == "spectral":
+            spectral_all(self.main)  # after init_weights: the initial weights are the paper's
 
     @property
     def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
@@ -97,6 +131,12 @@ class DCGANGenerator(Generator):
     def classes(self) -> int:
         """How many classes the labels have (0: unconditional)."""
         return self._classes
+
+    @property
+    def effective_norm(self) -> str:
+        """The normalization built, one of ``ganforge.layers.NORMS`` (``batchnorm = false``
+        reads ``"none"``)."""
+        return self.params.effective_norm
 
     @property
     def latent_dim(self) -> int:

@@ -80,18 +80,33 @@ def num_resolution_steps(image_size: int) -> int:
     return int(math.log2(image_size // 4))
 
 
-def norm(channels: int, batchnorm: bool) -> nn.Module:
-    """BatchNorm, or nothing when the recipe ablates it."""
-    return nn.BatchNorm2d(channels) if batchnorm else nn.Identity()
+#: The refusal of ``batchnorm = false`` beside a ``norm`` other than the default.
+OLD_SPELLING = "batchnorm = false is the old spelling of norm = 'none'; set norm alone"
+
+
+def resolve_norm(norm: str, batchnorm: bool) -> str:
+    """The normalization a network builds with, one of :data:`ganforge.layers.NORMS`:
+    ``norm``, except that ``batchnorm = false`` beside the default ``norm = "batch"`` is the
+    old spelling of ``"none"``. ``batchnorm = false`` beside any other ``norm`` is a
+    ``ValueError``."""
+    if batchnorm:
+        return norm
+    if norm == "batch":
+        return "none"
+    raise ValueError(f"{OLD_SPELLING} (norm = {norm!r} was set too)")
 
 
 def init_weights(module: nn.Module) -> None:
-    """The paper's initialisation: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    """The paper's initialisation: conv weights N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0.
+
+    The layer norm (``GroupNorm``) that ``norm = "layer"`` puts where BatchNorm is gets the
+    same affine initialisation as BatchNorm. Call it before spectral normalization wraps the
+    convolutions, so their initial weights are these."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

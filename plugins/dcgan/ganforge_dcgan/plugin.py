@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import torch
 
 from ganforge import AuditResult, Registry, hookimpl, is_conditional
@@ -26,6 +27,10 @@ def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | No
     A DCGAN discriminator is traced on the generator's images, whatever the generator is.
     A conditional network (:func:`ganforge.is_conditional`) is called with class labels,
     ``G(z, y)`` and ``D(images, y)``, the classes 0, 1, ... in turn.
+
+    A DCGAN network built with another normalization than BatchNorm (``norm``, or the old
+    ``batchnorm = false``) fails the BatchNorm guideline, its detail led by the setting and
+    the normalization used instead of BatchNorm.
     """
     from .audit import audit_discriminator, audit_generator
     from .discriminator import DCGANDiscriminator
@@ -47,7 +52,29 @@ def ganforge_check(generator: Any, discriminator: Any) -> list[AuditResult] | No
             generator.train(was_training)
         d_labels = labels if is_conditional(discriminator) else None
         results += audit_discriminator(discriminator, images, d_labels)
-    return results
+    networks = {"generator": generator if judge_g else None,
+                "discriminator": discriminator if judge_d else None}
+    return [_name_the_norm(result, networks[result.network]) for result in results]
+
+
+#: What each ``norm`` but the paper's puts in place of BatchNorm, as the audit says it.
+_INSTEAD = {
+    "spectral": "spectral normalization of every layer, no BatchNorm",
+    "layer": "layer normalization (GroupNorm, one group) instead of BatchNorm",
+    "none": "no normalization",
+}
+
+
+def _name_the_norm(result: AuditResult, network: Any) -> AuditResult:
+    """``result``, its detail led by the network's normalization setting when the
+    BatchNorm guideline failed because of it (``norm = 'layer': layer normalization ...;
+    main.0 ...``)."""
+    kind = getattr(network, "effective_norm", "batch")
+    if result.guideline != "batchnorm" or result.passed or kind not in _INSTEAD:
+        return result
+    setting = (f"norm = {network.params.norm!r}" if network.params.norm != "batch"
+               else "batchnorm = false")
+    return attrs.evolve(result, detail=f"{setting}: {_INSTEAD[kind]}; {result.detail}")
 
 
 def _classes(generator: Any, discriminator: Any) -> int:

@@ -448,3 +448,61 @@ def test_network_without_weight_layers_fails_with_detail() -> None:
     assert "found 0 weight layer(s)" in checks["activations"].detail
     assert not checks["init N(0, 0.02)"].passed
     assert "no weight layers" in checks["init N(0, 0.02)"].detail
+
+
+# -------------------------------------------------------------- spectral normalization
+
+
+def spectral_normed(net: Net, indices: list[int], *, hook: bool = False) -> Net:
+    """``net`` with spectral normalization of the layers at ``indices`` of ``main``, after
+    their initialisation: torch's parametrization, or the older forward pre-hook."""
+    from torch.nn.utils import spectral_norm
+    from torch.nn.utils.parametrizations import spectral_norm as parametrized_spectral_norm
+
+    wrap = spectral_norm if hook else parametrized_spectral_norm
+    for index in indices:
+        net.main[index] = wrap(net.main[index])
+    return net
+
+
+@pytest.mark.parametrize("hook", [False, True], ids=["parametrization", "hook"])
+def test_spectral_norm_beside_batchnorm_is_a_deviation(hook: bool) -> None:
+    # SN-GAN's way: spectral normalization of every D layer; BatchNorm kept in the hidden ones.
+    net = spectral_normed(build(d_layers()), [0, 2, 5, 8, 11], hook=hook)
+    results = audit_discriminator(net, image_batch())
+    assert failed(results) == {"batchnorm"}
+    detail = by_guideline(results)["batchnorm"].detail
+    for path in ("main.0", "main.2", "main.5", "main.8", "main.11"):
+        assert f"{path} (Conv2d) has spectral normalization, which the paper does not use" \
+            in detail
+    assert "Parametrized" not in detail
+    # The weights before normalization are the ones drawn from N(0, 0.02).
+    init = by_guideline(results)["init N(0, 0.02)"]
+    assert init.passed, init.detail
+    assert "5 weight tensor(s) ~ N(0, 0.02) (5 before spectral normalization)" in init.detail
+
+
+def test_spectral_norm_instead_of_batchnorm_is_named() -> None:
+    layers = g_layers()
+    layers[4] = nn.Identity()  # main.3's BatchNorm
+    net = spectral_normed(build(layers), [3])
+    detail = by_guideline(audit_generator(net, z_batch()))["batchnorm"].detail
+    assert detail == "main.3 (ConvTranspose2d) has no BatchNorm (spectral normalization instead)"
+
+
+def test_spectral_norm_with_default_init_fails_init_on_the_original_weight() -> None:
+    net = spectral_normed(build(d_layers(), init=False), [0])
+    detail = by_guideline(audit_discriminator(net, image_batch()))["init N(0, 0.02)"].detail
+    assert detail.startswith("main.0 (Conv2d): weight std 0.08")
+
+
+def test_init_check_judges_affine_norms_like_batchnorm() -> None:
+    layers = d_layers()
+    layers[3] = nn.GroupNorm(1, NDF * 2)
+    net = build(layers)  # the example's weights_init leaves GroupNorm at weight 1, bias 0
+    init = by_guideline(audit_discriminator(net, image_batch()))["init N(0, 0.02)"]
+    assert init.passed and "2 BatchNorm, 1 GroupNorm layer(s)" in init.detail
+    with torch.no_grad():
+        net.main[3].bias.fill_(0.5)
+    init = by_guideline(audit_discriminator(net, image_batch()))["init N(0, 0.02)"]
+    assert not init.passed and init.detail.startswith("main.3 (GroupNorm): bias not zero")

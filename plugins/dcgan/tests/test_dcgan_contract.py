@@ -37,3 +37,12 @@ def test_conditional_dcgan_keeps_the_contract(registry, kind: str) -> None:
                              channels=(1, 3))
     assert {"labels", "training"} <= set(report.passed)
     assert report.details["specs"] == "1x32x32, 3x32x32 (3 classes)"
+
+
+def test_the_auxiliary_classifier_head_keeps_the_contract(registry) -> None:
+    """With aux_classifier, D returns (N, 1 + classes); the kit expects that shape and
+    trains it with the aux_classifier loss."""
+    report = check_component("discriminator", "dcgan:dcgan", registry=registry,
+                             params={"width": 8, "aux_classifier": True}, sizes=(32,),
+                             channels=(3,))
+    assert {"output", "bf16", "compile", "training"} <= set(report.passed)
