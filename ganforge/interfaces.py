@@ -1,4 +1,4 @@
-"""Abstract base classes of the five component kinds.
+"""Abstract base classes of the component kinds.
 
 A component is a class implementing one of these, with a nested frozen attrs class
 ``Params`` that holds every tunable value. The trainer is written against these
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .errors import UsageError
+from .params import at_most, param
 
 
 @attrs.frozen
@@ -185,6 +186,10 @@ class Discriminator(nn.Module, Component, metaclass=abc.ABCMeta):
 
     #: True when ``forward`` takes class labels as its second argument.
     conditional: ClassVar[bool] = False
+    #: True when built with an auxiliary classifier head (ACGAN): ``forward`` then returns
+    #: ``(N, 1 + classes)``, the adversarial logit in column 0 and the class logits after
+    #: it, and only a loss that reads them (``Loss.reads_class_logits``) may train it.
+    aux_classifier: ClassVar[bool] = False
 
     @abc.abstractmethod
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -212,6 +217,10 @@ class Loss(Component):
     #: then draws fake classes even when neither network is conditional. A loss that only
     #: passes labels on to D leaves it False, so an unconditional run draws no labels.
     needs_labels: ClassVar[bool] = False
+    #: True for a loss that reads the class logits of a discriminator built with an
+    #: auxiliary classifier head (``Discriminator.aux_classifier``: outputs ``(N, 1 +
+    #: classes)``); every other loss receives ``(N,)`` logits.
+    reads_class_logits: ClassVar[bool] = False
 
     def __init__(self, params: Any) -> None:
         self.params = params
@@ -279,6 +288,77 @@ class Scheduler(Component):
     @abc.abstractmethod
     def factor(self, step: int, total: int) -> float:
         """Multiplier of the base learning rate for step ``step`` (1-based) of ``total``."""
+
+
+@attrs.frozen
+class RegularizerParams:
+    """The params every regularizer has (its own ``Params`` subclass this one): the
+    ``weight`` of its penalty and the lazy interval ``every``."""
+
+    weight: float = param(10.0, "weight of the penalty in D's loss",
+                          validator=attrs.validators.ge(0.0))
+    every: int = param(1, "lazy regularization: apply on every k-th step only, with the "
+                       "weight multiplied by k (StyleGAN2); 1: every step",
+                       validator=[attrs.validators.gt(0), at_most(10**6)])
+
+
+class Regularizer(Component):
+    """A term added to D's objective, or a constraint on D's weights
+    (``[regularizers.<label>]``, any number per recipe).
+
+    :meth:`penalty` returns the **unweighted** penalty (a scalar tensor) for one D update;
+    the training step adds ``weight * every * penalty`` to D's loss on the steps where
+    ``step % every == 0`` (StyleGAN2's lazy regularization) and logs the unweighted value
+    as ``reg/<label>``. It receives the plain discriminator (not compiled, not wrapped in
+    DDP: gradients of D with respect to its input need double backward, which neither
+    supports), called as ``discriminator(images, labels)`` like a loss's, and the random
+    generator of the step (checkpointed, so resume is exact). Penalties are computed in
+    fp32, outside autocast. A constraint that is no loss term (WGAN's weight clipping)
+    returns None from :meth:`penalty` and acts in :meth:`after_update`.
+
+    ``Params`` must subclass :class:`RegularizerParams`.
+    """
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    def penalty(self, discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor, *,
+                real_labels: torch.Tensor | None, fake_labels: torch.Tensor | None,
+                generator: torch.Generator) -> torch.Tensor | None:
+        """The unweighted penalty of one D update (a scalar), or None for a constraint.
+        ``real``/``fake`` are the batches D's loss saw (``fake`` detached)."""
+        return None
+
+    def after_update(self, discriminator: nn.Module) -> None:  # noqa: B027 - optional
+        """Called after every D optimizer step (a constraint on D's weights). Default:
+        nothing."""
+
+
+class Augment(Component):
+    """Differentiable augmentation of every image D sees (``[augment]``): real and fake,
+    in D's update and in G's, on the device, with no host synchronisation (DiffAugment,
+    ADA).
+
+    :meth:`__call__` transforms a batch with the step's checkpointed random generator. An
+    adaptive augmentation (ADA) also watches D's logits on the real batch
+    (:meth:`observe_real_logits`) and keeps its probability as component state. The
+    default augmentation, ``none``, sets :attr:`changes_images` False, and the step then
+    leaves D's inputs (and its random stream) exactly as without augmentation.
+    """
+
+    #: False for the identity (``none``): the step does not wrap D at all.
+    changes_images: ClassVar[bool] = True
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @abc.abstractmethod
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The augmented batch (same shape), differentiable with respect to ``images``."""
+
+    def observe_real_logits(self, logits: torch.Tensor) -> None:  # noqa: B027 - optional
+        """D's logits (``(N,)``, detached) on the augmented real batch of a D update.
+        Default: nothing."""
 
 
 class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
@@ -377,6 +457,8 @@ BASE_CLASSES: dict[str, type] = {
     "loss": Loss,
     "optimizer": Optimizer,
     "scheduler": Scheduler,
+    "regularizer": Regularizer,
+    "augment": Augment,
     "dataset": Dataset,
     "metric": Metric,
 }

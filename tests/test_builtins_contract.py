@@ -16,6 +16,16 @@ CHECKED = [
     ("loss", "ganforge:lsgan", {"a": -1.0, "b": 1.0, "c": 0.0}),
     ("loss", "ganforge:relativistic", None),
     ("loss", "ganforge:relativistic", {"mode": "pairwise"}),
+    ("loss", "ganforge:aux_classifier", None),
+    ("loss", "ganforge:aux_classifier", {"adversarial": "hinge", "classify_fake_in_d": False}),
+    ("regularizer", "ganforge:none", None),
+    ("regularizer", "ganforge:gradient_penalty", None),
+    ("regularizer", "ganforge:r1", {"weight": 1.0, "every": 2}),
+    ("regularizer", "ganforge:r2", None),
+    ("regularizer", "ganforge:weight_clip", {"clip": 0.05}),
+    ("augment", "ganforge:none", None),
+    ("augment", "ganforge:diffaugment", None),
+    ("augment", "ganforge:ada", {"initial_p": 0.5, "interval": 1}),
     ("optimizer", "ganforge:adam", None),
     ("optimizer", "ganforge:adamw", None),
     ("optimizer", "ganforge:rmsprop", {"momentum": 0.9, "centered": True}),
@@ -47,7 +57,7 @@ def registry():
 def test_builtin_keeps_the_contract(registry, kind: str, name: str, params) -> None:
     report = check_component(kind, name, registry=registry, params=params)
     assert not report.failures
-    if kind in ("loss", "optimizer", "scheduler"):
+    if kind in ("loss", "optimizer", "scheduler", "regularizer", "augment"):
         assert "training" in report.passed
 
 

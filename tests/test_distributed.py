@@ -227,12 +227,17 @@ def test_every_rank_stops_when_rank_0_refuses_the_checkpoint(plugins, tmp_path: 
 
 def test_compiled_networks_train_under_ddp(tmp_path: Path) -> None:
     """run.compile under torchrun: torch.compile wraps the DDP modules (DDP's graph
-    splitting at bucket boundaries); the run trains with finite losses and finishes."""
+    splitting at bucket boundaries); the run trains with finite losses and finishes, also
+    with an R1 penalty (double backward through the plain D, beside the compiled DDP
+    module) and ADA (whose adjustments all-reduce the logit signs)."""
     recipe = tmp_path / "ddp.toml"
     recipe.write_text(RECIPE)
     result = torchrun(recipe, tmp_path / "ddp", "--set", "run.compile=true",
-                      "--set", "run.steps=10")
+                      "--set", "run.steps=10", "--set", "regularizers.r1.use=r1",
+                      "--set", "regularizers.r1.every=2", "--set", "augment.use=ada",
+                      "--set", "augment.interval=1", "--set", "augment.initial_p=0.2")
     assert result.returncode == 0, result.stderr
     logged = losses(tmp_path / "ddp")
     assert [x["step"] for x in logged] == [5, 10]
     assert all(math.isfinite(x["loss_d"]) and math.isfinite(x["loss_g"]) for x in logged)
+    assert all(math.isfinite(x["reg/r1"]) and 0 <= x["aug/p"] <= 1 for x in logged)

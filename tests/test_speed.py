@@ -179,14 +179,22 @@ width = 8
     assert roofline == pytest.approx(100 * tflops, rel=0.05, abs=0.1)
 
 
+@pytest.mark.parametrize("extra", [
+    (),
+    ("regularizers.r1.use=r1", "augment.use=diffaugment", "discriminator.norm=spectral"),
+    ("regularizers.gp.use=gradient_penalty", "regularizers.clip.use=weight_clip",
+     "augment.use=ada", "augment.interval=1", "augment.initial_p=0.3"),
+], ids=["plain", "r1-diffaugment-spectral", "gp-clip-ada"])
 def test_the_step_never_reads_back_from_the_device(plugins, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    extra: tuple[str, ...]) -> None:
     """No host synchronisation inside a training step (losses and the divergence watch
     stay on the device; ``fit`` reads them back every ``log_every`` steps): every way of
-    turning a tensor into a Python value is counted while the step runs."""
+    turning a tensor into a Python value is counted while the step runs, with penalties,
+    weight clipping, spectral norm and augmentations too."""
     from ganforge.datasets.policy import ImageBatch
 
-    trainer, _ = trainer_for(plugins, tmp_path)
+    trainer, _ = trainer_for(plugins, tmp_path, *extra)
     images = torch.rand(4, 16, 3, 32, 32) * 2 - 1  # batches already in memory: the step alone
     batches = iter([ImageBatch(x) for x in images])
     train_step(trainer, batches)  # the first step may set things up

@@ -8,7 +8,8 @@ from ..registry import Registry
 
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
-    """Register the built-in losses, optimizer, schedules, datasets and metrics."""
+    """Register the built-in losses, optimizers, schedules, regularizers, augmentations,
+    datasets and metrics."""
     from ..datasets.digits import DigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
@@ -16,8 +17,17 @@ def ganforge_register(registry: Registry) -> None:
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
     from ..evaluation.metrics import FID, KID, InceptionScore
-    from .losses import BCELoss, HingeLoss, LeastSquaresLoss, RelativisticLoss, WassersteinLoss
+    from .augmentations import AdaptiveAugment, DiffAugment, NoAugment
+    from .losses import (
+        AuxClassifierLoss,
+        BCELoss,
+        HingeLoss,
+        LeastSquaresLoss,
+        RelativisticLoss,
+        WassersteinLoss,
+    )
     from .optimizers import AdamOptimizer, AdamWOptimizer, RMSpropOptimizer, SGDOptimizer
+    from .regularizers import GradientPenalty, NoRegularizer, R1Penalty, R2Penalty, WeightClip
     from .schedules import ConstantSchedule, CosineSchedule, LinearSchedule
 
     registry.register("loss", "bce", BCELoss)
@@ -25,6 +35,7 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("loss", "wgan", WassersteinLoss)
     registry.register("loss", "lsgan", LeastSquaresLoss)
     registry.register("loss", "relativistic", RelativisticLoss)
+    registry.register("loss", "aux_classifier", AuxClassifierLoss)
     registry.register("optimizer", "adam", AdamOptimizer)
     registry.register("optimizer", "adamw", AdamWOptimizer)
     registry.register("optimizer", "rmsprop", RMSpropOptimizer)
@@ -32,6 +43,14 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("scheduler", "constant", ConstantSchedule)
     registry.register("scheduler", "linear", LinearSchedule)
     registry.register("scheduler", "cosine", CosineSchedule)
+    registry.register("regularizer", "none", NoRegularizer)
+    registry.register("regularizer", "gradient_penalty", GradientPenalty)
+    registry.register("regularizer", "r1", R1Penalty)
+    registry.register("regularizer", "r2", R2Penalty)
+    registry.register("regularizer", "weight_clip", WeightClip)
+    registry.register("augment", "none", NoAugment)
+    registry.register("augment", "diffaugment", DiffAugment)
+    registry.register("augment", "ada", AdaptiveAugment)
     registry.register("dataset", "digits", DigitsDataset)
     registry.register("dataset", "synthetic", SyntheticDataset)
     registry.register("dataset", "image_folder", ImageFolderDataset)

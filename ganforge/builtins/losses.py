@@ -166,3 +166,78 @@ class RelativisticLoss(Loss):
             raise ValueError("the relativistic loss needs the real batch (real=)")
         return self._relative(logits(discriminator, fake, fake_labels).float(),
                               logits(discriminator, real, real_labels).float())
+
+
+class AuxClassifierLoss(Loss):
+    """ACGAN's objective (Odena, Olah & Shlens 2017, "Conditional Image Synthesis with
+    Auxiliary Classifier GANs"): an adversarial term plus a classification term on D's
+    auxiliary classifier head.
+
+    D must be built with the head (``discriminator.aux_classifier = true``): it returns
+    ``(N, 1 + classes)``, the adversarial logit and the class logits. D minimises
+    ``adv_D + class_weight * (CE(x, y) + CE(G(z, c), c))`` (the fake term only with
+    ``classify_fake_in_d``, as in the paper); G minimises ``adv_G + class_weight *
+    CE(G(z, c), c)``, where ``adv`` is the ``bce`` (the paper) or ``hinge`` loss and CE is
+    cross-entropy with the true class. G is usually conditional and D not: the class
+    enters D only through its classification."""
+
+    needs_labels = True
+    reads_class_logits = True
+
+    @attrs.frozen
+    class Params:
+        """Adversarial term and classification weight."""
+
+        adversarial: str = param("bce", "adversarial term: 'bce' (the paper) or 'hinge'",
+                                 validator=attrs.validators.in_(["bce", "hinge"]))
+        class_weight: float = param(1.0, "weight of the classification terms",
+                                    validator=attrs.validators.ge(0.0))
+        classify_fake_in_d: bool = param(True, "D also learns to classify generated images "
+                                         "(the paper); false: real images only")
+
+    @classmethod
+    def requirements(cls, params: Any, recipe: Any) -> list[Requirement]:
+        d_params = recipe["discriminator"].params
+        return [requires("a discriminator with an auxiliary classifier head "
+                         "(discriminator.aux_classifier = true)",
+                         getattr(d_params, "aux_classifier", False) is True,
+                         "the classification term reads its class logits")]
+
+    def _split(self, discriminator: nn.Module, images: torch.Tensor,
+               labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = logits(discriminator, images, labels)
+        if out.dim() != 2 or out.shape[1] < 2:
+            raise ValueError("the aux_classifier loss needs a discriminator with an auxiliary "
+                             f"classifier head (output (N, 1 + classes)), got {tuple(out.shape)}")
+        return out[:, 0].float(), out[:, 1:].float()
+
+    @staticmethod
+    def _labels(labels: torch.Tensor | None, which: str) -> torch.Tensor:
+        if labels is None:
+            raise ValueError(f"the aux_classifier loss needs the {which} images' classes "
+                             "(a dataset with classes)")
+        return labels
+
+    def discriminator_loss(self, discriminator: nn.Module, real: torch.Tensor,
+                           fake: torch.Tensor, *, real_labels: torch.Tensor | None = None,
+                           fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.params
+        real_y, fake_y = self._labels(real_labels, "real"), self._labels(fake_labels, "fake")
+        real_adv, real_cls = self._split(discriminator, real, real_y)
+        fake_adv, fake_cls = self._split(discriminator, fake, fake_y)
+        if p.adversarial == "bce":
+            adv = F.softplus(-real_adv).mean() + F.softplus(fake_adv).mean()
+        else:
+            adv = F.relu(1 - real_adv).mean() + F.relu(1 + fake_adv).mean()
+        cls = F.cross_entropy(real_cls, real_y)
+        if p.classify_fake_in_d:
+            cls = cls + F.cross_entropy(fake_cls, fake_y)
+        return adv + p.class_weight * cls
+
+    def generator_loss(self, discriminator: nn.Module, fake: torch.Tensor, *,
+                       fake_labels: torch.Tensor | None = None) -> torch.Tensor:
+        fake_y = self._labels(fake_labels, "fake")
+        fake_adv, fake_cls = self._split(discriminator, fake, fake_y)
+        adv = F.softplus(-fake_adv).mean() if self.params.adversarial == "bce" \
+            else -fake_adv.mean()
+        return adv + self.params.class_weight * F.cross_entropy(fake_cls, fake_y)

@@ -73,9 +73,13 @@ def run(
 @app.command()
 @reports_errors
 def resolve(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> None:
-    """Print the fully resolved recipe (extends merged, overrides and defaults applied)."""
+    """Print the fully resolved recipe (extends merged, overrides and defaults applied);
+    the components' warnings about the recipe go to stderr."""
     plugins = load_plugins_or_warn()
-    typer.echo(load_recipe_file(recipe, overrides, plugins).to_toml(), nl=False)
+    resolved = load_recipe_file(recipe, overrides, plugins)
+    typer.echo(resolved.to_toml(), nl=False)
+    for note in resolved.warnings:
+        stderr().print(f"warning: {note}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command(context_settings={"ignore_unknown_options": False})

@@ -109,7 +109,9 @@ class LossCase:
         spec = LOSS_SPEC
         torch.manual_seed(seed)
         self.G = TinyGenerator(TinyGenerator.Params(conditional=cond), spec)
-        self.D = TinyDiscriminator(TinyDiscriminator.Params(conditional=cond), spec)
+        self.D = TinyDiscriminator(TinyDiscriminator.Params(
+            conditional=cond, aux_classifier=bool(getattr(loss, "reads_class_logits", False))),
+            spec)
         self.D_call = LabelledCall(self.D, cond, PARTNER)
         rng = torch.Generator().manual_seed(seed)
         self.real = torch.rand((4, *spec.shape()), generator=rng) * 2 - 1

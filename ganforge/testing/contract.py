@@ -11,8 +11,10 @@ import torch
 
 from ..interfaces import ImageSpec, is_conditional, loss_takes_labels
 from ..plugins import Plugins
+from . import augment_checks as ac
 from . import component_checks as cc
 from . import network_checks as nc
+from . import regularizer_checks as rc
 from .loading import RegistryLike, as_plugins, plugin_entries
 from .networks import PARTNER
 from .params_checks import check_params, check_validators, params_mapping, structure
@@ -40,13 +42,18 @@ CHECKS: dict[str, tuple[str, ...]] = {
                   "component_state", "figures", "training"),
     "scheduler": ("params", "validators", "factor", "determinism", "component_state",
                   "figures", "training"),
+    "regularizer": ("params", "validators", "penalty", "gradients", "determinism",
+                    "component_state", "figures", "training"),
+    "augment": ("params", "validators", "output", "gradients", "determinism",
+                "component_state", "figures", "training"),
     "dataset": ("params", "validators", "image_spec", "items", "determinism",
                 "component_state", "figures", "training"),
     "metric": ("params", "validators", "metric_params", "score", "determinism",
                "component_state", "figures"),
 }
 #: Kinds trained end to end by default (``train=None``).
-TRAINED_BY_DEFAULT = ("generator", "discriminator", "loss", "optimizer", "scheduler")
+TRAINED_BY_DEFAULT = ("generator", "discriminator", "loss", "optimizer", "scheduler",
+                      "regularizer", "augment")
 
 
 def check_component(kind: str, name: str, *, registry: RegistryLike = None,
@@ -165,7 +172,8 @@ def run_checks(kind: str, name: str, *, registry: RegistryLike = None, params: A
         runner.run("validators", check_validators, case.params)
         {"generator": case.network, "discriminator": case.network, "loss": case.loss,
          "optimizer": case.optimizer, "scheduler": case.scheduler, "dataset": case.dataset,
-         "metric": case.metric}[kind](list(sizes), list(channels), classes, compile_backend)
+         "metric": case.metric, "regularizer": case.regularizer,
+         "augment": case.augment}[kind](list(sizes), list(channels), classes, compile_backend)
     return report
 
 
@@ -236,10 +244,14 @@ class _Case:
 
         self.state(lambda: nc.build(self.cls, self.params, main.spec, seed=0), exercise)
         spec = main.spec
-        classes = spec.classes if is_conditional(main.network) else 0
-        self.training({kind: self.table(), "dataset": {
+        head = getattr(main.network, "aux_classifier", False) is True
+        classes = spec.classes if is_conditional(main.network) or head else 0
+        recipe: dict[str, Any] = {kind: self.table(), "dataset": {
             "use": "synthetic", "image_size": spec.size, "channels": spec.channels,
-            "classes": classes}})
+            "classes": classes}}
+        if head:  # an auxiliary classifier head is trained by the loss that reads it
+            recipe["loss"] = {"use": "ganforge:aux_classifier"}
+        self.training(recipe)
 
     def fresh(self, check: Callable[[Any], None]) -> Callable[[], None]:
         """``check`` on a new instance, built inside the check (a constructor that raises
@@ -262,7 +274,26 @@ class _Case:
             recipe["generator"] = {"use": PARTNER, "latent_dim": 8, "hidden": 16,
                                    "conditional": True}
             recipe["discriminator"] = {"use": PARTNER, "hidden": 16, "conditional": True}
+        if getattr(self.cls, "reads_class_logits", False):
+            recipe.setdefault("discriminator", {"use": PARTNER, "hidden": 16})
+            recipe["discriminator"]["aux_classifier"] = True
         self.training(recipe)
+
+    def regularizer(self, *_: Any) -> None:
+        run = self.runner.run
+        run("penalty", self.fresh(rc.check_penalty))
+        run("gradients", self.fresh(rc.check_penalty_gradients))
+        run("determinism", rc.check_penalty_determinism, self.make)
+        self.state(self.make, rc.exercise_regularizer)
+        self.training({"regularizers": {"checked": self.table()}})
+
+    def augment(self, *_: Any) -> None:
+        run = self.runner.run
+        run("output", self.fresh(ac.check_augment_output))
+        run("gradients", self.fresh(ac.check_augment_gradients))
+        run("determinism", ac.check_augment_determinism, self.make)
+        self.state(self.make, ac.exercise_augment)
+        self.training({"augment": self.table()})
 
     def optimizer(self, *_: Any) -> None:
         self.runner.run("optimizer_step", self.fresh(cc.check_optimizer_step))

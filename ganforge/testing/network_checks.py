@@ -112,10 +112,12 @@ def forward(network: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> Any:
 
 
 def _expect_output(kind: str, out: Any, spec: ImageSpec, n: int, where: str,
-                   range_tolerance: float = 0.0) -> torch.Tensor:
+                   range_tolerance: float = 0.0, network: Any = None) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise fail(f"{where}: returned {type(out).__name__}, not a tensor")
-    expected = (n, *spec.shape()) if kind == "generator" else (n,)
+    head = getattr(network, "aux_classifier", False) is True
+    expected: tuple[int, ...] = (n, *spec.shape()) if kind == "generator" \
+        else (n, 1 + spec.classes) if head else (n,)
     if tuple(out.shape) != expected:
         raise fail(f"{where}: output shape {tuple(out.shape)}, expected {expected}"
                    + (" (one logit per image: flatten the last layer's output)"
@@ -143,7 +145,7 @@ def check_output(kind: str, built: list[Built]) -> None:
             with torch.no_grad():
                 out = forward(network, x, y)
             _expect_output(kind, out, spec, BATCH,
-                           f"{describe_spec(spec, network)}, {mode} mode")
+                           f"{describe_spec(spec, network)}, {mode} mode", network=network)
         network.train()
         if kind == "generator":
             got = network.image_spec
@@ -195,7 +197,7 @@ def check_labels(kind: str, item: Built) -> None:
         assert y is not None
         with torch.no_grad():
             by_index = _expect_output(kind, forward(network, x, y), spec, BATCH,
-                                      "with int64 labels")
+                                      "with int64 labels", network=network)
             if kind == "generator":
                 weights = F.one_hot(y, spec.classes).float()
                 by_weight = _expect_output(kind, network(x, weights), spec, BATCH,
@@ -215,7 +217,8 @@ def check_bf16(kind: str, item: Built) -> None:
     x, y = inputs(kind, network, spec)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = forward(network, x, y)
-        _expect_output(kind, out, spec, BATCH, "under bf16 autocast", range_tolerance=1e-2)
+        _expect_output(kind, out, spec, BATCH, "under bf16 autocast", range_tolerance=1e-2,
+                       network=network)
         loss = out.float().square().mean()
     loss.backward()
     bad = [n for n, p in network.named_parameters()

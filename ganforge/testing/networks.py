@@ -89,7 +89,8 @@ class TinyGenerator(Generator):
 
 class TinyDiscriminator(Discriminator):
     """An MLP discriminator for any image shape (a projection discriminator when
-    conditional: ``head(h) + <embed(y), h>``)."""
+    conditional: ``head(h) + <embed(y), h>``; with ``aux_classifier``, class logits too:
+    ``(N, 1 + classes)``)."""
 
     @attrs.frozen
     class Params:
@@ -97,6 +98,8 @@ class TinyDiscriminator(Discriminator):
 
         hidden: int = param(32, "hidden units", validator=_positive)
         conditional: bool = param(False, "D(images, y): projection of the label")
+        aux_classifier: bool = param(False, "an auxiliary classifier head (ACGAN): output "
+                                     "(N, 1 + classes)")
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
@@ -108,16 +111,24 @@ class TinyDiscriminator(Discriminator):
         self.head = nn.Linear(params.hidden, 1)
         self.embed = nn.Linear(self._classes, params.hidden, bias=False) \
             if self._classes else None
+        head_classes = _classes("discriminator", params.aux_classifier, spec)
+        self.classify = nn.Linear(params.hidden, head_classes) if head_classes else None
 
     @property
     def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
         return self._classes > 0
+
+    @property
+    def aux_classifier(self) -> bool:  # type: ignore[override]  # per instance
+        return self.classify is not None
 
     def forward(self, images: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self.body(images)
         out = self.head(h).flatten()
         if self.embed is not None:
             out = out + (self.embed(_weights(y, self._classes, h.dtype)) * h).sum(1)
+        if self.classify is not None:
+            return torch.cat([out[:, None], self.classify(h)], dim=1)
         return out
 
 

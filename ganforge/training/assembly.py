@@ -25,6 +25,7 @@ import torch
 
 from ..errors import CheckpointError, DataError, RecipeError, UsageError
 from ..interfaces import (
+    Augment,
     Component,
     ComponentState,
     Dataset,
@@ -32,6 +33,7 @@ from ..interfaces import (
     Generator,
     ImageSpec,
     Loss,
+    Regularizer,
     Scheduler,
     is_conditional,
     loss_takes_labels,
@@ -148,6 +150,10 @@ class Experiment:
     base_lrs: dict[str, list[float]] = attrs.field(factory=dict)
     #: Loss scalers of the two updates under ``run.precision = "fp16"``, else empty.
     grad_scalers: dict[str, torch.amp.GradScaler] = attrs.field(factory=dict)
+    #: The regularizers of D by label (``[regularizers.<label>]``), with the loss.
+    regularizers: dict[str, Regularizer] = attrs.field(factory=dict)
+    #: The augmentation of D's inputs (``[augment]``), with the loss.
+    augment: Augment | None = None
     #: The moving average of G (``[ema]``), in a training assembly that keeps one.
     ema: GeneratorEMA | None = None
     #: True when ``generator`` holds a checkpoint's EMA weights (:func:`load_experiment`).
@@ -178,9 +184,11 @@ class Experiment:
     def components(self) -> dict[str, Component]:
         """Every assembled component by its recipe table name."""
         found: dict[str, Any] = {"dataset": self.dataset, "generator": self.generator,
-                                 "discriminator": self.discriminator, "loss": self.loss}
+                                 "discriminator": self.discriminator, "loss": self.loss,
+                                 "augment": self.augment}
         found.update({f"optimizer.{k}": v for k, v in self.optimizer_components.items()})
         found.update({f"schedule.{k}": v for k, v in self.schedulers.items()})
+        found.update({f"regularizers.{k}": v for k, v in self.regularizers.items()})
         return {name: part for name, part in found.items() if part is not None}
 
     def learning_rates(self, step: int) -> dict[str, float]:
@@ -279,6 +287,9 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
                 device, memory_format=fmt)
     if "loss" in parts:
         experiment.loss = recipe["loss"].create(registry)
+        experiment.augment = recipe["augment"].create(registry)
+        experiment.regularizers = {label: choice.create(registry)
+                                   for label, choice in recipe.regularizers.items()}
     check_labels(experiment)
     if "optimizers" in parts:
         for name, module in (("generator", experiment.generator),
@@ -304,8 +315,10 @@ def assemble(recipe: Recipe, registry: Registry, device: torch.device | str = "a
 
 
 def check_labels(experiment: Experiment) -> None:
-    """Refuse, in one line naming the recipe tables, a conditional network on a dataset
-    without classes, and a conditional D with a loss that cannot pass labels on to it."""
+    """Refuse, in one line naming the recipe tables, a conditional network (or a loss that
+    uses labels) on a dataset without classes, a conditional D with a loss that cannot pass
+    labels on to it, and an auxiliary classifier head without the loss that reads it (or
+    the reverse)."""
     recipe = experiment.recipe
     dataset = recipe["dataset"].name
     for table in ("generator", "discriminator"):
@@ -320,6 +333,19 @@ def check_labels(experiment: Experiment) -> None:
         raise UsageError(f"[loss] {recipe['loss'].name!r} does not take labels (real_labels, "
                          f"fake_labels), so it cannot train the conditional [discriminator] "
                          f"{recipe['discriminator'].name!r}")
+    if loss is not None and loss.needs_labels and experiment.classes == 0:
+        raise UsageError(f"[loss] {recipe['loss'].name!r} uses class labels but dataset "
+                         f"{dataset!r} has no classes; use a labelled dataset (see "
+                         "docs/datasets.md)")
+    head = bool(getattr(experiment.discriminator, "aux_classifier", False))
+    if loss is not None and experiment.discriminator is not None \
+            and head != loss.reads_class_logits:
+        d_name, l_name = recipe["discriminator"].name, recipe["loss"].name
+        raise UsageError(
+            f"[discriminator] {d_name!r} has an auxiliary classifier head, which only a loss "
+            f"that reads class logits (aux_classifier) trains, not [loss] {l_name!r}" if head
+            else f"[loss] {l_name!r} reads class logits, but [discriminator] {d_name!r} has no "
+            "auxiliary classifier head (set discriminator.aux_classifier = true)")
 
 
 # -- from a checkpoint ---------------------------------------------------------------------

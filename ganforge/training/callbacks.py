@@ -134,6 +134,8 @@ class LogLosses(Periodic):
             skipped_d, skipped_g = step_.skipped.tolist()
             trainer.metrics.update({"fp16/skipped_d": float(skipped_d),
                                     "fp16/skipped_g": float(skipped_g)})
+        trainer.metrics.update({f"reg/{label}": float(value.float().item())
+                                for label, value in step_.penalties.items()})
         trainer.metrics.update(component_figures(trainer.experiment.components(),
                                                  trainer.metrics))
         trainer.log.scalars(step, trainer.metrics)

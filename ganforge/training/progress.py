@@ -71,8 +71,9 @@ class TrainingProgress:
     def note(self, message: str) -> None:
         """A one-off message (checkpoint written, sample written, ...)."""
         if self.enabled:
-            self.console.print(message, highlight=False)
+            self.console.print(message, highlight=False, markup=False)
 
     def warn(self, message: str) -> None:
         """A message the user must see even with the progress display off."""
-        self.console.print(f"note: {message}", highlight=False, soft_wrap=True)
+        # Messages name recipe tables ("[regularizers.gp]"): printed as text, not markup.
+        self.console.print(f"note: {message}", highlight=False, soft_wrap=True, markup=False)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import UsageError
-from ..interfaces import is_conditional, loss_takes_labels, loss_takes_real
+from ..interfaces import Augment, is_conditional, loss_takes_labels, loss_takes_real
 from ..recipe import RunParams
 from .assembly import Experiment
 from .distributed import DistributedContext
@@ -55,24 +55,48 @@ RealBatch = torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]
 
 
 class LabelledCall(nn.Module):
-    """What a loss receives as the discriminator: called as ``discriminator(images,
-    labels)``, it passes the labels on to a conditional D and drops them for an
-    unconditional one; ``discriminator(images)`` works as before labels existed."""
+    """What a loss (or a regularizer) receives as the discriminator: called as
+    ``discriminator(images, labels)``, it passes the labels on to a conditional D and drops
+    them for an unconditional one; ``discriminator(images)`` works as before labels existed.
 
-    def __init__(self, module: nn.Module, conditional: bool, name: str) -> None:
+    With an ``augment`` (``[augment]``), every image batch is augmented (with ``rng``)
+    before D sees it. While a real batch is being watched (:meth:`watch`, during D's
+    update), D's logits on exactly that tensor are handed to the augmentation
+    (:meth:`~ganforge.interfaces.Augment.observe_real_logits`): every shipped loss passes
+    the real batch it was given to D as it is."""
+
+    def __init__(self, module: nn.Module, conditional: bool, name: str,
+                 augment: Augment | None = None, rng: torch.Generator | None = None) -> None:
         super().__init__()
         self.module = module
         self.conditional = conditional
         self._name = name
+        self._augment = augment if augment is not None and augment.changes_images else None
+        self._rng = rng
+        self._watched: torch.Tensor | None = None
+
+    def watch(self, real: torch.Tensor | None) -> None:
+        """Report D's logits on ``real`` to the augmentation (None: stop watching)."""
+        self._watched = real
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None
                 ) -> torch.Tensor:
+        observed = self._augment is not None and images is self._watched
+        if self._augment is not None:
+            assert self._rng is not None
+            images = self._augment(images, self._rng)
         if not self.conditional:
-            return self.module(images)
-        if labels is None:
+            out = self.module(images)
+        elif labels is None:
             raise UsageError(f"the conditional discriminator {self._name!r} was called "
                              "without labels: the loss must pass them on")
-        return self.module(images, labels)
+        else:
+            out = self.module(images, labels)
+        if observed:
+            assert self._augment is not None
+            self._augment.observe_real_logits(
+                (out if out.dim() == 1 else out[:, 0]).detach())
+        return out
 
 
 def call_generator(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None,
@@ -91,6 +115,11 @@ class GANStep:
     update is reused by the G update, during which D's parameters are frozen (no gradients
     into D, no DDP all-reduce for it). Before the updates, every optimizer gets its
     scheduled learning rate; after them, the EMA of G (when kept) moves.
+
+    Every D update adds the penalties of the recipe's regularizers that are due (``step %
+    every == 0``), weighted by ``weight * every``, and lets each regularizer constrain D
+    after the optimizer step (weight clipping). With an augmentation (``[augment]``), D sees
+    every batch, real and fake, in both updates, through it.
 
     Under fp16 (``run.precision``), each update scales its loss with its own
     :class:`torch.amp.GradScaler`; a step whose gradients overflow is skipped by the
@@ -124,6 +153,15 @@ class GANStep:
         self.skipped = torch.zeros(2, dtype=torch.int64, device=experiment.device)
         #: The learning rates of the last step, by network.
         self.learning_rates: dict[str, float] = {}
+        #: The last unweighted value of every regularizer's penalty, by label (device
+        #: tensors; logged as ``reg/<label>``).
+        self.penalties: dict[str, torch.Tensor] = {}
+        self._regularizers = list(experiment.regularizers.items())
+        # Penalties need double backward, which neither torch.compile nor DDP supports: they
+        # go through the plain D (its gradients still reach DDP's hooks once, with the loss's).
+        self._plain_d = LabelledCall(discriminator, is_conditional(discriminator),
+                                     experiment.recipe["discriminator"].name,
+                                     experiment.augment, latent_rng)
 
     @property
     def forward_d(self) -> nn.Module:
@@ -134,7 +172,8 @@ class GANStep:
     def forward_d(self, module: nn.Module) -> None:
         self._forward_d = module
         self._labelled_d = LabelledCall(module, is_conditional(self.discriminator),
-                                        self.experiment.recipe["discriminator"].name)
+                                        self.experiment.recipe["discriminator"].name,
+                                        self.experiment.augment, self.latent_rng)
 
     def fake_labels(self, n: int, real_labels: torch.Tensor | None) -> torch.Tensor | None:
         """The classes of ``n`` fake images: drawn uniformly from ``latent_rng``, or the real
@@ -149,10 +188,36 @@ class GANStep:
 
     def _d_loss(self, real: torch.Tensor, fake: torch.Tensor, real_labels: torch.Tensor | None,
                 fake_labels: torch.Tensor | None) -> torch.Tensor:
-        if self._loss_labels:
-            return self.loss.discriminator_loss(  # type: ignore[call-arg]
-                self._labelled_d, real, fake, real_labels=real_labels, fake_labels=fake_labels)
-        return self.loss.discriminator_loss(self._labelled_d, real, fake)
+        self._labelled_d.watch(real)
+        try:
+            if self._loss_labels:
+                return self.loss.discriminator_loss(  # type: ignore[call-arg]
+                    self._labelled_d, real, fake, real_labels=real_labels,
+                    fake_labels=fake_labels)
+            return self.loss.discriminator_loss(self._labelled_d, real, fake)
+        finally:
+            self._labelled_d.watch(None)
+
+    def _penalties(self, real: torch.Tensor, fake: torch.Tensor,
+                   real_labels: torch.Tensor | None, fake_labels: torch.Tensor | None,
+                   step: int) -> torch.Tensor | None:
+        """The weighted sum of the penalties due at ``step`` (fp32, outside autocast), or
+        None when none is due."""
+        total: torch.Tensor | None = None
+        for label, regularizer in self._regularizers:
+            every = int(getattr(regularizer.params, "every", 1))
+            if step % every:
+                continue
+            with torch.autocast(real.device.type, enabled=False):
+                value = regularizer.penalty(self._plain_d, real, fake,
+                                            real_labels=real_labels, fake_labels=fake_labels,
+                                            generator=self.latent_rng)
+            if value is None:
+                continue
+            self.penalties[label] = value.detach()
+            weighted = float(getattr(regularizer.params, "weight", 1.0)) * every * value
+            total = weighted if total is None else total + weighted
+        return total
 
     def _g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None,
                 real: torch.Tensor, real_labels: torch.Tensor | None) -> torch.Tensor:
@@ -209,7 +274,11 @@ class GANStep:
                     with torch.no_grad():
                         fake = call_generator(G, z, fake_labels, self.conditional_g)
                 loss_d = self._d_loss(real, fake.detach(), real_labels, fake_labels).float()
-            self._update("discriminator", loss_d, self._params_d, step)
+            penalty = self._penalties(real, fake.detach(), real_labels, fake_labels, step)
+            self._update("discriminator", loss_d if penalty is None else loss_d + penalty,
+                         self._params_d, step)
+            for _label, regularizer in self._regularizers:
+                regularizer.after_update(self.discriminator)
         assert fake is not None and loss_d is not None and real is not None
         self.discriminator.requires_grad_(False)  # no gradients into D during the G update
         # Under DDP, D's gradients are not all-reduced during the G update (it has none).
