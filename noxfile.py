@@ -8,12 +8,12 @@ import nox
 nox.options.sessions = ["tests", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 
-PACKAGES = ["-e", ".[test]", "-e", "plugins/dcgan"]
+PACKAGES = ["-e", ".[test]", "-e", "plugins/dcgan", "-e", "plugins/resnet"]
 
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    """Install ganforge and the DCGAN plugin, then run the test suite."""
+    """Install ganforge and the shipped plugins (DCGAN, ResNet), then run the test suite."""
     # torch and torchvision are resolved together from the registry (CUDA build; it runs on
     # the CPU too); never a lone local CPU-only torch wheel, with which torchvision fails.
     session.install(*PACKAGES)
@@ -29,9 +29,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """mypy over ganforge and the DCGAN plugin (settings in pyproject.toml)."""
+    """mypy over ganforge and the shipped plugins (settings in pyproject.toml)."""
     session.install(*PACKAGES, "mypy>=1.10")
-    session.run("mypy", "ganforge", "plugins/dcgan/ganforge_dcgan")
+    session.run("mypy", "ganforge", "plugins/dcgan/ganforge_dcgan",
+                "plugins/resnet/ganforge_resnet")
 
 
 @nox.session(python="3.11")
