@@ -290,7 +290,13 @@ def test_the_users_ctrl_c_inside_a_hook_keeps_its_meaning() -> None:
 
     observer.ganforge_log = interrupted_log
     plugins = load_plugins(extra=[("slow_observer", observer)])
-    with pytest.raises(KeyboardInterrupt):
-        plugins.broadcast("ganforge_log", step=1, metrics={})
+    # The user's Ctrl-C means KeyboardInterrupt, as in a fresh interpreter, whatever handler
+    # an earlier test in this process left behind.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            plugins.broadcast("ganforge_log", step=1, metrics={})
+    finally:
+        signal.signal(signal.SIGINT, previous)
     record = next(r for r in plugins.records if r.name == "slow_observer")
     assert record.status == "loaded"

@@ -155,7 +155,7 @@ def test_unknown_recipe_lists_what_the_package_ships(tmp_path: Path) -> None:
     assert text.startswith(f"{leaf}: $.extends: extended recipe 'ganforge:quickstrat': "
                            "ganforge ships no recipe 'quickstrat', did you mean 'quickstart'? "
                            "(its recipes: ablations/batchnorm, ")
-    assert "quickstart_conditional)" in text
+    assert "quickstart_conditional" in text and text.endswith(")")
 
 
 def test_unknown_package_names_the_plugins(tmp_path: Path, plugin_site: Path) -> None:
