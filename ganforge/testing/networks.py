@@ -12,10 +12,9 @@ from collections.abc import Iterator
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UsageError
+from ..conditioning import class_weights, label_classes
 from ..interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
 from ..params import param
 from ..registry import Registry
@@ -28,20 +27,6 @@ PARTNER = f"{PARTNER_PLUGIN}:{PARTNER_SHORT}"
 ORIGIN = "plugin 'testkit' (ganforge.testing)"
 
 _positive = attrs.validators.gt(0)
-
-
-def _classes(network: str, conditional: bool, spec: ImageSpec) -> int:
-    if not conditional:
-        return 0
-    if spec.classes <= 0:
-        raise UsageError(f"{network}: conditional = true needs a dataset with classes")
-    return spec.classes
-
-
-def _weights(y: torch.Tensor | None, classes: int, dtype: torch.dtype) -> torch.Tensor:
-    if y is None:
-        raise TypeError("conditional: called with labels as the second argument")
-    return y.to(dtype) if y.is_floating_point() else F.one_hot(y.long(), classes).to(dtype)
 
 
 class TinyGenerator(Generator):
@@ -59,7 +44,7 @@ class TinyGenerator(Generator):
         super().__init__()
         self.params = params
         self._spec = resolve_image_spec("generator", None, None, image_spec)
-        self._classes = _classes("generator", params.conditional, self._spec)
+        self._classes = label_classes("generator", params.conditional, self._spec.classes)
         c, s = self._spec.channels, self._spec.size
         self.net = nn.Sequential(nn.Linear(params.latent_dim + self._classes, params.hidden),
                                  nn.ReLU(), nn.Linear(params.hidden, c * s * s), nn.Tanh())
@@ -83,7 +68,8 @@ class TinyGenerator(Generator):
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         if self._classes:
-            z = torch.cat([z, _weights(y, self._classes, z.dtype)], dim=1)
+            weights = class_weights("generator", y, self._classes, z.shape[0], z.dtype)
+            z = torch.cat([z, weights], dim=1)
         return self.net(z).reshape(-1, *self._spec.shape())
 
 
@@ -105,13 +91,13 @@ class TinyDiscriminator(Discriminator):
         super().__init__()
         self.params = params
         spec = resolve_image_spec("discriminator", None, None, image_spec)
-        self._classes = _classes("discriminator", params.conditional, spec)
+        self._classes = label_classes("discriminator", params.conditional, spec.classes)
         self.body = nn.Sequential(nn.Flatten(), nn.Linear(spec.channels * spec.size ** 2,
                                                           params.hidden), nn.LeakyReLU(0.2))
         self.head = nn.Linear(params.hidden, 1)
         self.embed = nn.Linear(self._classes, params.hidden, bias=False) \
             if self._classes else None
-        head_classes = _classes("discriminator", params.aux_classifier, spec)
+        head_classes = label_classes("discriminator", params.aux_classifier, spec.classes)
         self.classify = nn.Linear(params.hidden, head_classes) if head_classes else None
 
     @property
@@ -126,7 +112,8 @@ class TinyDiscriminator(Discriminator):
         h = self.body(images)
         out = self.head(h).flatten()
         if self.embed is not None:
-            out = out + (self.embed(_weights(y, self._classes, h.dtype)) * h).sum(1)
+            weights = class_weights("discriminator", y, self._classes, h.shape[0], h.dtype)
+            out = out + (self.embed(weights) * h).sum(1)
         if self.classify is not None:
             return torch.cat([out[:, None], self.classify(h)], dim=1)
         return out

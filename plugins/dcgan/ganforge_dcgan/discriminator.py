@@ -10,18 +10,16 @@ import torch
 from torch import nn
 
 from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
+from ganforge.conditioning import class_weights, label_classes, refuse_labels
 from ganforge.errors import UsageError
 from ganforge.interfaces import Requirement, requires
 from ganforge.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
 
 from .layers import (
     check_dataset_size,
-    class_weights,
     image_size_validator,
     init_weights,
-    label_classes,
     num_resolution_steps,
-    refuse_labels,
     resolve_norm,
 )
 

@@ -1,16 +1,14 @@
-"""Shared pieces of the DCGAN networks: size arithmetic, normalisation and initialisation."""
+"""Shared pieces of the DCGAN networks: size arithmetic, normalisation and initialisation
+(the label helpers are ganforge's, in :mod:`ganforge.conditioning`)."""
 
 from __future__ import annotations
 
 import math
 
 import attrs
-import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ganforge import RecipeError
-from ganforge.errors import UsageError
 
 #: Image sizes DCGAN supports; the number of blocks follows from the size.
 IMAGE_SIZES = (32, 64, 128)
@@ -30,49 +28,6 @@ def check_dataset_size(network: str, size: int) -> None:
         raise RecipeError.single("$.dataset.image_size",
                                  f"the dcgan {network} builds images of size "
                                  f"{', '.join(map(str, IMAGE_SIZES))} only, not {size}")
-
-
-def label_classes(network: str, conditional: bool, classes: int) -> int:
-    """How many label channels ``network`` concatenates: the dataset's ``classes`` when
-    conditional, 0 otherwise (then the network is exactly the unconditional one).
-
-    A conditional network on a dataset without classes is a usage error, told in one line.
-    """
-    if not conditional:
-        return 0
-    if classes <= 0:
-        raise UsageError(f"{network}: conditional = true needs a dataset with classes; "
-                         "dataset gives none")
-    return classes
-
-
-def class_weights(network: str, y: torch.Tensor | None, classes: int, batch: int,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """The labels of a conditional network as ``(N, classes)`` class weights of ``dtype``.
-
-    ``y`` is either class indices (an integer tensor of shape ``(N,)``: one-hot rows) or
-    class weights (a float tensor of shape ``(N, classes)``: one-hot rows, or mixtures of
-    them to walk from one class to another), taken as given.
-    """
-    if y is None:
-        raise TypeError(f"{network}: conditional, so it is called with labels as its "
-                        "second argument")
-    if y.is_floating_point():
-        if y.shape != (batch, classes):
-            raise ValueError(f"{network}: class weights must have shape ({batch}, {classes}), "
-                             f"not {tuple(y.shape)}")
-        return y.to(dtype)
-    if y.shape != (batch,):
-        raise ValueError(f"{network}: class indices must have shape ({batch},), "
-                         f"not {tuple(y.shape)}")
-    return F.one_hot(y.long(), classes).to(dtype)
-
-
-def refuse_labels(network: str, y: torch.Tensor | None) -> None:
-    """An unconditional network called with labels: say so rather than ignore them."""
-    if y is not None:
-        raise TypeError(f"{network}: unconditional (conditional = false), so it takes no "
-                        "labels")
 
 
 def num_resolution_steps(image_size: int) -> int:

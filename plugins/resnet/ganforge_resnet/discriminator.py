@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
+from ganforge.conditioning import label_classes, refuse_labels
 from ganforge.layers import norm_validator, spectral_all
 
 from .layers import (
@@ -19,8 +20,6 @@ from .layers import (
     check_labels,
     embed,
     image_size_validator,
-    label_classes,
-    refuse_labels,
     xavier,
 )
 

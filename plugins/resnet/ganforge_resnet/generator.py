@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ganforge import Generator, ImageSpec, param, resolve_image_spec
+from ganforge.conditioning import label_classes, refuse_labels, sample_prior
 from ganforge.layers import feature_norm, norm_validator, spectral_all
 
 from .layers import (
@@ -20,8 +21,6 @@ from .layers import (
     check_dataset_size,
     check_labels,
     image_size_validator,
-    label_classes,
-    refuse_labels,
     xavier,
 )
 
@@ -133,11 +132,7 @@ class ResNetGenerator(Generator):
 
     def sample_latent(self, n: int, generator: torch.Generator,
                       device: torch.device | str | None = None) -> torch.Tensor:
-        device = device if device is not None else generator.device
-        shape = (n, self.params.latent_dim)
-        if self.params.prior == "uniform":
-            return torch.rand(shape, generator=generator, device=device).mul_(2).sub_(1)
-        return torch.randn(shape, generator=generator, device=device)
+        return sample_prior(self.params.prior, n, self.params.latent_dim, generator, device)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z``; when conditional, ``y`` gives the classes:

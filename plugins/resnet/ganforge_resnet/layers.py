@@ -18,7 +18,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from ganforge import RecipeError
-from ganforge.errors import UsageError
 from ganforge.layers import feature_norm
 
 #: Image sizes the networks are built for (mimicry's SNGAN32, 48, 64 and 128).
@@ -100,20 +99,6 @@ def channel_widths(network: str, width: int, shifts: tuple[int, ...], size: int)
     return [width >> shift for shift in shifts]
 
 
-def label_classes(network: str, conditional: bool, classes: int) -> int:
-    """How many classes a network is built for: the dataset's ``classes`` when
-    conditional, 0 otherwise (then the network is exactly the unconditional one).
-
-    A conditional network on a dataset without classes is a usage error, told in one line.
-    """
-    if not conditional:
-        return 0
-    if classes <= 0:
-        raise UsageError(f"{network}: conditional = true needs a dataset with classes; "
-                         "dataset gives none")
-    return classes
-
-
 def check_labels(network: str, y: torch.Tensor | None, classes: int, batch: int,
                  dtype: torch.dtype) -> torch.Tensor:
     """The labels of a conditional network, checked: class indices (an integer tensor of
@@ -136,13 +121,6 @@ def check_labels(network: str, y: torch.Tensor | None, classes: int, batch: int,
         raise ValueError(f"{network}: class indices must have shape ({batch},), "
                          f"not {tuple(y.shape)}")
     return y.long()
-
-
-def refuse_labels(network: str, y: torch.Tensor | None) -> None:
-    """An unconditional network called with labels: say so rather than ignore them."""
-    if y is not None:
-        raise TypeError(f"{network}: unconditional (conditional = false), so it takes no "
-                        "labels")
 
 
 def embed(embedding: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
