@@ -15,7 +15,9 @@ sweep axis for any shipped network (and for a plugin's that uses these helpers):
 Spectral normalization uses torch's parametrization
 (:func:`torch.nn.utils.parametrizations.spectral_norm`): one power iteration per training
 forward pass, its vectors ``u``/``v`` kept as buffers, so checkpoints and the EMA of G carry
-them and resume is exact.
+them and resume is exact. :class:`SpectralNorm` computes what torch's does and has its
+state-dict keys, but also works under ``torch.compile`` (torch's fails in Inductor when a
+compiled D is called twice before its backward pass, as a GAN step does).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from __future__ import annotations
 from typing import TypeVar
 
 import attrs
+import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 
 #: The ``norm`` values a network may offer.
 NORMS: tuple[str, ...] = ("batch", "spectral", "layer", "none")
@@ -56,14 +62,53 @@ def has_feature_norm(kind: str) -> bool:
     return kind in ("batch", "layer")
 
 
+@torch.compiler.disable
+def _store(buffer: torch.Tensor, value: torch.Tensor) -> None:
+    """``buffer.copy_(value)`` outside any compiled graph."""
+    buffer.copy_(value)
+
+
+class SpectralNorm(_SpectralNorm):
+    """torch's spectral-norm parametrization (same initialisation, buffers, keys and
+    values), safe under ``torch.compile``.
+
+    torch's version updates ``u``/``v`` in place and clones them for the backward pass;
+    Inductor drops the clone and saves the buffers themselves, so a second forward pass
+    before the backward (real and fake batches through one D) fails with "modified by an
+    inplace operation" (torch 2.11 on CUDA and 2.14 on the CPU). Here the power iteration
+    is out of place and the buffers are written outside the compiled graph (one graph
+    break per layer, in training only)."""
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if weight.ndim == 1:
+            return F.normalize(weight, dim=0, eps=self.eps)
+        weight_mat = self._reshape_weight_to_matrix(weight)
+        if self.training:
+            with torch.no_grad():
+                u, v = self._u, self._v
+                for _ in range(self.n_power_iterations):
+                    u = F.normalize(torch.mv(weight_mat, v), dim=0, eps=self.eps)
+                    v = F.normalize(torch.mv(weight_mat.H, u), dim=0, eps=self.eps)
+                _store(self._u, u)
+                _store(self._v, v)
+        else:
+            u, v = self._u.clone(), self._v.clone()
+        sigma = torch.vdot(u, torch.mv(weight_mat, v))
+        return weight / sigma
+
+
 def spectral(module: M, enabled: bool = True) -> M:
     """``module`` with spectral normalization of its ``weight`` when ``enabled`` (else the
-    module itself): torch's parametrization, one power iteration per training forward."""
+    module itself): :class:`SpectralNorm`, one power iteration per training forward, as
+    :func:`torch.nn.utils.parametrizations.spectral_norm` registers it."""
     if not enabled:
         return module
-    from torch.nn.utils.parametrizations import spectral_norm
-
-    return spectral_norm(module)  # type: ignore[return-value]
+    dim = 1 if isinstance(module, nn.ConvTranspose1d | nn.ConvTranspose2d
+                          | nn.ConvTranspose3d) else 0
+    parametrize.register_parametrization(
+        module, "weight", SpectralNorm(module.weight, n_power_iterations=1, dim=dim,
+                                       eps=1e-12))
+    return module
 
 
 def spectral_all(module: nn.Module) -> nn.Module:

@@ -609,3 +609,35 @@ def test_ada_sums_the_signs_over_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
         a.observe_real_logits(torch.ones(4))
     assert torch.equal(a.p, torch.tensor(0.5) + torch.tensor(16.0) / 1000.0)
     assert float(a.figures()["aug/rt"]) == 1.0
+
+
+def test_grid_sample_reflect_is_grid_sample_and_twice_differentiable() -> None:
+    """ADA's warp goes through :func:`grid_sample_reflect`: torch 2.11 has no derivative of
+    ``grid_sampler_2d_backward``, so R1 with ADA failed on an H100. Its forward pass,
+    gradient and second derivative are torch's ``grid_sample``'s (newer CPU builds have a
+    second derivative to compare with), and gradgradcheck passes in float64."""
+    from torch.autograd import gradcheck, gradgradcheck
+
+    from ganforge.builtins.augmentations import grid_sample_reflect
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    theta = torch.randn(2, 2, 3, dtype=torch.float64, generator=gen) * 0.5
+    grid = torch.nn.functional.affine_grid(theta, [2, 3, 6, 5], align_corners=False)
+
+    def torch_grid_sample(images: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.grid_sample(images, g, mode="bilinear",
+                                               padding_mode="reflection",
+                                               align_corners=False)
+
+    def r1_gradient(sample: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                    ) -> torch.Tensor:
+        out = sample(x, grid)
+        (grad,) = torch.autograd.grad((out ** 2).sum() * 0.3 + out.sum(), x, create_graph=True)
+        return torch.autograd.grad((grad ** 2).sum(), x)[0]
+
+    assert torch.equal(grid_sample_reflect(x, grid), torch_grid_sample(x, grid))
+    assert torch.allclose(r1_gradient(grid_sample_reflect), r1_gradient(torch_grid_sample),
+                          rtol=1e-12, atol=1e-12)
+    assert gradcheck(lambda images: grid_sample_reflect(images, grid), (x,))
+    assert gradgradcheck(lambda images: grid_sample_reflect(images, grid), (x,))

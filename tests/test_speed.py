@@ -57,7 +57,17 @@ def test_auto_precision_uses_bf16_only_on_hardware_with_bf16(
 
 def test_channels_last_is_on_unless_switched_off() -> None:
     assert resolve_speed("fp32", None, False, CPU).memory_format == torch.channels_last
+    assert resolve_speed("fp32", None, True, CPU).memory_format == torch.channels_last
     assert resolve_speed("fp32", False, False, CPU).memory_format == torch.contiguous_format
+
+
+def test_channels_last_is_off_by_default_when_compiling_for_cuda() -> None:
+    """Compiled with channels_last, DCGAN's backward failed an Inductor stride assertion on
+    an H100 (torch 2.11); unset means off there, and asking for it still gets it."""
+    cuda = torch.device("cuda")
+    assert resolve_speed("fp32", None, True, cuda).memory_format == torch.contiguous_format
+    assert resolve_speed("fp32", None, False, cuda).memory_format == torch.channels_last
+    assert resolve_speed("fp32", True, True, cuda).memory_format == torch.channels_last
 
 
 def test_switches_reach_the_networks_and_optimizers(plugins, tmp_path: Path) -> None:

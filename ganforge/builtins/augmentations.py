@@ -36,6 +36,61 @@ class NoAugment(Augment):
         return images
 
 
+# -- a grid_sample whose backward is differentiable -----------------------------------------
+
+_BILINEAR, _REFLECTION = 0, 2  # aten's enums for grid_sample's mode and padding_mode
+
+
+class _GridSampleReflect(torch.autograd.Function):
+    """Bilinear ``grid_sample`` with reflection padding (``align_corners=False``) of images
+    by a grid that needs no gradient, differentiable twice with respect to the images.
+
+    torch 2.11 has no derivative of ``grid_sampler_2d_backward`` (on CUDA and on the CPU;
+    the CPU build of 2.14 has one), so R1 and the gradient penalty (double backward through
+    D and the augmentation) failed with ADA on an H100. The image gradient of ``grid_sample`` is linear in the incoming gradient and does
+    not depend on the images, so its own derivative is ``grid_sample`` again: the same fix
+    as StyleGAN2-ADA's ``grid_sample_gradfix``."""
+
+    @staticmethod
+    def forward(ctx: Any, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(images, grid)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+                             align_corners=False)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        images, grid = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        return _GridSampleReflectBackward.apply(grad_output, images, grid), None
+
+
+class _GridSampleReflectBackward(torch.autograd.Function):
+    """The image gradient of :class:`_GridSampleReflect`, itself differentiable."""
+
+    @staticmethod
+    def forward(ctx: Any, grad_output: torch.Tensor, images: torch.Tensor,
+                grid: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grid)
+        grad_images, _ = torch.ops.aten.grid_sampler_2d_backward(
+            grad_output, images, grid, _BILINEAR, _REFLECTION, False, [True, False])
+        return grad_images
+
+    @staticmethod
+    def backward(ctx: Any, grad2: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        (grid,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        return _GridSampleReflect.apply(grad2, grid), None, None
+
+
+def grid_sample_reflect(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """``F.grid_sample(images, grid, mode="bilinear", padding_mode="reflection",
+    align_corners=False)``, differentiable any number of times with respect to ``images``
+    on every device (``grid`` gets no gradient)."""
+    return _GridSampleReflect.apply(images, grid.detach())
+
+
 # -- helpers --------------------------------------------------------------------------------
 
 
@@ -482,8 +537,7 @@ class AdaptiveAugment(Augment):
         rescale = _matrix([[1, h / w, 2 / w], [w / h, 1, 2 / h], [w / 2, h / 2, 1]], zeros)
         theta = g_inv * rescale
         grid = sampling_grid(theta[:, :2, :], h, w)
-        warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                               align_corners=False)
+        warped = grid_sample_reflect(x.float(), grid.float())
         return torch.where(touched.view(n, 1, 1, 1), warped, x)
 
     def _color(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

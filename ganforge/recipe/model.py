@@ -95,7 +95,8 @@ class RunParams:
                              "'uniform' (drawn uniformly, seeded) or 'real' (the real "
                              "batch's labels, so the dataset's class frequencies)",
                              validator=attrs.validators.in_(["uniform", "real"]))
-    channels_last: bool | None = param(None, "NHWC memory format; unset: on")
+    channels_last: bool | None = param(None, "NHWC memory format; unset: on, "
+                                        "except with compile on CUDA")
     compile: bool = param(False, "torch.compile G and D (minutes of compile time first)")
     cuda_graphs: bool = param(False, "replay the compiled G and D as CUDA graphs "
                               "(torch.compile mode 'reduce-overhead'); needs run.compile "

@@ -3,11 +3,12 @@
 ``run.precision``: ``"auto"`` uses bfloat16 autocast where the hardware computes bf16
 natively (CUDA devices that support it; CPUs with AVX512-BF16 or AMX), float32 elsewhere,
 where emulated bf16 is slower than float32. ``run.channels_last``: unset means on (NHWC
-convolutions are faster on both oneDNN CPUs and cuDNN GPUs). ``run.compile``: off by
+convolutions are faster on both oneDNN CPUs and cuDNN GPUs), except with ``run.compile`` on
+CUDA, where Inductor failed with it. ``run.compile``: off by
 default, because compiling costs minutes on a small CPU and gained little there.
 ``run.cuda_graphs``: compiled G and D replayed as CUDA graphs (``torch.compile``'s
 ``reduce-overhead`` mode), to remove the kernel launch overhead compile alone leaves; off
-by default until measured. ``benchmarks/train_step.py`` measures each switch.
+by default (measured on an H100: docs/performance.md). ``benchmarks/train_step.py`` measures each switch.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
             bf16 = device.type == "cpu" and cpu_has_native_bf16()
     else:
         bf16 = precision == "bf16"
-    return SpeedSettings(bf16=bf16, channels_last=True if channels_last is None
-                         else channels_last, compile=compile, cuda_graphs=cuda_graphs,
+    if channels_last is None:
+        # Inductor's CUDA backward of DCGAN's first ConvTranspose (a 1x1 input, whose
+        # channels_last and contiguous strides coincide) failed a stride assertion with
+        # torch 2.11 on an H100, so unset means off where compile meets CUDA.
+        channels_last = not (compile and device.type == "cuda")
+    return SpeedSettings(bf16=bf16, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs,
                          fp16=fp16)
