@@ -103,11 +103,13 @@ def spectral(module: M, enabled: bool = True) -> M:
     :func:`torch.nn.utils.parametrizations.spectral_norm` registers it."""
     if not enabled:
         return module
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor to normalize")
     dim = 1 if isinstance(module, nn.ConvTranspose1d | nn.ConvTranspose2d
                           | nn.ConvTranspose3d) else 0
     parametrize.register_parametrization(
-        module, "weight", SpectralNorm(module.weight, n_power_iterations=1, dim=dim,
-                                       eps=1e-12))
+        module, "weight", SpectralNorm(weight, n_power_iterations=1, dim=dim, eps=1e-12))
     return module
 
 

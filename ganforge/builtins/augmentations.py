@@ -46,10 +46,11 @@ class _GridSampleReflect(torch.autograd.Function):
     by a grid that needs no gradient, differentiable twice with respect to the images.
 
     torch 2.11 has no derivative of ``grid_sampler_2d_backward`` (on CUDA and on the CPU;
-    the CPU build of 2.14 has one), so R1 and the gradient penalty (double backward through
-    D and the augmentation) failed with ADA on an H100. The image gradient of ``grid_sample`` is linear in the incoming gradient and does
-    not depend on the images, so its own derivative is ``grid_sample`` again: the same fix
-    as StyleGAN2-ADA's ``grid_sample_gradfix``."""
+    the CPU build of 2.14 has one), so R1 and the gradient penalty (double backward
+    through D and the augmentation) failed with ADA on an H100. The image gradient of
+    ``grid_sample`` is linear in the incoming gradient and does not depend on the images,
+    so its own derivative is ``grid_sample`` again: the same fix as StyleGAN2-ADA's
+    ``grid_sample_gradfix``."""
 
     @staticmethod
     def forward(ctx: Any, images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ CUDA, where Inductor failed with it. ``run.compile``: off by
 default, because compiling costs minutes on a small CPU and gained little there.
 ``run.cuda_graphs``: compiled G and D replayed as CUDA graphs (``torch.compile``'s
 ``reduce-overhead`` mode), to remove the kernel launch overhead compile alone leaves; off
-by default (measured on an H100: docs/performance.md). ``benchmarks/train_step.py`` measures each switch.
+by default (measured on an H100: docs/performance.md). ``benchmarks/train_step.py``
+measures each switch.
 """
 
 from __future__ import annotations
@@ -97,5 +98,5 @@ def resolve_speed(precision: str, channels_last: bool | None, compile: bool,
         # channels_last and contiguous strides coincide) failed a stride assertion with
         # torch 2.11 on an H100, so unset means off where compile meets CUDA.
         channels_last = not (compile and device.type == "cuda")
-    return SpeedSettings(bf16=bf16, channels_last=channels_last, compile=compile, cuda_graphs=cuda_graphs,
-                         fp16=fp16)
+    return SpeedSettings(bf16=bf16, channels_last=channels_last, compile=compile,
+                         cuda_graphs=cuda_graphs, fp16=fp16)
