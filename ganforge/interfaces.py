@@ -428,6 +428,48 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
         return "none"
 
 
+class FeatureExtractor(Component):
+    """Maps images to feature vectors for metrics (the ``extractor`` kind): the FID
+    Inception network (``inception``), raw pixels (``pixels``), or a plugin's network
+    (DINOv2, CLIP, ...) with its own pinned weights.
+
+    A metric names its extractor (``extractor = "inception"``; a plugin's params in
+    ``extractor_params``), and the evaluation driver builds one extractor per distinct
+    (name, params), calls :meth:`load` once, and extracts the features of each image set
+    once for every metric that shares it. :attr:`name` and :attr:`resize` are recorded in
+    every score's protocol, and :attr:`name` is part of the key of cached real-image
+    features: it must change whenever the weights or the preprocessing change (put the
+    weights' version or hash in it).
+    """
+
+    #: True when :meth:`__call__` also returns class logits (the Inception Score needs them).
+    has_logits: ClassVar[bool] = False
+
+    def __init__(self, params: Any) -> None:
+        self.params = params
+
+    @property
+    @abc.abstractmethod
+    def name(self) -> str:
+        """The protocol's name of the network, its weights and its preprocessing, e.g.
+        ``fid-inception-2015-12-05/tf1``."""
+
+    @property
+    def resize(self) -> str:
+        """How images are brought to the network's input size, for the protocol."""
+        return "none"
+
+    def load(self, device: torch.device) -> None:  # noqa: B027 - optional, empty by design
+        """Load the weights onto ``device`` (called once, before the first images). Nothing
+        may be downloaded unless the params allow it; a missing file is one clear line
+        naming it. Default: nothing to load."""
+
+    @abc.abstractmethod
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Features ``(N, D)`` (float, on any device) of images ``(N, C, H, W)`` in
+        [-1, 1], and class logits ``(N, K)`` when :attr:`has_logits`, else None."""
+
+
 class Metric(Component):
     """Scores generated images, usually against real ones, from extracted features.
 
@@ -449,6 +491,16 @@ class Metric(Component):
         """The metric's value and any extra figures (e.g. a standard deviation), from
         ``FeatureSet`` objects of generated and (if ``needs_real``) real images."""
 
+    def uses_real_images(self) -> bool:
+        """Whether this instance needs real-image features (default: :attr:`needs_real`;
+        FID with imported reference statistics needs none)."""
+        return self.needs_real
+
+    def reference_file(self) -> dict[str, Any] | None:
+        """The reference statistics file this instance compares with instead of real
+        images, for the protocol (``{"file": ..., "sha256": ...}``); default None."""
+        return None
+
 
 #: Base class of each kind, used by the registry to reject non-components.
 BASE_CLASSES: dict[str, type] = {
@@ -461,4 +513,5 @@ BASE_CLASSES: dict[str, type] = {
     "augment": Augment,
     "dataset": Dataset,
     "metric": Metric,
+    "extractor": FeatureExtractor,
 }

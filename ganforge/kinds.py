@@ -5,4 +5,4 @@ from __future__ import annotations
 
 #: Every kind, in the order the CLI lists them.
 KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "scheduler",
-                          "regularizer", "augment", "dataset", "metric")
+                          "regularizer", "augment", "dataset", "metric", "extractor")

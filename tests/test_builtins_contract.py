@@ -40,7 +40,16 @@ CHECKED = [
     ("metric", "ganforge:fid", None),
     ("metric", "ganforge:kid", {"subsets": 10, "subset_size": 32}),
     ("metric", "ganforge:inception_score", None),
+    ("metric", "ganforge:precision", None),
+    ("metric", "ganforge:recall", {"k": 5}),
+    ("metric", "ganforge:density", None),
+    ("metric", "ganforge:coverage", {"k": 3}),
+    ("extractor", "ganforge:pixels", None),
+    ("extractor", "ganforge:pixels", {"size": 4}),
 ]
+#: Extractors that need weights (a download): their Params are checked here, their
+#: features in their own test modules.
+NEED_WEIGHTS = {"inception"}
 #: Built-ins that read files or download them: their Params are checked here; the rest
 #: needs data (their own test modules cover them).
 NEED_DATA = {"image_folder", "lsun", "prepared", "cifar10", "mnist", "celeba", "svhn"}
@@ -79,10 +88,18 @@ def test_builtins_that_need_data_have_documented_params(registry, name: str) -> 
     assert "params" in report.passed
 
 
+@pytest.mark.parametrize("name", sorted(NEED_WEIGHTS))
+def test_extractors_that_need_weights_have_documented_params(registry, name: str) -> None:
+    report = check_component("extractor", f"ganforge:{name}", registry=registry,
+                             skip=("features", "determinism", "component_state", "figures"))
+    assert "params" in report.passed
+
+
 def test_every_builtin_is_covered(registry) -> None:
     from ganforge.kinds import KINDS
 
     builtins = {(e.kind, e.name) for kind in KINDS for e in registry.registry.list(kind)
                 if e.plugin == "ganforge"}
     covered = {(kind, name.split(":")[1]) for kind, name, _ in CHECKED}
-    assert builtins == covered | {("dataset", name) for name in NEED_DATA}
+    assert builtins == covered | {("dataset", name) for name in NEED_DATA} | \
+        {("extractor", name) for name in NEED_WEIGHTS}

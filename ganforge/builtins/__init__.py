@@ -9,15 +9,17 @@ from ..registry import Registry
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
     """Register the built-in losses, optimizers, schedules, regularizers, augmentations,
-    datasets and metrics."""
+    datasets, metrics and feature extractors."""
     from ..datasets.digits import DigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
     from ..datasets.prepared import PreparedDataset
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
+    from ..evaluation.manifold import Coverage, Density, Precision, Recall
     from ..evaluation.metrics import FID, KID, InceptionScore
     from .augmentations import AdaptiveAugment, DiffAugment, NoAugment
+    from .extractors import InceptionFeatures, PixelFeatures
     from .losses import (
         AuxClassifierLoss,
         BCELoss,
@@ -63,3 +65,9 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("metric", "fid", FID)
     registry.register("metric", "kid", KID)
     registry.register("metric", "inception_score", InceptionScore)
+    registry.register("metric", "precision", Precision)
+    registry.register("metric", "recall", Recall)
+    registry.register("metric", "density", Density)
+    registry.register("metric", "coverage", Coverage)
+    registry.register("extractor", "inception", InceptionFeatures)
+    registry.register("extractor", "pixels", PixelFeatures)

@@ -36,11 +36,27 @@ EvalSetOption = typer.Option(
 def evaluate(
     checkpoint: Path = CheckpointArgument,
     metric: list[str] = typer.Option(["fid"], "--metric", "-m",
-                                     help="Registered metric(s): fid, kid, inception_score."),
+                                     help="Registered metric(s): fid, kid, inception_score, "
+                                          "precision, recall, density, coverage (ganforge "
+                                          "components metric)."),
     n: int | None = typer.Option(None, "--n", min=2, help="Generated images (n_fake)."),
     n_real: int | None = typer.Option(None, "--n-real", min=2, help="Real images."),
     extractor: str | None = typer.Option(None, "--extractor",
-                                         help="inception (default) or pixels (smoke tests)."),
+                                         help="Registered feature extractor: inception "
+                                              "(default), pixels (smoke tests) or a "
+                                              "plugin's."),
+    resize: str | None = typer.Option(None, "--resize",
+                                      help="Inception's resize: antialias (default, "
+                                           "torchmetrics), tf1 (TF FID, torch-fidelity), "
+                                           "clean (clean-fid) or pytorch_fid."),
+    reference_stats: Path | None = typer.Option(
+        None, "--reference-stats",
+        help="FID against a .npz of mu and sigma (pytorch-fid, clean-fid) instead of the "
+             "dataset's images."),
+    save_reference_stats: Path | None = typer.Option(
+        None, "--save-reference-stats",
+        help="Also write the real images' mu and sigma (of the first metric that reads "
+             "real images) to this .npz, as pytorch-fid and clean-fid read it."),
     weights: Path | None = typer.Option(None, "--inception-weights",
                                         help="Path of pt_inception-2015-12-05-6726825d.pth."),
     download: bool = typer.Option(False, "--download",
@@ -79,18 +95,29 @@ def evaluate(
     dev = resolve_device(device)
     params: dict[str, object] = {}
     for key, value in (("n_fake", n), ("n_real", n_real), ("extractor", extractor),
-                       ("inception_weights", str(weights) if weights else None)):
+                       ("inception_weights", str(weights) if weights else None),
+                       ("resize", resize)):
         if value is not None:
             params[key] = value
     if download:
         params["download"] = True
+    if reference_stats is not None:
+        bad = [name for name in metric if name not in ("fid", "ganforge:fid")]
+        if bad:
+            raise UsageError(f"--reference-stats is for fid; {', '.join(bad)} need the "
+                             "dataset's images (score them in another call)")
+        params["reference_stats"] = str(reference_stats)
+    if save_reference_stats is not None and (save_reference_stats.is_dir() or
+                                             not save_reference_stats.parent.is_dir()):
+        raise UsageError(f"--save-reference-stats {save_reference_stats}: not a file in an "
+                         "existing folder")
     metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
     if per_class:  # refused before the checkpoint is read
         for name, m in metrics.values():
-            if not m.needs_real:
+            if not m.uses_real_images():
                 raise UsageError(f"--per-class: metric {name!r} compares with no real images; "
                                  "intra-class scores are for metrics such as fid and kid")
-    needs_data = any(m.needs_real for _, m in metrics.values())  # the Inception Score: none
+    needs_data = any(m.uses_real_images() for _, m in metrics.values())  # IS: none
     experiment = load_experiment(checkpoint, plugins.registry, dev, dataset_overrides=overrides,
                                  parts={"generator", "dataset"} if needs_data else
                                  {"generator"}, note=_say, ema=not no_ema)
@@ -99,7 +126,8 @@ def evaluate(
     table = experiment.recipe["dataset"].to_table()
     if "download" in table:
         table["download"] = False
-    evaluator = Evaluator(metrics, dataset, table, dev, classes=experiment.classes)
+    evaluator = Evaluator(metrics, dataset, table, dev, classes=experiment.classes,
+                          registry=plugins.registry)
     which = "ema" if experiment.generator_is_ema else "raw"
     scored = ("the EMA of G (the run's [ema]; --no-ema for the raw G)" if which == "ema" else
               "the raw G (--no-ema)" if no_ema else "the raw G (the run kept no EMA)")
@@ -109,6 +137,16 @@ def evaluate(
                          checkpoint, step, table, scored, as_json)
         return
     results = evaluator.run(generator, step, generator_label=which)
+    for r in results:
+        for warning in r.warnings:
+            _say(f"warning: {warning}")
+    if save_reference_stats is not None:
+        from ..evaluation.npz_stats import save_reference_npz
+
+        mu, sigma, n_images = evaluator.real_statistics()
+        save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
+        _say(f"wrote the reference statistics of {n_images} real images to "
+             f"{save_reference_stats}")
     console = Console()
     if as_json:
         for r in results:

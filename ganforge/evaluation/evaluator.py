@@ -23,6 +23,7 @@ Koyama 2018): the real images of class ``c`` only, against images generated with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -38,19 +39,53 @@ from safetensors.torch import save
 from ..cache import user_cache_dir
 from ..datasets.decoding import BadImage
 from ..datasets.policy import Skipped, split_item
-from ..errors import DataError, StorageError, UsageError
+from ..errors import DataError, StorageError, UnknownComponentError, UsageError
 from ..files import write_bytes_atomic, writing
 from ..interfaces import Dataset, Generator, Metric, is_conditional
+from ..registry import Registry
 from ..sampling import generate
 from ..seeds import derive_seed
 from ..structuring import unstructure_params
-from .features import FeatureExtractor, FeatureSet, make_extractor
+from .features import FeatureExtractor, FeatureSet
 from .reference import dataset_identity, resolved_paths
 
 #: 2: keyed by the dataset's identity (absolute paths and content fingerprint).
 CACHE_VERSION = 2
 
 StopCheck = Callable[[], bool]
+
+
+def build_extractor(registry: Registry, params: Any, device: torch.device) -> FeatureExtractor:
+    """The feature extractor a metric's ``params`` name (``extractor``, with
+    :meth:`~ganforge.evaluation.metrics.MetricParams.extractor_table`), loaded on
+    ``device``; one line naming the extractor when it is unknown or its params are wrong."""
+    from ..errors import RecipeError
+
+    try:
+        extractor = registry.create("extractor", params.extractor, params.extractor_table())
+    except UnknownComponentError as exc:
+        raise UsageError(f"feature extractor: {exc}") from None
+    except RecipeError as exc:
+        raise UsageError(f"feature extractor {params.extractor!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    extractor.load(device)
+    return extractor
+
+
+def protocol_warnings(label: str, claimed: int | None, n_fake: int,
+                      n_real: int | None) -> tuple[str, ...]:
+    """A warning when a score used fewer images than the protocol it claims to follow
+    (``protocol_images``): such numbers are not comparable with published ones (FID is
+    biased upwards at small sample sizes)."""
+    if claimed is None:
+        return ()
+    short = [f"{n} {what}" for n, what in ((n_fake, "generated"), (n_real, "real"))
+             if n is not None and n < claimed]
+    if not short:
+        return ()
+    return (f"{label}: scored with {' and '.join(short)} images, fewer than the {claimed} of "
+            f"the protocol it follows (protocol_images): not comparable with published "
+            f"numbers",)
 
 
 class EvaluationInterrupted(Exception):
@@ -76,6 +111,8 @@ class MetricResult:
     #: The real-image statistics used: ``{"key": cache key digest, "roots": {param: absolute
     #: path}, "content": {param: fingerprint}}``; None for a metric without real images.
     reference: dict[str, Any] | None = None
+    #: Why the score is not comparable with the protocol it claims (fewer images), if so.
+    warnings: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """``fid 23.4125 (10000 fake vs 10000 real images, <extractor>, <dataset>,
@@ -283,6 +320,8 @@ def real_features(dataset: Dataset, identity: Mapping[str, Any],
     return FeatureSet(result), key
 
 
+#: Builds an extractor from a metric's (extractor, inception_weights, download, device,
+#: resize): for tests; the evaluator builds registered extractors itself when none is given.
 ExtractorFactory = Callable[[str, str | None, bool, torch.device, str], FeatureExtractor]
 
 
@@ -300,14 +339,16 @@ class Evaluator:
 
     def __init__(self, metrics: Mapping[str, tuple[str, Metric]], dataset: Dataset | None,
                  dataset_table: Mapping[str, Any], device: torch.device,
-                 extractor_factory: ExtractorFactory = make_extractor,
-                 cache_dir: Path | None = None, *, classes: int = 0) -> None:
+                 extractor_factory: ExtractorFactory | None = None,
+                 cache_dir: Path | None = None, *, classes: int = 0,
+                 registry: Registry | None = None) -> None:
         self.metrics = dict(metrics)
         self.dataset = dataset
         self.dataset_table = dict(dataset_table)
         self.roots = resolved_paths(self.dataset_table)
         self.device = device
         self.extractor_factory = extractor_factory
+        self.registry = registry
         self.cache_dir = cache_dir
         self.classes = classes or int(getattr(dataset, "classes", 0) or 0)
         self._extractors: dict[tuple, FeatureExtractor] = {}
@@ -315,11 +356,29 @@ class Evaluator:
         self._identity: dict[str, Any] | None = None
         self._labels: torch.Tensor | None = None
 
+    def _registry(self) -> Registry:
+        if self.registry is None:
+            from ..plugins import load_plugins
+
+            self.registry = load_plugins().registry
+        return self.registry
+
+    def _extractor_key(self, p: Any) -> tuple[str, str]:
+        """What makes two metrics' extractors the same: the component and its params."""
+        name = p.extractor
+        if self.extractor_factory is None:
+            with contextlib.suppress(Exception):  # an unknown name is refused when built
+                name = self._registry().qualified("extractor", p.extractor)
+        return name, json.dumps(p.extractor_table(), sort_keys=True, default=str)
+
     def _extractor(self, p: Any) -> FeatureExtractor:
-        key = (p.extractor, p.inception_weights, p.resize)
+        key = self._extractor_key(p)
         if key not in self._extractors:
-            self._extractors[key] = self.extractor_factory(p.extractor, p.inception_weights,
-                                                           p.download, self.device, p.resize)
+            if self.extractor_factory is not None:
+                self._extractors[key] = self.extractor_factory(
+                    p.extractor, p.inception_weights, p.download, self.device, p.resize)
+            else:
+                self._extractors[key] = build_extractor(self._registry(), p, self.device)
         return self._extractors[key]
 
     def identity(self, should_stop: StopCheck | None = None) -> dict[str, Any]:
@@ -352,13 +411,30 @@ class Evaluator:
                 self.cache_dir, should_stop, label=label, labels=labels)
         return self._real[memo]
 
+    def real_statistics(self, should_stop: StopCheck | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Mean, covariance (float64) and count of the real features of the first metric
+        that reads real images, as :meth:`run` computed them (from memory or the cache):
+        what ``--save-reference-stats`` exports for pytorch-fid and clean-fid."""
+        from .statistics import mean_and_covariance
+
+        for _name, metric in self.metrics.values():
+            if metric.uses_real_images():
+                p = metric.params
+                real, _ = self._real_features(self._extractor(p), p.n_real, p.batch_size,
+                                              p.seed, should_stop)
+                mu, sigma = mean_and_covariance(real.features)
+                return mu.double(), sigma.double(), len(real)
+        raise UsageError("no metric here reads real images: there are no reference "
+                         "statistics to save")
+
     def _groups(self) -> dict[tuple, list[str]]:
         """Metric labels grouped by what their features share (extractor, seed, batch)."""
         groups: dict[tuple, list[str]] = {}
         for label, (_name, metric) in self.metrics.items():
             p = metric.params
-            groups.setdefault((p.extractor, p.inception_weights, p.resize, p.seed,
-                               p.batch_size), []).append(label)
+            groups.setdefault((*self._extractor_key(p), p.seed, p.batch_size),
+                              []).append(label)
         return groups
 
     def run(self, generator: Generator, step: int | None = None,
@@ -382,7 +458,7 @@ class Evaluator:
             fake = fake_features(generator, extractor, max(p.n_fake for p in params),
                                  batch_size, seed, self.device, should_stop,
                                  classes=self.classes)
-            needs_real = [self.metrics[label][1].needs_real for label in labels]
+            needs_real = [self.metrics[label][1].uses_real_images() for label in labels]
             real, reference = None, None
             if any(needs_real):
                 n_real = max(p.n_real for p, need in zip(params, needs_real, strict=True)
@@ -393,27 +469,33 @@ class Evaluator:
             for label in labels:
                 name, metric = self.metrics[label]
                 p = metric.params
-                uses_real = real is not None and metric.needs_real
+                uses_real = real is not None and metric.uses_real_images()
                 metric_real = real.head(p.n_real) if real is not None and uses_real else None
                 value, extra = metric.score(fake.head(p.n_fake), metric_real)
+                n_fake = min(p.n_fake, len(fake))
+                n_real = len(metric_real) if metric_real is not None else None
                 protocol = {
-                    "metric": name, "n_fake": min(p.n_fake, len(fake)),
-                    "n_real": len(metric_real) if metric_real is not None else None,
+                    "metric": name, "n_fake": n_fake, "n_real": n_real,
                     "extractor": extractor.name, "resize": extractor.resize,
+                    "extractor_params": p.extractor_table(),
                     "dataset": self.dataset_table, "seed": seed, "step": step,
                     "params": unstructure_params(p),
                     "reference": reference if uses_real else None,
                     "seconds": round(time.perf_counter() - started, 3),
                 }
+                stats_file = metric.reference_file()
+                if stats_file is not None:
+                    protocol["reference"] = stats_file
                 if conditional:
                     protocol["fake_labels"] = (
                         f"uniform over {generator_classes(generator, self.classes)} classes, "
                         f"seed {label_seed(seed)} (derive_seed({seed}, 'eval labels'))")
                 if generator_label is not None:
                     protocol["generator"] = generator_label
-                results.append(MetricResult(label, name, value, metric.higher_is_better,
-                                            extra, protocol,
-                                            reference if uses_real else None))
+                results.append(MetricResult(
+                    label, name, value, metric.higher_is_better, extra, protocol,
+                    reference if uses_real else None,
+                    protocol_warnings(label, p.protocol_images, n_fake, n_real)))
         return results
 
     def check_per_class(self, generator: Generator | None = None) -> int:

@@ -47,47 +47,51 @@ class FeatureExtractor(Protocol):
 
 
 class PixelExtractor:
-    """Area-averaged 8x8 pixels per channel as features (no weights, no logits)."""
+    """Area-averaged ``size`` x ``size`` pixels per channel as features (no weights, no
+    logits)."""
 
+    size = 8
     name = "pixels-8x8"
     resize = "area average to 8x8"
 
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self.name = f"pixels-{size}x{size}"
+        self.resize = f"area average to {size}x{size}"
+
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, None]:
-        return F.adaptive_avg_pool2d(images.float(), 8).flatten(1), None
+        return F.adaptive_avg_pool2d(images.float(), self.size).flatten(1), None
 
 
 class InceptionExtractor:
     """The FID Inception network (TensorFlow-ported 2015-12-05 weights, pool3 features).
 
-    Images in [-1, 1] are quantised to uint8 (as a saved PNG would be), resized to 299x299
-    (see :mod:`.resize`), normalised with ``(x - 128) / 128`` as the TensorFlow graph does,
-    and grey images are repeated to RGB.
+    Images in [-1, 1] are quantised to uint8 (as a saved PNG would be), grey images are
+    repeated to RGB, then resized to 299x299 and normalised to [-1, 1] as the tool the
+    ``resize`` mode copies does it (:func:`.resize.prepare_for_inception`).
     """
 
     def __init__(self, weights: str | Path | None = None, download: bool = False,
                  device: torch.device | str = "cpu", resize: str = "antialias") -> None:
         from .inception import load_fid_inception
-        from .resize import RESIZE_MODES
+        from .resize import RESIZE_MODES, RESIZE_PROTOCOLS
 
         if resize not in RESIZE_MODES:
             raise UsageError(f"unknown resize {resize!r}: use one of {', '.join(RESIZE_MODES)}")
         self.device = torch.device(device)
         self.mode = resize
         self.name = f"fid-inception-2015-12-05/{resize}"
-        self.resize = {"antialias": "uint8, antialiased bilinear to 299x299 (torchmetrics)",
-                       "tf1": "uint8, TF1 bilinear to 299x299 (torch-fidelity, TF FID)"}[resize]
+        self.resize = RESIZE_PROTOCOLS[resize]
         self.network = load_fid_inception(weights, download=download, device=self.device)
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from ..datasets.decoding import to_uint8
         from .inception import INPUT_SIZE
-        from .resize import resize_for_inception
+        from .resize import prepare_for_inception
 
         quantised = to_uint8(images.to(self.device)).float()
-        if quantised.shape[1] == 1:
-            quantised = quantised.expand(-1, 3, -1, -1)
-        x = resize_for_inception(quantised, INPUT_SIZE, self.mode).sub(128.0).div(128.0)
+        x = prepare_for_inception(quantised, INPUT_SIZE, self.mode)
         features, logits = self.network(x)
         return features.float().cpu(), logits.float().cpu()
 

@@ -441,6 +441,19 @@ def _build_regularizers(data: Any, registry: Registry, components: dict[str, Com
             problems.extend(exc.problems)
 
 
+def _check_extractor(params: Any, registry: Registry, path: str, problems: Problems) -> None:
+    """A metric's feature extractor is registered and its params structure."""
+    if not hasattr(params, "extractor_table"):
+        return
+    try:
+        registry.structure("extractor", params.extractor, params.extractor_table(),
+                           f"{path}.extractor_params")
+    except UnknownComponentError as exc:
+        problems.append((f"{path}.extractor", str(exc)))
+    except RecipeError as exc:
+        problems.extend(exc.problems)
+
+
 def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentChoice],
                 problems: Problems) -> EvalParams | None:
     """Structure ``[eval]``: its own params plus one metric component per label."""
@@ -465,12 +478,16 @@ def _build_eval(data: Any, registry: Registry, components: dict[str, ComponentCh
         try:
             name = registry.qualified("metric", metric["use"])
             params = {k: v for k, v in metric.items() if k != "use"}
-            components[f"eval.metrics.{label}"] = ComponentChoice(
-                "metric", name, registry.structure("metric", name, params, path), path)
+            structured = registry.structure("metric", name, params, path)
+            components[f"eval.metrics.{label}"] = ComponentChoice("metric", name, structured,
+                                                                  path)
         except UnknownComponentError as exc:
             problems.append((f"{path}.use", str(exc)))
+            continue
         except RecipeError as exc:
             problems.extend(exc.problems)
+            continue
+        _check_extractor(structured, registry, path, problems)
     if evaluation is not None:
         if evaluation.every and not metrics:
             problems.append(("$.eval.every", "set, but no [eval.metrics.<label>] table"))

@@ -512,3 +512,59 @@ def check_metric_determinism(make: Callable[[], Any]) -> None:
     """Two fresh instances score the same features the same."""
     if _score(make()) != _score(make()):
         raise fail("the same features give another score")
+
+
+# -- feature extractors ----------------------------------------------------------------------
+
+def _extractor_output(extractor: Any, size: int, channels: int
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    gen = torch.Generator().manual_seed(size * 10 + channels)
+    images = torch.rand(4, channels, size, size, generator=gen) * 2 - 1
+    extractor.load(torch.device("cpu"))
+    result = extractor(images)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise fail(f"__call__ returned {type(result).__name__}, not (features, logits)")
+    return result
+
+
+def check_extractor_features(extractor: Any, sizes: list[int], channels: list[int]) -> None:
+    """``name`` and ``resize`` are non-empty strings (the protocol records them); 4 images
+    in [-1, 1] of each size and channel count give finite float features ``(4, D)``, ``D``
+    the same for every size of one channel count, and class logits ``(4, K)`` exactly when
+    ``has_logits``."""
+    for attribute in ("name", "resize"):
+        value = getattr(extractor, attribute, None)
+        if not isinstance(value, str) or not value:
+            raise fail(f"{attribute} must be a non-empty string, got {value!r}")
+    for c in channels:
+        dims = set()
+        for size in sizes:
+            features, logits = _extractor_output(extractor, size, c)
+            if not (isinstance(features, torch.Tensor) and features.dim() == 2
+                    and features.shape[0] == 4 and features.is_floating_point()):
+                raise fail(f"{c}x{size}x{size} images: features must be a float (4, D) "
+                           f"tensor, got {getattr(features, 'shape', type(features))}")
+            if not torch.isfinite(features).all():
+                raise fail(f"{c}x{size}x{size} images: non-finite features")
+            dims.add(features.shape[1])
+            if extractor.has_logits != (logits is not None):
+                raise fail(f"has_logits is {extractor.has_logits} but the logits are "
+                           f"{'missing' if logits is None else 'there'}")
+            if logits is not None and not (logits.dim() == 2 and logits.shape[0] == 4):
+                raise fail(f"logits must be (4, K), got {tuple(logits.shape)}")
+        if len(dims) != 1:
+            raise fail(f"{c}-channel images: the feature dimension depends on the image "
+                       f"size: {sorted(dims)}")
+
+
+def check_extractor_determinism(make: Callable[[], Any], size: int, channels: int) -> None:
+    """Two fresh instances give the same features for the same images."""
+    first, _ = _extractor_output(make(), size, channels)
+    second, _ = _extractor_output(make(), size, channels)
+    if not torch.equal(first, second):
+        raise fail("the same images give other features")
+
+
+def exercise_extractor(extractor: Any) -> None:
+    """Extract the features of 4 random images once (for the component state check)."""
+    _extractor_output(extractor, 32, 3)

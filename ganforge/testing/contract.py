@@ -50,6 +50,8 @@ CHECKS: dict[str, tuple[str, ...]] = {
                 "component_state", "figures", "training"),
     "metric": ("params", "validators", "metric_params", "score", "determinism",
                "component_state", "figures"),
+    "extractor": ("params", "validators", "features", "determinism", "component_state",
+                  "figures"),
 }
 #: Kinds trained end to end by default (``train=None``).
 TRAINED_BY_DEFAULT = ("generator", "discriminator", "loss", "optimizer", "scheduler",
@@ -172,7 +174,8 @@ def run_checks(kind: str, name: str, *, registry: RegistryLike = None, params: A
         runner.run("validators", check_validators, case.params)
         {"generator": case.network, "discriminator": case.network, "loss": case.loss,
          "optimizer": case.optimizer, "scheduler": case.scheduler, "dataset": case.dataset,
-         "metric": case.metric, "regularizer": case.regularizer,
+         "metric": case.metric, "extractor": case.extractor,
+         "regularizer": case.regularizer,
          "augment": case.augment}[kind](list(sizes), list(channels), classes, compile_backend)
     return report
 
@@ -332,6 +335,13 @@ class _Case:
         run("score", self.fresh(cc.check_metric_score))
         run("determinism", cc.check_metric_determinism, self.make)
         self.state(self.make, cc.exercise_metric)
+
+
+    def extractor(self, sizes: list[int], channels: list[int], *_: Any) -> None:
+        run = self.runner.run
+        run("features", self.fresh(lambda e: cc.check_extractor_features(e, sizes, channels)))
+        run("determinism", cc.check_extractor_determinism, self.make, sizes[0], channels[-1])
+        self.state(self.make, cc.exercise_extractor)
 
 
 def _checked_items(cls: type, params: Any, given: bool, spec: ImageSpec) -> Any:

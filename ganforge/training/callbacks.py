@@ -175,7 +175,8 @@ class Evaluate(Periodic):
                        for label, choice in trainer.recipe.metrics.items()}
             self._evaluator = Evaluator(metrics, trainer.dataset,
                                         trainer.recipe["dataset"].to_table(), trainer.device,
-                                        classes=trainer.experiment.classes)
+                                        classes=trainer.experiment.classes,
+                                        registry=trainer.registry)
         started = time.perf_counter()
         try:
             results = self._evaluator.run(trainer.sampling_generator, trainer.step,
@@ -187,6 +188,8 @@ class Evaluate(Periodic):
         values["eval/seconds"] = time.perf_counter() - started
         for result in results:
             progress.note(f"step {trainer.step}: {result.summary()}")
+            for warning in result.warnings:
+                progress.note(f"step {trainer.step}: warning: {warning}")
         chosen = next(r for r in results if r.label == trainer.recipe.best_metric)
         # A non-finite value is never the best, and never blocks a finite one.
         better = math.isfinite(chosen.value) and (
