@@ -40,6 +40,7 @@ _EXPORTS = {
     "load_recipe": "recipe",
     "Trainer": "training",
     "train": "training",
+    "load_generator": "sharing",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -68,6 +69,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Plugins, load_plugins
     from .recipe import Recipe, load_recipe
     from .registry import Registry
+    from .sharing import load_generator
     from .training import Trainer, train
 
 

@@ -15,7 +15,6 @@ from rich.table import Table
 from ..errors import UsageError
 from .app import app, reports_errors, stderr
 from .shared import (
-    CheckpointArgument,
     ClassOption,
     DeviceOption,
     NoEmaOption,
@@ -224,7 +223,9 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
 @app.command()
 @reports_errors
 def sample(
-    checkpoint: Path = CheckpointArgument,
+    checkpoint: Path = typer.Argument(..., show_default=False,
+                                      help="A ganforge .safetensors checkpoint, or a folder "
+                                           "written by ganforge export."),
     n: int = typer.Option(64, "--n", "-n", min=1, help="Number of images (at most 4096)."),
     out: str = typer.Option("samples.png", "--out", "-o",
                             help="Image file to write: .png, .jpg, .jpeg, .webp, .bmp, .tif "
@@ -234,26 +235,15 @@ def sample(
     no_ema: bool = NoEmaOption,
     device: str = DeviceOption,
 ) -> None:
-    """Write a grid of images from a checkpoint's generator (needs nothing else).
+    """Write a grid of images from a checkpoint's generator, or from a folder written by
+    ganforge export (needs nothing else).
 
     A conditional generator draws one row per class, the same latents in every row
     (``--class all``, the default), or N images of one class (``--class K``)."""
-    import torch
-
     from ..interfaces import is_conditional
-    from ..sampling import (
-        check_count,
-        check_output_path,
-        check_seed,
-        class_grid_inputs,
-        class_labels,
-        columns_for,
-        generate,
-        grid_classes,
-        image_grid,
-        parse_class,
-        write_grid,
-    )
+    from ..sampling import check_count, check_output_path, check_seed, parse_class, write_grid
+    from ..sharing.grid import sample_grid
+    from ..sharing.loading import load_exported
     from ..training import resolve_device
     from ..training.assembly import load_experiment
 
@@ -263,27 +253,18 @@ def sample(
     check_seed(seed)
     dev = resolve_device(device, "--device")
     loaded = load_plugins_or_warn()
-    experiment = load_experiment(checkpoint, loaded.registry, dev, ema=not no_ema)
-    generator, step = experiment.generator, experiment.step
-    assert generator is not None
-    conditional = is_conditional(generator)
-    label = parse_class(class_, experiment.classes, conditional)
-    rng = torch.Generator().manual_seed(seed)
-    nrow = None
-    labels = None
-    if conditional and label is None:
-        rows = grid_classes(experiment.classes, n)
-        nrow = columns_for(n, len(rows))
-        z, labels = class_grid_inputs(generator.sample_latent(nrow, rng, "cpu"), rows)
-        z, labels = z.to(dev), labels.to(dev)
+    if checkpoint.is_dir():
+        exported = load_exported(checkpoint, loaded.registry, dev, ema=not no_ema)
+        generator, step, classes = exported.generator, exported.step, exported.classes
+        is_ema = exported.is_ema
     else:
-        z = generator.sample_latent(n, rng, "cpu").to(dev)
-        labels = class_labels(n, label, dev) if label is not None else None
-    write_grid(image_grid(generate(generator, z, labels), nrow), target)
-    which = " (EMA)" if experiment.generator_is_ema else ""
-    what = (f" of class {label}" if label is not None else
-            f" ({len(rows)} classes x {nrow})" if conditional else "")
-    stderr().print(f"wrote {z.shape[0]} samples{what} from step {step}{which} to {target}",
-                   markup=False)
-
-
+        experiment = load_experiment(checkpoint, loaded.registry, dev, ema=not no_ema)
+        assert experiment.generator is not None
+        generator, step, classes = experiment.generator, experiment.step, experiment.classes
+        is_ema = experiment.generator_is_ema
+    label = parse_class(class_, classes, is_conditional(generator))
+    drawn = sample_grid(generator, n, seed, classes, label, dev)
+    write_grid(drawn.grid, target)
+    which = " (EMA)" if is_ema else ""
+    stderr().print(f"wrote {drawn.count} samples{drawn.what} from step {step}{which} to "
+                   f"{target}", markup=False)

@@ -1,0 +1,86 @@
+"""The evaluation scores a run recorded for one checkpoint, with their protocols.
+
+During training the recipe's ``[eval.metrics.<label>]`` metrics are logged as
+``eval/<label>`` in the run's ``metrics.jsonl`` (on the steps they ran), and the best value
+of the chosen metric is kept in every checkpoint's trainer metadata. A score belongs to a
+checkpoint when it was computed at the checkpoint's step; its protocol is the metric's
+table in the checkpoint's recipe (metric, image counts, feature extractor, seed), the
+dataset it compared with, and the generator scored (the EMA of G when the run kept one,
+as the trainer scores it).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, TypeGuard
+
+import attrs
+
+from ..errors import StorageError
+from ..files import read_jsonl
+from ..recipe import Recipe
+from ..structuring import unstructure_params
+from ..training.checkpoint_format import CheckpointHeader
+from ..training.run_dir import RunDirectory
+
+
+@attrs.frozen
+class Score:
+    """One recorded score: its label in the recipe, the metric, the value, the step it was
+    computed at, its protocol and where it was found."""
+
+    label: str
+    metric: str
+    value: float
+    step: int
+    protocol: dict[str, Any]
+    source: str
+
+
+def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
+                    ) -> tuple[list[Score], list[str]]:
+    """The scores of ``checkpoint``'s step, and notes (one line each) about what could not
+    be read. Looked up in the run directory the checkpoint sits in (its ``metrics.jsonl``),
+    then in the checkpoint's own best metric."""
+    step, notes = header.step, []
+    values: dict[str, tuple[float, str]] = {}
+    run = _run_directory(checkpoint)
+    if run is not None:
+        try:
+            log = read_jsonl(run.metrics)
+        except StorageError as exc:
+            log = None
+            notes.append(f"scores in {run.metrics} not read: {exc}")
+        for record in log.records if log is not None else []:
+            if record.get("step") != step:
+                continue
+            for label in recipe.metrics:
+                value = record.get(f"eval/{label}")
+                if _number(value):
+                    values[label] = (float(value), run.metrics.name)
+    best = header.trainer.best
+    if best is not None and best.step == step and best.label in recipe.metrics \
+            and best.label not in values and math.isfinite(best.value):
+        values[best.label] = (best.value, "the checkpoint's best metric")
+    scored = "ema" if recipe.ema.enabled else "raw"
+    scores = []
+    for label, (value, source) in values.items():
+        choice = recipe.metrics[label]
+        protocol = {"metric": choice.name, **unstructure_params(choice.params),
+                    "dataset": recipe["dataset"].to_table(), "generator": scored}
+        scores.append(Score(label, choice.short, value, step, protocol, source))
+    return scores, notes
+
+
+def _number(value: Any) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def _run_directory(checkpoint: Path) -> RunDirectory | None:
+    """The run directory holding ``checkpoint`` in its checkpoints folder, if it does."""
+    run = RunDirectory(checkpoint.resolve().parent.parent)
+    if run.checkpoints != checkpoint.resolve().parent or not run.metrics.is_file():
+        return None
+    return run
