@@ -49,12 +49,25 @@ def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     the old version did) do not count as differences."""
     saved = resolved_again(saved, registry)
     differing = sorted(k for k in set(saved) | set(current)
-                       if k not in ("run", "eval") and saved.get(k) != current.get(k))
+                       if k not in ("run", "eval", "plugins") and saved.get(k) != current.get(k))
+    differing += _plugin_differences(saved.get("plugins"), current.get("plugins"), registry)
     saved_run, current_run = saved.get("run", {}), current.get("run", {})
     saved_run = saved_run if isinstance(saved_run, Mapping) else {}
     current_run = current_run if isinstance(current_run, Mapping) else {}
     return differing + sorted(f"run.{k}" for k in RESUME_FIXED_RUN_KEYS
                               if saved_run.get(k) != current_run.get(k))
+
+
+def _plugin_differences(saved: Any, current: Any, registry: Registry | None) -> list[str]:
+    """``plugins.<name>`` for each plugin settings table that differs, except the tables of
+    plugins whose settings class says ``affects_training = False`` (observers such as the
+    W&B and MLflow trackers: turning one on for a resumed run changes nothing it computes)."""
+    saved = saved if isinstance(saved, Mapping) else {}
+    current = current if isinstance(current, Mapping) else {}
+    settings = registry.settings if registry is not None else {}
+    return sorted(f"plugins.{name}" for name in set(saved) | set(current)
+                  if saved.get(name) != current.get(name)
+                  and getattr(settings.get(name), "affects_training", True))
 
 
 def resolved_again(table: Mapping[str, Any], registry: Registry | None) -> Mapping[str, Any]:
