@@ -71,7 +71,8 @@ def test_eval_table_errors(plugins, tiny_recipe: Path) -> None:
     with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.use: unknown metric 'fdi', "
                        "did you mean 'fid'"):
         load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fdi"])
-    with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.extractor: 'extractor' must"):
+    with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.extractor: unknown "
+                       r"extractor 'vgg'; known: inception, pixels"):
         load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fid",
                                                     "eval.metrics.x.extractor=vgg"])
 
