@@ -281,9 +281,12 @@ def test_model_card(ema_run, tmp_path: Path) -> None:
     fid = next(x["eval/fid"] for x in logged if x["step"] == 4 and "eval/fid" in x)
     row = next(x for x in card.splitlines() if x.startswith("| fid | fid |"))
     assert f"| {fid:.4f} | 4 |" in row
-    for protocol in ("metric=ganforge:fid", "n_fake=16", "n_real=24", "extractor=pixels",
-                     "generator=ema"):
+    # the protocol the evaluation used, as recorded in evaluations.jsonl
+    for protocol in ("metric=fid", "n_fake=16", "n_real=24", "extractor=pixels-8x8",
+                     "generator=ema", "reference=real features "):
         assert protocol in row
+    assert row.endswith("| evaluations.jsonl |")
+    assert str(checkpoint.parent.parent) not in card  # no local path of the real images
     assert "No scores recorded" not in card
 
 

@@ -102,3 +102,35 @@ def test_a_refused_best_checkpoint_does_not_stop_the_evaluating_rank(
     assert not (tmp_path / "run" / "checkpoints" / "best-fid.safetensors").exists()
     with pytest.raises(TrainingError, match="non-finite"):
         trainer.save_checkpoint()
+
+
+def test_every_score_is_recorded_with_its_protocol(plugins, tiny_recipe: Path,
+                                                   tmp_path: Path) -> None:
+    """``evaluations.jsonl`` holds each score computed during training with the protocol
+    the evaluation used (what ``ganforge export`` puts in the model card); a resume drops
+    the records of the steps it recomputes, as ``metrics.jsonl`` does."""
+    out = tmp_path / "run"
+    warn = "eval.metrics.fid.protocol_images=100"
+    run(plugins, tiny_recipe, out, *EVAL, warn, "run.steps=4")
+    path = out / "evaluations.jsonl"
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(r["step"], r["label"]) for r in records] == [(2, "fid"), (2, "kid"), (4, "fid"),
+                                                          (4, "kid")]
+    logged = {(x["step"], k[5:]): v for x in map(json.loads, (out / "metrics.jsonl")
+                                                  .read_text().splitlines())
+              for k, v in x.items() if k.startswith("eval/") and k != "eval/seconds"}
+    for record in records:
+        assert record["value"] == logged[(record["step"], record["label"])]
+        protocol = record["protocol"]
+        assert protocol["step"] == record["step"] and protocol["extractor"] == "pixels-8x8"
+        assert protocol["n_fake"] == 16 and protocol["n_real"] == 24
+        assert protocol["generator"] == "raw" and protocol["reference"]["key"]
+    fid = [r for r in records if r["label"] == "fid"]
+    assert all("fewer than the 100" in r["warnings"][0] for r in fid)
+    assert all(r["warnings"] == [] for r in records if r["label"] == "kid")
+    # resumed from the step-3 checkpoint: step 4 is computed again, recorded once
+    (out / "checkpoints" / "step-0000004.safetensors").unlink()
+    run(plugins, tiny_recipe, out, *EVAL, warn, "run.steps=6", resume=True)
+    records = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [(r["step"], r["label"]) for r in records] == [
+        (2, "fid"), (2, "kid"), (4, "fid"), (4, "kid"), (6, "fid"), (6, "kid")]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -131,7 +132,7 @@ def _scores(scores: list[Score]) -> list[str]:
                 "(`ganforge eval CHECKPOINT` scores one and prints its protocol)."]
     rows = []
     for score in scores:
-        protocol = {k: v for k, v in score.protocol.items() if k != "dataset"}
+        protocol = _shown_protocol(score.protocol)
         rows.append([score.label, score.metric, f"{score.value:.4f}", str(score.step),
                      ", ".join(f"{k}={_value(v)}" for k, v in protocol.items()),
                      score.source])
@@ -140,6 +141,26 @@ def _scores(scores: list[Score]) -> list[str]:
             "scored is the EMA of G when the run kept one, as during training."] \
         if dataset is not None else []
     return [_table(["label", "metric", "value", "step", "protocol", "from"], rows), "", *note]
+
+
+#: Protocol entries a card leaves out: the dataset (its own section), the full params
+#: (the recipe section), timings, and the step (a column).
+_NOT_SHOWN = frozenset({"dataset", "params", "seconds", "step"})
+
+
+def _shown_protocol(protocol: Mapping[str, Any]) -> dict[str, Any]:
+    """What a card's score row shows of a protocol; a reference is named by its cache key
+    or its file's name and SHA-256 prefix (never a local path)."""
+    shown = {k: v for k, v in protocol.items() if k not in _NOT_SHOWN
+             and v not in (None, {}, [])}
+    reference = shown.get("reference")
+    if isinstance(reference, Mapping):
+        if "key" in reference:
+            shown["reference"] = f"real features {reference['key']}"
+        elif "file" in reference:
+            shown["reference"] = (f"{Path(str(reference['file'])).name} "
+                                  f"(sha256 {str(reference.get('sha256', ''))[:16]})")
+    return shown
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:

@@ -1,12 +1,13 @@
 """The evaluation scores a run recorded for one checkpoint, with their protocols.
 
-During training the recipe's ``[eval.metrics.<label>]`` metrics are logged as
-``eval/<label>`` in the run's ``metrics.jsonl`` (on the steps they ran), and the best value
-of the chosen metric is kept in every checkpoint's trainer metadata. A score belongs to a
-checkpoint when it was computed at the checkpoint's step; its protocol is the metric's
-table in the checkpoint's recipe (metric, image counts, feature extractor, seed), the
-dataset it compared with, and the generator scored (the EMA of G when the run kept one,
-as the trainer scores it).
+During training the recipe's ``[eval.metrics.<label>]`` metrics are recorded with the
+protocol the evaluation used in the run's ``evaluations.jsonl``, logged as ``eval/<label>``
+in its ``metrics.jsonl`` (on the steps they ran), and the best value of the chosen metric
+is kept in every checkpoint's trainer metadata. A score belongs to a checkpoint when it was
+computed at the checkpoint's step. Its protocol is the recorded one; for a run made before
+``evaluations.jsonl`` existed, it is rebuilt from the metric's table in the checkpoint's
+recipe (metric, image counts, feature extractor, seed), the dataset it compared with, and
+the generator scored (the EMA of G when the run kept one, as the trainer scores it).
 """
 
 from __future__ import annotations
@@ -41,11 +42,26 @@ class Score:
 def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
                     ) -> tuple[list[Score], list[str]]:
     """The scores of ``checkpoint``'s step, and notes (one line each) about what could not
-    be read. Looked up in the run directory the checkpoint sits in (its ``metrics.jsonl``),
-    then in the checkpoint's own best metric."""
+    be read. Looked up in the run directory the checkpoint sits in (its
+    ``evaluations.jsonl``, then its ``metrics.jsonl``), then in the checkpoint's own best
+    metric."""
     step, notes = header.step, []
     values: dict[str, tuple[float, str]] = {}
+    full: dict[str, Score] = {}
     run = _run_directory(checkpoint)
+    if run is not None and run.evaluations.is_file():
+        try:
+            evaluations = read_jsonl(run.evaluations)
+        except StorageError as exc:
+            evaluations = None
+            notes.append(f"scores in {run.evaluations} not read: {exc}")
+        for record in evaluations.records if evaluations is not None else []:
+            label, value, protocol = (record.get("label"), record.get("value"),
+                                      record.get("protocol"))
+            if record.get("step") == step and label in recipe.metrics and _number(value) \
+                    and isinstance(protocol, dict):
+                full[label] = Score(label, recipe.metrics[label].short, float(value), step,
+                                    protocol, run.evaluations.name)
     if run is not None:
         try:
             log = read_jsonl(run.metrics)
@@ -64,8 +80,10 @@ def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
             and best.label not in values and math.isfinite(best.value):
         values[best.label] = (best.value, "the checkpoint's best metric")
     scored = "ema" if recipe.ema.enabled else "raw"
-    scores = []
+    scores = list(full.values())
     for label, (value, source) in values.items():
+        if label in full:  # recorded with the protocol the evaluation used
+            continue
         choice = recipe.metrics[label]
         protocol = {"metric": choice.name, **unstructure_params(choice.params),
                     "dataset": recipe["dataset"].to_table(), "generator": scored}

@@ -179,8 +179,9 @@ class Evaluate(Periodic):
                                         registry=trainer.registry)
         started = time.perf_counter()
         try:
-            results = self._evaluator.run(trainer.sampling_generator, trainer.step,
-                                          should_stop=should_stop)
+            results = self._evaluator.run(
+                trainer.sampling_generator, trainer.step, should_stop=should_stop,
+                generator_label="ema" if trainer.recipe.ema.enabled else "raw")
         except EvaluationInterrupted:
             progress.note(f"step {trainer.step}: evaluation interrupted by the stop request")
             return {}
@@ -190,6 +191,10 @@ class Evaluate(Periodic):
             progress.note(f"step {trainer.step}: {result.summary()}")
             for warning in result.warnings:
                 progress.note(f"step {trainer.step}: warning: {warning}")
+            trainer.log.evaluation(trainer.step, {
+                "label": result.label, "metric": result.metric, "value": result.value,
+                "higher_is_better": result.higher_is_better, "extra": result.extra,
+                "protocol": result.protocol, "warnings": list(result.warnings)})
         chosen = next(r for r in results if r.label == trainer.recipe.best_metric)
         # A non-finite value is never the best, and never blocks a finite one.
         better = math.isfinite(chosen.value) and (

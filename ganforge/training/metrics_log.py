@@ -55,17 +55,23 @@ class JsonlWriter:
 
 
 class MetricsLog:
-    """Appends metrics to ``metrics.jsonl`` and TensorBoard under ``tb/``.
+    """Appends metrics to ``metrics.jsonl`` and TensorBoard under ``tb/``, and scores with
+    their protocols to ``evaluations.jsonl`` (made at the first evaluation).
 
     On resume at ``start_step`` the lines and events logged after that step (by the run
     that was interrupted) are dropped, so the log matches the restored state.
     """
 
     def __init__(self, jsonl: Path, tensorboard: Path, start_step: int,
-                 note: Callable[[str], None] | None = None) -> None:
+                 note: Callable[[str], None] | None = None,
+                 evaluations: Path | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.jsonl = JsonlWriter(jsonl, start_step, note)
+        self._evaluations_path, self._start, self._note = evaluations, start_step, note
+        self._evaluations: JsonlWriter | None = None
+        if evaluations is not None and start_step > 0 and evaluations.exists():
+            self._evaluations = JsonlWriter(evaluations, start_step, note)
         with writing(tensorboard):
             # Events after start_step, left by the run that was interrupted (or, on a
             # requeue from step 0, all of them) are hidden by TensorBoard.
@@ -81,8 +87,18 @@ class MetricsLog:
         """Record a sample grid (CHW in [0, 1]) in TensorBoard."""
         self.writer.add_image("samples", grid, step)
 
+    def evaluation(self, step: int, record: dict[str, object]) -> None:
+        """Record one score with its protocol (``evaluations.jsonl``)."""
+        if self._evaluations_path is None:
+            return
+        if self._evaluations is None:
+            self._evaluations = JsonlWriter(self._evaluations_path, self._start, self._note)
+        self._evaluations.write({"step": step, **record})
+
     def close(self) -> None:
         try:
             self.jsonl.close()
+            if self._evaluations is not None:
+                self._evaluations.close()
         finally:
             self.writer.close()

@@ -118,6 +118,11 @@ class RunDirectory:
         return self.root / "skipped.jsonl"
 
     @property
+    def evaluations(self) -> Path:
+        """One JSON object per score computed during training, with its full protocol."""
+        return self.root / "evaluations.jsonl"
+
+    @property
     def rollbacks(self) -> Path:
         """One JSON object per rollback after a divergence."""
         return self.root / "rollbacks.jsonl"

@@ -115,6 +115,8 @@ class Trainer:
         self.skipped_count = 0
         #: One-line notes for the user, shown when :meth:`fit` starts (rank 0).
         self.notes: list[str] = []
+        #: The metrics log, opened by ``fit`` (rank 0); nothing is written before that.
+        self.log: Any = _NullLog()
         self.stop_requested: Callable[[], bool] = lambda: False
         self._elapsed_before = 0.0
         self._session_start: float | None = None
@@ -228,8 +230,8 @@ class Trainer:
         closed by ``stack`` however ``fit`` ends."""
         if self.dist.is_main:
             self.dirs.create()
-            self.log: Any = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start,
-                                       self.notes.append)
+            self.log = MetricsLog(self.dirs.metrics, self.dirs.tensorboard, start,
+                                       self.notes.append, self.dirs.evaluations)
             stack.callback(self.log.close)
             self._skipped = JsonlWriter(self.dirs.skipped, start, self.notes.append)
         else:
@@ -339,6 +341,9 @@ class _NullLog:
         pass
 
     def image_grid(self, step: int, grid: torch.Tensor) -> None:
+        pass
+
+    def evaluation(self, step: int, record: dict[str, object]) -> None:
         pass
 
     def close(self) -> None:
