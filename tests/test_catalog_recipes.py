@@ -46,6 +46,7 @@ def test_cifar10_recipes_have_the_published_settings(plugins, name: str, sizes,
     assert recipe["loss"].name == settings["loss"]
     fid = recipe.metrics["fid"].params  # the protocol they report: 50k vs the train split
     assert (fid.n_fake, fid.n_real, fid.extractor) == (50_000, 50_000, "inception")
+    assert fid.protocol_images == 50_000  # a quicker evaluation is warned about
     assert recipe["dataset"].params.split == "train"
     assert not recipe.warnings
     spec = dataset_image_spec(recipe, plugins.registry)

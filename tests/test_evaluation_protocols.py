@@ -248,6 +248,15 @@ def test_eval_cli_exports_and_imports_reference_statistics(checkpoint: Path,
     assert _fid(imported.stdout)["protocol"]["reference"]["file"] == str(stats.resolve())
 
 
+def test_eval_cli_warns_when_fewer_images_than_the_protocol(checkpoint: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "--extractor",
+                                      "pixels", "--n", "30", "--protocol-images", "50000",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "warning: fid: scored with 30 generated and" in result.stderr
+    assert "fewer than the 50000 of the protocol it follows" in result.stderr
+
+
 def test_eval_cli_refuses_reference_statistics_for_other_metrics(checkpoint: Path,
                                                                  tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "-m", "kid",

@@ -53,6 +53,10 @@ def evaluate(
         None, "--reference-stats",
         help="FID against a .npz of mu and sigma (pytorch-fid, clean-fid) instead of the "
              "dataset's images."),
+    protocol_images: int | None = typer.Option(
+        None, "--protocol-images", min=1,
+        help="Image count of the published protocol the scores follow (e.g. 50000): fewer "
+             "generated or real images are warned about."),
     save_reference_stats: Path | None = typer.Option(
         None, "--save-reference-stats",
         help="Also write the real images' mu and sigma (of the first metric that reads "
@@ -96,7 +100,7 @@ def evaluate(
     params: dict[str, object] = {}
     for key, value in (("n_fake", n), ("n_real", n_real), ("extractor", extractor),
                        ("inception_weights", str(weights) if weights else None),
-                       ("resize", resize)):
+                       ("resize", resize), ("protocol_images", protocol_images)):
         if value is not None:
             params[key] = value
     if download:
