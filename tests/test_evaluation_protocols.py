@@ -163,6 +163,31 @@ def test_the_extractor_is_checked_when_the_recipe_is_built(plugins) -> None:
     assert "$.eval.metrics.fid.resize" in str(resize.value)
 
 
+class SameName(ChannelMeans):
+    """An extractor whose name does not change with its params (as a careless plugin's
+    might): its params still keep cached real features apart."""
+
+    @property
+    def name(self) -> str:
+        return "channel-moments"
+
+
+def test_extractor_params_key_the_cached_real_features(plugins, tmp_path: Path) -> None:
+    plugins.registry.register("extractor", "same_name", SameName)
+    dataset, images = _digits(plugins)
+    results = {}
+    for scale in (1.0, 10.0):
+        evaluator = _evaluator(plugins, tmp_path, {"fid": ("fid", {
+            "n_fake": 60, "n_real": 80, "extractor": "same_name",
+            "extractor_params": {"scale": scale}})}, dataset)
+        [results[scale]] = evaluator.run(Digits(images))
+        [extractor] = evaluator._extractors.values()
+        assert extractor.seen == 60 + 80  # the real features were extracted, not reused
+    assert results[1.0].reference["key"] != results[10.0].reference["key"]
+    # the generated and real images are the same digits: FID near 0 at either scale
+    assert results[10.0].value < 1.0 and results[1.0].value < 1.0
+
+
 def test_fewer_images_than_the_claimed_protocol_are_warned_about(plugins,
                                                                  tmp_path: Path) -> None:
     dataset, images = _digits(plugins)
@@ -255,6 +280,29 @@ def test_eval_cli_warns_when_fewer_images_than_the_protocol(checkpoint: Path) ->
     assert result.exit_code == 0, result.output
     assert "warning: fid: scored with 30 generated and" in result.stderr
     assert "fewer than the 50000 of the protocol it follows" in result.stderr
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--save-reference-stats", "stats.txt"], "not a .npz file in an existing folder"),
+    (["--save-reference-stats", "s.npz", "--per-class"], "does not go with"),
+    (["--extractor", "pixels", "--resize", "clean"], "--resize is the Inception network's"),
+    (["--reference-stats", "missing.npz"], "missing.npz"),
+])
+def test_eval_cli_refuses_bad_options_before_any_image(checkpoint: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       options: list[str],
+                                                       message: str) -> None:
+    from ganforge.evaluation import evaluator
+
+    def never(*args, **kwargs):
+        raise AssertionError("images were generated")
+
+    monkeypatch.setattr(evaluator, "fake_features", never)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "--device", "cpu",
+                                      *options])
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and message in result.output
 
 
 def test_eval_cli_refuses_reference_statistics_for_other_metrics(checkpoint: Path,

@@ -37,7 +37,7 @@ TINY = ["run.steps=4", "run.batch_size=8", "generator.width=8", "discriminator.w
 #: An EMA of G, and an FID (pixel features: offline, fast) logged at the last step.
 EMA_AND_EVAL = ["ema.enabled=true", "eval.every=4", "eval.metrics.fid.use=fid",
                 "eval.metrics.fid.extractor=pixels", "eval.metrics.fid.n_fake=16",
-                "eval.metrics.fid.n_real=24"]
+                "eval.metrics.fid.n_real=24", "eval.metrics.fid.protocol_images=20"]
 CHECKPOINT = Path("checkpoints") / "step-0000004.safetensors"
 
 
@@ -286,6 +286,8 @@ def test_model_card(ema_run, tmp_path: Path) -> None:
                      "generator=ema", "reference=real features "):
         assert protocol in row
     assert row.endswith("| evaluations.jsonl |")
+    # 16 generated images, fewer than the 20 the metric claims: said under the table
+    assert "**Not comparable:** fid: scored with 16 generated images, fewer than the 20" in card
     assert str(checkpoint.parent.parent) not in card  # no local path of the real images
     assert "No scores recorded" not in card
 

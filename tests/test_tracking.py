@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import ganforge
 from ganforge import load_plugins
 from ganforge.errors import PluginError
 from ganforge.plugins import Plugins
@@ -166,6 +167,23 @@ def test_mlflow_logs_scalars_samples_recipe_and_resumes_the_same_run(
     assert len(client.search_runs([logged.info.experiment_id])) == 1
 
 
+def test_tracking_turned_on_at_resume_logs_checkpoints_when_asked(
+        plugins: Plugins, tmp_path: Path) -> None:
+    """A run trained without tracking is resumed with MLflow on and log_checkpoints: the
+    resume is allowed (the table does not change what the run computes), and the
+    checkpoints written from then on are artifacts, byte for byte."""
+    out = tmp_path / "run"
+    run(plugins, tmp_path, "")
+    assert not (out / "mlruns").exists()
+    run(plugins, tmp_path, '[plugins.mlflow]\nenabled = true\nlog_checkpoints = true\n',
+        "run", "run.steps=9", resume=True)
+    client, run_id = mlflow_client(out)
+    assert artifact_paths(client, run_id, "checkpoints") == ["checkpoints/step-0000009.safetensors"]
+    uploaded = Path(client.download_artifacts(run_id, "checkpoints/step-0000009.safetensors",
+                                              str(tmp_path / "dl")))
+    assert uploaded.read_bytes() == (out / "checkpoints" / "step-0000009.safetensors").read_bytes()
+
+
 def test_a_failing_tracker_is_disabled_and_the_run_goes_on(
         plugins: Plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -184,7 +202,8 @@ def test_a_failing_tracker_is_disabled_and_the_run_goes_on(
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "step-0000003.safetensors", "step-0000006.safetensors"]
     [line] = warnings_of(capsys.readouterr().err)
-    assert line == ("warning: plugin 'mlflow' (ganforge 0.1.0) raised in ganforge_log: "
+    assert line == (f"warning: plugin 'mlflow' (ganforge {ganforge.__version__}) raised in "
+                    "ganforge_log: "
                     "OSError: no space left on device; the plugin is disabled for the rest "
                     "of this run")
     client, run_id = mlflow_client(tmp_path / "run")

@@ -134,3 +134,15 @@ def test_every_score_is_recorded_with_its_protocol(plugins, tiny_recipe: Path,
     records = [json.loads(x) for x in path.read_text().splitlines()]
     assert [(r["step"], r["label"]) for r in records] == [
         (2, "fid"), (2, "kid"), (4, "fid"), (4, "kid"), (6, "fid"), (6, "kid")]
+
+
+def test_a_bad_reference_statistics_file_stops_the_run_before_its_first_step(
+        plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    from ganforge.errors import UsageError
+
+    with pytest.raises(UsageError, match="missing.npz"):
+        run(plugins, tiny_recipe, tmp_path / "run", *EVAL,
+            f"eval.metrics.fid.reference_stats='{tmp_path / 'missing.npz'}'")
+    assert not list((tmp_path / "run" / "checkpoints").glob("*.safetensors"))
+    assert not (tmp_path / "run" / "metrics.jsonl").exists() or \
+        (tmp_path / "run" / "metrics.jsonl").read_text() == ""

@@ -105,17 +105,30 @@ def evaluate(
             params[key] = value
     if download:
         params["download"] = True
+    if resize is not None and (extractor or "inception") not in ("inception",
+                                                                  "ganforge:inception"):
+        raise UsageError(f"--resize is the Inception network's; extractor {extractor!r} "
+                         "resizes images its own way")
     if reference_stats is not None:
         bad = [name for name in metric if name not in ("fid", "ganforge:fid")]
         if bad:
             raise UsageError(f"--reference-stats is for fid; {', '.join(bad)} need the "
                              "dataset's images (score them in another call)")
         params["reference_stats"] = str(reference_stats)
-    if save_reference_stats is not None and (save_reference_stats.is_dir() or
-                                             not save_reference_stats.parent.is_dir()):
-        raise UsageError(f"--save-reference-stats {save_reference_stats}: not a file in an "
-                         "existing folder")
+    if save_reference_stats is not None:
+        if reference_stats is not None or per_class:
+            raise UsageError("--save-reference-stats writes the statistics of the dataset's "
+                             "images; it does not go with --reference-stats or --per-class")
+        if save_reference_stats.suffix != ".npz" or save_reference_stats.is_dir() or \
+                not save_reference_stats.parent.is_dir():
+            raise UsageError(f"--save-reference-stats {save_reference_stats}: not a .npz file "
+                             "in an existing folder (pytorch-fid reads only .npz)")
     metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
+    for _name, m in metrics.values():
+        m.reference_file()  # a bad --reference-stats file: one line, before any image
+    if save_reference_stats is not None and \
+            not any(m.uses_real_images() for _, m in metrics.values()):
+        raise UsageError("--save-reference-stats: none of these metrics reads real images")
     if per_class:  # refused before the checkpoint is read
         for name, m in metrics.values():
             if not m.uses_real_images():
@@ -144,13 +157,20 @@ def evaluate(
     for r in results:
         for warning in r.warnings:
             _say(f"warning: {warning}")
-    if save_reference_stats is not None:
+    _print_results(results, checkpoint, step, table, scored, as_json,
+                   is_conditional(generator))
+    if save_reference_stats is not None:  # after the scores are shown
         from ..evaluation.npz_stats import save_reference_npz
 
         mu, sigma, n_images = evaluator.real_statistics()
         save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
         _say(f"wrote the reference statistics of {n_images} real images to "
              f"{save_reference_stats}")
+
+
+def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[str, Any],
+                   scored: str, as_json: bool, conditional: bool) -> None:
+    """One JSON object per metric, or a table of scores with their protocols."""
     console = Console()
     if as_json:
         for r in results:
@@ -164,12 +184,15 @@ def evaluate(
     for r in results:
         p = r.protocol
         extra = "".join(f" ± {v:.4g}" for k, v in r.extra.items() if k == "std")
+        stats_file = p.get("reference") if r.reference is None else None
+        reference = r.reference["key"] if r.reference else \
+            Path(stats_file["file"]).name if isinstance(stats_file, dict) else "-"
         out.add_row(r.label, f"{r.value:.4f}{extra}", str(p["n_fake"]),
-                    str(p["n_real"] or "-"), p["extractor"], p["resize"],
-                    r.reference["key"] if r.reference else "-", str(p["seconds"]))
+                    str(p["n_real"] or "-"), p["extractor"], p["resize"], reference,
+                    str(p["seconds"]))
     console.print(out)
     console.print(f"generator: {scored}", highlight=False, soft_wrap=True, markup=False)
-    if is_conditional(generator) and results:
+    if conditional and results:
         console.print(f"fake labels: {results[0].protocol['fake_labels']}", highlight=False,
                       soft_wrap=True)
     console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True)
@@ -196,6 +219,10 @@ def _print_per_class(results: list[Any], checkpoint: Path, step: int,
     """``eval --per-class``: one JSON object per metric (the mean as ``value``, each
     class's score with its protocol under ``classes``), or a table of one row per class and
     metric, then each metric's mean (the intra-class score)."""
+    for r in results:
+        for c in r.per_class:
+            for warning in c.warnings:
+                _say(f"warning: {warning}")
     console = Console()
     if as_json:
         for r in results:

@@ -50,7 +50,9 @@ from .features import FeatureExtractor, FeatureSet
 from .reference import dataset_identity, resolved_paths
 
 #: 2: keyed by the dataset's identity (absolute paths and content fingerprint).
-CACHE_VERSION = 2
+#: 3: and by the extractor component and its params (two plugin extractors, or one with
+#: other params, that report the same ``name`` no longer share statistics).
+CACHE_VERSION = 3
 
 StopCheck = Callable[[], bool]
 
@@ -130,14 +132,16 @@ class MetricResult:
 
 
 def _key(identity: Mapping[str, Any], extractor: str, n: int, seed: int,
-         label: int | None = None) -> dict[str, Any]:
+         label: int | None = None, extractor_id: str | None = None) -> dict[str, Any]:
     """The full cache key: what the statistics depend on, as JSON values (tuples become
     lists here, as they do in the cached file's copy it is compared with). The real images
-    of one class (``label``) are keyed with ``"class"``; the whole set's key has none, as
-    before classes existed, so its cached statistics stay valid."""
+    of one class (``label``) are keyed with ``"class"``. ``extractor_id`` names the
+    extractor component and its params (:meth:`Evaluator.extractor_id`)."""
     key = {"version": CACHE_VERSION, **identity, "extractor": extractor, "n": n, "seed": seed}
     if label is not None:
         key["class"] = label
+    if extractor_id is not None:
+        key["extractor_component"] = extractor_id
     return json.loads(json.dumps(key, sort_keys=True))
 
 
@@ -270,8 +274,8 @@ def dataset_labels(dataset: Any, should_stop: StopCheck | None = None) -> torch.
 def real_features(dataset: Dataset, identity: Mapping[str, Any],
                   extractor: FeatureExtractor, n: int, batch_size: int, seed: int,
                   cache_dir: Path | None = None, should_stop: StopCheck | None = None, *,
-                  label: int | None = None, labels: torch.Tensor | None = None
-                  ) -> tuple[FeatureSet, dict[str, Any]]:
+                  label: int | None = None, labels: torch.Tensor | None = None,
+                  extractor_id: str | None = None) -> tuple[FeatureSet, dict[str, Any]]:
     """Features of ``n`` real images (a seeded selection; bad images passed over), cached
     under the dataset's ``identity`` (:func:`.reference.dataset_identity`), and the cache
     key. ``should_stop`` is asked before every batch; when it interrupts, nothing is cached.
@@ -286,7 +290,7 @@ def real_features(dataset: Dataset, identity: Mapping[str, Any],
             labels = dataset_labels(dataset, should_stop)
         order = order[labels[order] == label]
     n = min(n, len(order))
-    key = _key(identity, extractor.name, n, seed, label)
+    key = _key(identity, extractor.name, n, seed, label, extractor_id)
     path = _cache_path(key, cache_dir)
     cached = _load_cached(path, key) if path.exists() else None
     if cached is not None:
@@ -352,6 +356,7 @@ class Evaluator:
         self.cache_dir = cache_dir
         self.classes = classes or int(getattr(dataset, "classes", 0) or 0)
         self._extractors: dict[tuple, FeatureExtractor] = {}
+        self._extractor_ids: dict[int, str] = {}
         self._real: dict[tuple, tuple[FeatureSet, dict[str, Any]]] = {}
         self._identity: dict[str, Any] | None = None
         self._labels: torch.Tensor | None = None
@@ -379,7 +384,17 @@ class Evaluator:
                     p.extractor, p.inception_weights, p.download, self.device, p.resize)
             else:
                 self._extractors[key] = build_extractor(self._registry(), p, self.device)
+                self._extractor_ids[id(self._extractors[key])] = self.extractor_id(p)
         return self._extractors[key]
+
+    def extractor_id(self, p: Any) -> str:
+        """The extractor component and the params that change its features, for cache keys:
+        the qualified name and its params, less ``download`` (never changes features) and,
+        for the built-in ``inception``, ``weights`` (only the SHA-256-pinned file loads)."""
+        name, _ = self._extractor_key(p)
+        table = {k: v for k, v in p.extractor_table().items() if k != "download"
+                 and not (name == "ganforge:inception" and k == "weights")}
+        return f"{name} {json.dumps(table, sort_keys=True, default=str)}"
 
     def identity(self, should_stop: StopCheck | None = None) -> dict[str, Any]:
         """The dataset's identity (absolute paths, content fingerprint), computed once."""
@@ -401,14 +416,16 @@ class Evaluator:
                        ) -> tuple[FeatureSet, dict[str, Any]]:
         """Real features (from memory, the disk cache, or the dataset) and their key; of
         class ``label`` only when it is set."""
-        memo = (extractor.name, n, seed, label)
+        extractor_id = self._extractor_ids.get(id(extractor))
+        memo = (extractor.name, extractor_id, n, seed, label)
         if memo not in self._real:
             if self.dataset is None:
                 raise ValueError("this evaluator was made without a dataset")
             labels = self.labels(should_stop) if label is not None else None
             self._real[memo] = real_features(
                 self.dataset, self.identity(should_stop), extractor, n, batch_size, seed,
-                self.cache_dir, should_stop, label=label, labels=labels)
+                self.cache_dir, should_stop, label=label, labels=labels,
+                extractor_id=extractor_id)
         return self._real[memo]
 
     def real_statistics(self, should_stop: StopCheck | None = None
@@ -511,7 +528,7 @@ class Evaluator:
             raise UsageError(f"--per-class: dataset {name!r} has no classes; intra-class "
                              "scores need a labelled dataset")
         for label, (name, metric) in self.metrics.items():
-            if not metric.needs_real:
+            if not metric.uses_real_images():
                 raise UsageError(f"--per-class: metric {label!r} ({name}) compares with no real "
                                  "images; intra-class scores are for metrics such as fid and "
                                  "kid")
@@ -571,6 +588,7 @@ class Evaluator:
                         "n_fake": len(metric_fake), "n_real": len(metric_real),
                         "fake_labels": f"class {cls} for every generated image",
                         "extractor": extractor.name, "resize": extractor.resize,
+                        "extractor_params": p.extractor_table(),
                         "dataset": self.dataset_table, "seed": seed, "step": step,
                         "params": unstructure_params(p), "reference": reference,
                         "seconds": round(took, 3),
@@ -579,7 +597,9 @@ class Evaluator:
                         protocol["generator"] = generator_label
                     per_metric[label].append(MetricResult(
                         f"{label}[{cls}]", name, value, metric.higher_is_better, extra,
-                        protocol, reference))
+                        protocol, reference,
+                        protocol_warnings(f"{label}[{cls}]", p.protocol_images,
+                                          len(metric_fake), len(metric_real))))
         results = []
         for label, (name, metric) in self.metrics.items():
             scores = per_metric[label]
@@ -591,6 +611,7 @@ class Evaluator:
                 "n_real": [r.protocol["n_real"] for r in scores],
                 "fake_labels": "class c for class c's generated images",
                 "extractor": first["extractor"], "resize": first["resize"],
+                "extractor_params": first["extractor_params"],
                 "dataset": self.dataset_table, "seed": first["seed"], "step": step,
                 "params": first["params"],
                 "seconds": round(seconds[label], 3),

@@ -140,6 +140,7 @@ def _scores(scores: list[Score]) -> list[str]:
     note = [f"Real images from the training data above ({_value(dataset)}); the generator "
             "scored is the EMA of G when the run kept one, as during training."] \
         if dataset is not None else []
+    note += [f"**Not comparable:** {warning}" for score in scores for warning in score.warnings]
     return [_table(["label", "metric", "value", "step", "protocol", "from"], rows), "", *note]
 
 
@@ -151,7 +152,7 @@ _NOT_SHOWN = frozenset({"dataset", "params", "seconds", "step"})
 def _shown_protocol(protocol: Mapping[str, Any]) -> dict[str, Any]:
     """What a card's score row shows of a protocol; a reference is named by its cache key
     or its file's name and SHA-256 prefix (never a local path)."""
-    shown = {k: v for k, v in protocol.items() if k not in _NOT_SHOWN
+    shown = {k: _no_path(k, v) for k, v in protocol.items() if k not in _NOT_SHOWN
              and v not in (None, {}, [])}
     reference = shown.get("reference")
     if isinstance(reference, Mapping):
@@ -161,6 +162,18 @@ def _shown_protocol(protocol: Mapping[str, Any]) -> dict[str, Any]:
             shown["reference"] = (f"{Path(str(reference['file'])).name} "
                                   f"(sha256 {str(reference.get('sha256', ''))[:16]})")
     return shown
+
+
+#: Protocol and params entries that hold a local path: a card shows the file's name only.
+_PATH_KEYS = frozenset({"weights", "inception_weights", "reference_stats"})
+
+
+def _no_path(key: str, value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _no_path(k, v) for k, v in value.items()}
+    if key in _PATH_KEYS and isinstance(value, str):
+        return Path(value).name
+    return value
 
 
 def _table(header: list[str], rows: Iterable[list[str]]) -> str:

@@ -37,6 +37,8 @@ class Score:
     step: int
     protocol: dict[str, Any]
     source: str
+    #: Why the score is not comparable with the protocol it claims (fewer images), if so.
+    warnings: tuple[str, ...] = ()
 
 
 def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
@@ -60,8 +62,11 @@ def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
                                       record.get("protocol"))
             if record.get("step") == step and label in recipe.metrics and _number(value) \
                     and isinstance(protocol, dict):
+                warnings = record.get("warnings")
                 full[label] = Score(label, recipe.metrics[label].short, float(value), step,
-                                    protocol, run.evaluations.name)
+                                    protocol, run.evaluations.name,
+                                    tuple(str(w) for w in warnings)
+                                    if isinstance(warnings, list) else ())
     if run is not None:
         try:
             log = read_jsonl(run.metrics)

@@ -306,6 +306,11 @@ class DivergencePolicy:
 def default_callbacks(trainer: Trainer, start: int) -> list[Any]:
     """The periodic work of every run, in the order it runs on a step."""
     run = trainer.recipe.run
+    if trainer.dist.is_main and trainer.recipe.eval.every:
+        for choice in trainer.recipe.metrics.values():
+            # imported reference statistics (FID's reference_stats) are read and checked
+            # now, so a missing or bad file is one line before the first step, not hours in
+            choice.create(trainer.registry).reference_file()
     return [LogLosses(run.log_every, start), Evaluate(trainer.recipe.eval.every),
             WriteSamples(run.sample_every), SaveCheckpoint(run.checkpoint_every)]
 
