@@ -305,6 +305,28 @@ def test_eval_cli_refuses_bad_options_before_any_image(checkpoint: Path, tmp_pat
     assert len(result.output.strip().splitlines()) == 1 and message in result.output
 
 
+def test_eval_cli_follows_the_protocol_the_run_claims(plugins, tmp_path: Path) -> None:
+    """A checkpoint whose recipe claims a protocol for a metric (protocol_images, an
+    extractor) is scored with that claim: fewer images are warned about without
+    --protocol-images, and another extractor is noted."""
+    from tests.conftest import TINY_RECIPE
+
+    recipe_path = tmp_path / "tiny.toml"
+    recipe_path.write_text(TINY_RECIPE + '\n[eval]\nevery = 2\n[eval.metrics.fid]\nuse = "fid"\n'
+                           'extractor = "pixels"\nn_fake = 16\nn_real = 16\n'
+                           'protocol_images = 1000\n')
+    recipe = load_recipe(recipe_path, plugins.registry, ["run.steps=2"])
+    checkpoint = train(recipe, plugins, tmp_path / "run", progress=False).checkpoint
+    result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "--extractor",
+                                      "pixels", "--n", "30", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "fewer than the 1000 of the protocol it follows" in result.stderr
+    assert "note:" not in result.stderr
+    other = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "kid", "--extractor",
+                                     "pixels", "--n", "30", "--device", "cpu"])
+    assert other.exit_code == 0 and "warning" not in other.stderr  # kid claims nothing
+
+
 def test_eval_cli_refuses_reference_statistics_for_other_metrics(checkpoint: Path,
                                                                  tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "-m", "kid",

@@ -123,7 +123,21 @@ def evaluate(
                 not save_reference_stats.parent.is_dir():
             raise UsageError(f"--save-reference-stats {save_reference_stats}: not a .npz file "
                              "in an existing folder (pytorch-fid reads only .npz)")
-    metrics = {name: (name, plugins.registry.create("metric", name, params)) for name in metric}
+    claimed = _claimed_protocols(checkpoint, metric)
+    metrics = {}
+    for name in metric:
+        own = dict(params)
+        if "protocol_images" not in own and claimed.get(name, {}).get("protocol_images"):
+            own["protocol_images"] = claimed[name]["protocol_images"]
+        metrics[name] = (name, plugins.registry.create("metric", name, own))
+        for key in ("extractor", "resize"):
+            theirs = claimed.get(name, {}).get(key)
+            ours = getattr(metrics[name][1].params, key)
+            inception = metrics[name][1].params.extractor in ("inception",
+                                                              "ganforge:inception")
+            if theirs is not None and theirs != ours and (key == "extractor" or inception):
+                _say(f"note: the run's {name} protocol uses {key} = {theirs!r}; this score "
+                     f"uses {ours!r} (--{key} {theirs} to match it)")
     for _name, m in metrics.values():
         m.reference_file()  # a bad --reference-stats file: one line, before any image
     if save_reference_stats is not None and \
@@ -166,6 +180,32 @@ def evaluate(
         save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
         _say(f"wrote the reference statistics of {n_images} real images to "
              f"{save_reference_stats}")
+
+
+def _claimed_protocols(checkpoint: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    """What the checkpoint's recipe says of each metric named (its ``[eval.metrics.*]``
+    table with that ``use``): ``protocol_images``, ``extractor`` and ``resize`` as the
+    recipe sets them, so ``ganforge eval`` warns about fewer images than the run's protocol
+    and notes a different pipeline. Nothing when the header does not read (the checkpoint
+    is refused with its own message later)."""
+    from ..errors import GanforgeError
+    from ..training.checkpoint_format import read_header
+
+    try:
+        table = read_header(checkpoint).recipe_table
+    except (GanforgeError, OSError, ValueError):
+        return {}
+    evaluation = table.get("eval")
+    tables = evaluation.get("metrics") if isinstance(evaluation, dict) else None
+    claimed: dict[str, dict[str, Any]] = {}
+    for metric in tables.values() if isinstance(tables, dict) else ():
+        if not isinstance(metric, dict) or not isinstance(metric.get("use"), str):
+            continue
+        for name in names:
+            if metric["use"] in (name, f"ganforge:{name}") and name not in claimed:
+                claimed[name] = {key: metric[key] for key in
+                                 ("protocol_images", "extractor", "resize") if key in metric}
+    return claimed
 
 
 def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[str, Any],
