@@ -287,6 +287,9 @@ def test_eval_cli_warns_when_fewer_images_than_the_protocol(checkpoint: Path) ->
     (["--save-reference-stats", "s.npz", "--per-class"], "does not go with"),
     (["--extractor", "pixels", "--resize", "clean"], "--resize is the Inception network's"),
     (["--reference-stats", "missing.npz"], "missing.npz"),
+    (["--extractor", "dinov9"], "unknown extractor 'dinov9'"),
+    (["--extractor", "pixels", "--extractor-param", "sise=4"], "sise"),
+    (["--extractor", "pixels", "--extractor-param", "size"], "expected KEY=VALUE"),
 ])
 def test_eval_cli_refuses_bad_options_before_any_image(checkpoint: Path, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
@@ -334,6 +337,15 @@ def test_eval_cli_refuses_reference_statistics_for_other_metrics(checkpoint: Pat
                                       "--device", "cpu"])
     assert result.exit_code == 2
     assert "--reference-stats is for fid; kid need the dataset's images" in result.output
+
+
+def test_eval_cli_passes_extractor_params(checkpoint: Path) -> None:
+    result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "fid", "--extractor",
+                                      "pixels", "--extractor-param", "size=4", "--n", "30",
+                                      "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    protocol = _fid(result.stdout)["protocol"]
+    assert protocol["extractor"] == "pixels-4x4" and protocol["extractor_params"] == {"size": 4}
 
 
 def test_eval_cli_manifold_metrics_and_resize(checkpoint: Path) -> None:

@@ -45,6 +45,11 @@ def evaluate(
                                          help="Registered feature extractor: inception "
                                               "(default), pixels (smoke tests) or a "
                                               "plugin's."),
+    extractor_param: list[str] = typer.Option(
+        None, "--extractor-param", metavar="KEY=VALUE",
+        help="A param of the extractor (TOML value), e.g. size=16 for pixels or a plugin "
+             "extractor's weights=PATH; repeatable (ganforge components show extractor "
+             "NAME)."),
     resize: str | None = typer.Option(None, "--resize",
                                       help="Inception's resize: antialias (default, "
                                            "torchmetrics), tf1 (TF FID, torch-fidelity), "
@@ -105,6 +110,21 @@ def evaluate(
             params[key] = value
     if download:
         params["download"] = True
+    if extractor_param:
+        from ..errors import RecipeError
+        from ..recipe.loading import parse_override
+
+        table: dict[str, Any] = {}
+        for text in extractor_param:
+            try:
+                parts, value = parse_override(text)
+            except RecipeError:
+                raise UsageError(f"--extractor-param: expected KEY=VALUE, got {text!r}") \
+                    from None
+            if len(parts) != 1:
+                raise UsageError(f"--extractor-param {text!r}: one key, no dots")
+            table[parts[0]] = value
+        params["extractor_params"] = table
     if resize is not None and (extractor or "inception") not in ("inception",
                                                                   "ganforge:inception"):
         raise UsageError(f"--resize is the Inception network's; extractor {extractor!r} "
@@ -139,6 +159,7 @@ def evaluate(
                 _say(f"note: the run's {name} protocol uses {key} = {theirs!r}; this score "
                      f"uses {ours!r} (--{key} {theirs} to match it)")
     for _name, m in metrics.values():
+        _check_extractor(plugins.registry, m.params)
         m.reference_file()  # a bad --reference-stats file: one line, before any image
     if save_reference_stats is not None and \
             not any(m.uses_real_images() for _, m in metrics.values()):
@@ -180,6 +201,19 @@ def evaluate(
         save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
         _say(f"wrote the reference statistics of {n_images} real images to "
              f"{save_reference_stats}")
+
+
+def _check_extractor(registry: Any, params: Any) -> None:
+    """The metric's extractor is registered and its params structure: one line if not."""
+    from ..errors import RecipeError, UnknownComponentError, UsageError
+
+    try:
+        registry.structure("extractor", params.extractor, params.extractor_table(),
+                           "--extractor-param")
+    except UnknownComponentError as exc:
+        raise UsageError(f"--extractor: {exc}") from None
+    except RecipeError as exc:
+        raise UsageError(str(exc).splitlines()[0]) from None
 
 
 def _claimed_protocols(checkpoint: Path, names: list[str]) -> dict[str, dict[str, Any]]:
