@@ -293,3 +293,29 @@ def test_functions_refuse_bad_input() -> None:
         density_coverage(torch.randn(10, 2), torch.randn(10, 3), 3)
     with pytest.raises(ValueError, match=r"expected an \(N, D\) feature matrix"):
         knn_radii(torch.randn(10), 3)
+
+
+def test_the_four_metrics_share_radii_and_one_density_coverage_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scored on the same feature sets (as one evaluation passes them), the real set's
+    radii at one k are computed once for precision, density and coverage, density and
+    coverage share one pass, and the results are what the functions give alone."""
+    from ganforge.evaluation import manifold
+
+    gen = torch.Generator().manual_seed(5)
+    real = FeatureSet(torch.randn(120, 8, generator=gen))
+    fake = FeatureSet(torch.randn(100, 8, generator=gen) + 0.3)
+    expected = (*manifold.precision_recall(real.features, fake.features, 5),
+                *manifold.density_coverage(real.features, fake.features, 5))
+    radii_calls: list[int] = []
+    passes: list[int] = []
+    knn, dc = manifold.knn_radii, manifold.density_coverage
+    monkeypatch.setattr(manifold, "knn_radii",
+                        lambda x, k, **kw: radii_calls.append(len(x)) or knn(x, k, **kw))
+    monkeypatch.setattr(manifold, "density_coverage",
+                        lambda *a, **kw: passes.append(1) or dc(*a, **kw))
+    got = tuple(cls(cls.Params(k=5)).score(fake.head(100), real.head(120))[0]
+                for cls in (Precision, Recall, Density, Coverage))
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert sorted(radii_calls) == [100, 120]  # the fake set's once, the real set's once
+    assert passes == [1]

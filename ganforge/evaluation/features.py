@@ -9,8 +9,9 @@ silently.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import torch
@@ -18,21 +19,40 @@ import torch.nn.functional as F
 
 from ..errors import UsageError
 
+T = TypeVar("T")
 
-@attrs.frozen
+
+@attrs.frozen(eq=False)
 class FeatureSet:
-    """Features (and, when the extractor has them, class logits) of a set of images."""
+    """Features (and, when the extractor has them, class logits) of a set of images.
+
+    Compared by identity, and with a memo for what metrics derive from it: the metrics of
+    one evaluation get the same ``head(n)`` object, so what one computes (k-NN radii,
+    say) the next one reuses (:meth:`memoized`)."""
 
     features: torch.Tensor
     logits: torch.Tensor | None = None
+    _memo: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
     def head(self, n: int) -> FeatureSet:
-        """The first ``n`` images' features."""
-        logits = None if self.logits is None else self.logits[:n]
-        return FeatureSet(self.features[:n], logits)
+        """The first ``n`` images' features (the same object for the same ``n``)."""
+        if n >= len(self):
+            return self
+
+        def first() -> FeatureSet:
+            logits = None if self.logits is None else self.logits[:n]
+            return FeatureSet(self.features[:n], logits)
+
+        return self.memoized(("head", n), first)
+
+    def memoized(self, key: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, once per ``key`` for this set (features are never changed)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 class FeatureExtractor(Protocol):

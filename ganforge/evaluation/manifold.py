@@ -133,13 +133,15 @@ def knn_radii(features: torch.Tensor, k: int, *, batch_size: int | None = None) 
 
 
 def fraction_in_manifold(manifold: torch.Tensor, probes: torch.Tensor, k: int, *,
-                         batch_size: int | None = None) -> float:
+                         batch_size: int | None = None,
+                         radii: torch.Tensor | None = None) -> float:
     """Kynkäänniemi et al.'s ``1/|probes| sum_p f(p, manifold)``: the fraction of ``probes``
     inside at least one closed ball ``B(m, NND_k(m))`` of a ``manifold`` vector ``m``.
 
     ``fraction_in_manifold(real, fake, k)`` is precision, ``fraction_in_manifold(fake, real,
-    k)`` recall."""
-    radii = knn_radii(manifold, k, batch_size=batch_size)
+    k)`` recall. ``radii``: the manifold's :func:`knn_radii` at ``k``, when known."""
+    if radii is None:
+        radii = knn_radii(manifold, k, batch_size=batch_size)
     if probes.shape[0] == 0:
         raise ValueError("no probe feature vectors to test against the manifold")
     inside = torch.empty(probes.shape[0], dtype=torch.bool, device=radii.device)
@@ -162,7 +164,8 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, *,
 
 
 def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, *,
-                     batch_size: int | None = None) -> tuple[float, float]:
+                     batch_size: int | None = None,
+                     radii: torch.Tensor | None = None) -> tuple[float, float]:
     """Density and coverage (Naeem et al., 2020), as ``prdc.compute_prdc``::
 
         density  = 1/(k M) sum_j sum_i 1[||fake_j - real_i|| < NND_k(real_i)]
@@ -170,8 +173,10 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, *,
 
     with ``NND_k`` from :func:`knn_radii` over the real set only; k = 5 in the paper.
     Density is unbounded above (1 on average when both sets come from one distribution).
-    Needs more than ``k`` real vectors and at least one fake."""
-    radii = knn_radii(real, k, batch_size=batch_size)
+    Needs more than ``k`` real vectors and at least one fake. ``radii``: the real set's
+    :func:`knn_radii` at ``k``, when known."""
+    if radii is None:
+        radii = knn_radii(real, k, batch_size=batch_size)
     if fake.shape[0] == 0:
         raise ValueError("density and coverage need at least one fake feature vector")
     counts = torch.zeros(fake.shape[0], dtype=torch.int64, device=radii.device)
@@ -182,6 +187,20 @@ def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5, *,
         covered[start:start + block.shape[0]] = inside.any(1)
     density = float(counts.sum().to(torch.float64) / (k * fake.shape[0]))
     return density, float(covered.to(torch.float64).mean())
+
+
+def _radii(features: FeatureSet, k: int) -> torch.Tensor:
+    """A feature set's k-NN radii, computed once per set and k (precision, density and
+    coverage of one evaluation share the real set's)."""
+    return features.memoized(("knn_radii", k), lambda: knn_radii(features.features, k))
+
+
+def _density_coverage(real: FeatureSet, fake: FeatureSet, k: int) -> tuple[float, float]:
+    """Both figures in one pass over the distances, once per (real, fake, k). Kept with
+    the generated set, which lives for one evaluation (the real set is kept between
+    evaluations during training, and must not hold on to every generated set)."""
+    return fake.memoized(("density_coverage", k, real), lambda: density_coverage(
+        real.features, fake.features, k, radii=_radii(real, k)))
 
 
 def _need(metric: str, k: int, fake: FeatureSet, real: FeatureSet, radii_of: str) -> None:
@@ -217,7 +236,8 @@ class Precision(Metric):
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
         _need("precision", k, fake, real, radii_of="n_real")
-        return fraction_in_manifold(real.features, fake.features, k), {}
+        return fraction_in_manifold(real.features, fake.features, k,
+                                    radii=_radii(real, k)), {}
 
 
 class Recall(Metric):
@@ -235,7 +255,8 @@ class Recall(Metric):
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
         _need("recall", k, fake, real, radii_of="n_fake")
-        return fraction_in_manifold(fake.features, real.features, k), {}
+        return fraction_in_manifold(fake.features, real.features, k,
+                                    radii=_radii(fake, k)), {}
 
 
 class Density(Metric):
@@ -253,7 +274,7 @@ class Density(Metric):
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
         _need("density", k, fake, real, radii_of="n_real")
-        return density_coverage(real.features, fake.features, k)[0], {}
+        return _density_coverage(real, fake, k)[0], {}
 
 
 class Coverage(Metric):
@@ -271,4 +292,4 @@ class Coverage(Metric):
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
         _need("coverage", k, fake, real, radii_of="n_real")
-        return density_coverage(real.features, fake.features, k)[1], {}
+        return _density_coverage(real, fake, k)[1], {}
