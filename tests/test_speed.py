@@ -228,3 +228,22 @@ def test_the_step_never_reads_back_from_the_device(plugins, tmp_path: Path,
         inside[0] = False
     assert reads == []
     assert trainer.train_step.watch.check() is None  # and the watch can still be read when asked
+
+
+def test_a_network_that_declares_it_cannot_compile_runs_eagerly() -> None:
+    """``supports_compile = False`` (the kit's opt-out) is read by the trainer too: with
+    run.compile on, that network is passed through as it is, any other is compiled."""
+    from ganforge.recipe import RunParams
+    from ganforge.training.distributed import DistributedContext
+    from ganforge.training.step import forward_module
+
+    class Eager(torch.nn.Linear):
+        supports_compile = False
+
+    speed = resolve_speed("fp32", None, True, CPU)
+    run, dist = RunParams(compile=True), DistributedContext()
+    eager = Eager(2, 2)
+    assert forward_module(eager, run, speed, dist, CPU) is eager
+    plain = torch.nn.Linear(2, 2)
+    compiled = forward_module(plain, run, speed, dist, CPU)
+    assert compiled is not plain and getattr(compiled, "_orig_mod", None) is plain

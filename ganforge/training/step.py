@@ -29,7 +29,8 @@ from .speed import SpeedSettings
 def forward_module(module: nn.Module, run: RunParams, speed: SpeedSettings,
                    dist: DistributedContext, device: torch.device) -> nn.Module:
     """What forward passes of ``module`` go through: DDP under torchrun, compiled when
-    asked, else the module itself."""
+    asked (unless the network declares ``supports_compile = False``: it then runs eagerly,
+    as the contract kit's compile check skips it), else the module itself."""
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -45,9 +46,16 @@ def forward_module(module: nn.Module, run: RunParams, speed: SpeedSettings,
         module = DistributedDataParallel(
             module, device_ids=[device.index] if device.type == "cuda" else None,
             **no_buffer_sync)  # type: ignore[arg-type]
-    if speed.compile:
+    if speed.compile and compiles(module):
         return torch.compile(module, mode=speed.compile_mode)  # type: ignore[return-value]
     return module
+
+
+def compiles(module: nn.Module) -> bool:
+    """False when the network (or the network inside a DDP wrapper) declares
+    ``supports_compile = False``."""
+    inner = getattr(module, "module", module)
+    return getattr(inner, "supports_compile", True) is not False
 
 
 #: What a real-batch source returns: images, or images and their class labels.
