@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ganforge.recipe import load_recipe
 from ganforge.training import train
 from ganforge.training.checkpoint_format import read_checkpoint
@@ -241,3 +243,58 @@ def test_compiled_networks_train_under_ddp(tmp_path: Path) -> None:
     assert [x["step"] for x in logged] == [5, 10]
     assert all(math.isfinite(x["loss_d"]) and math.isfinite(x["loss_g"]) for x in logged)
     assert all(math.isfinite(x["reg/r1"]) and 0 <= x["aug/p"] <= 1 for x in logged)
+
+
+RANK_WEIGHTS = """
+import hashlib, os, sys
+from pathlib import Path
+
+import pytest
+
+from ganforge import load_plugins
+from ganforge.recipe import load_recipe
+from ganforge.training import Trainer
+
+plugins = load_plugins()
+recipe = load_recipe(sys.argv[1], plugins.registry, sys.argv[3:])
+trainer = Trainer(recipe, plugins, sys.argv[2], progress=False)
+trainer.fit()
+for name in ("generator", "discriminator"):
+    # parameters only: BatchNorm's running statistics stay per process by design
+    state = dict(getattr(trainer, name).named_parameters())
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode() + state[key].detach().cpu().contiguous().numpy().tobytes())
+    Path(sys.argv[2], f"{name}-rank{os.environ['RANK']}.sha256").write_text(digest.hexdigest())
+"""
+
+
+@pytest.mark.parametrize("penalty", [
+    ("regularizers.r1.use=r1", "regularizers.r1.every=2"),
+    ("regularizers.gp.use=gradient_penalty", "augment.use=ada", "augment.interval=1",
+     "augment.initial_p=0.3"),
+], ids=["r1-lazy", "gp-ada"])
+def test_ranks_keep_identical_weights_with_penalties(tmp_path: Path,
+                                                     penalty: tuple[str, ...]) -> None:
+    """A penalty's gradient joins the loss's in one backward pass, so DDP all-reduces the
+    sum and every rank applies the same update: after training, the parameters of G and D
+    are bit-identical on both ranks (a penalty computed outside the all-reduce would make
+    them drift). BatchNorm's running statistics stay per process, by design."""
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(RECIPE)
+    script = tmp_path / "rank_weights.py"
+    script.write_text(RANK_WEIGHTS)
+    out = tmp_path / "ddp"
+    out.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+         f"--master_port={free_port()}", str(script), str(recipe), str(out), "run.steps=6",
+         "discriminator.norm=none", *penalty],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in ("generator", "discriminator"):
+        rank0, rank1 = ((out / f"{name}-rank{r}.sha256").read_text() for r in (0, 1))
+        assert rank0 == rank1, name
+    logged = losses(out)
+    key = "reg/r1" if "r1" in penalty[0] else "reg/gp"
+    assert logged and all(math.isfinite(x[key]) and x[key] > 0 for x in logged)
