@@ -221,17 +221,26 @@ _PR_K_DOC = "nearest neighbours setting each vector's radius (3 in Kynkäänniem
 _DC_K_DOC = "nearest neighbours setting each real vector's radius (5 in Naeem et al., 2020)"
 
 
+@attrs.frozen
+class PrecisionRecallParams(MetricParams):
+    """The neighbourhood size of precision and recall."""
+
+    k: int = param(3, _PR_K_DOC, validator=_k_validator)
+
+
+@attrs.frozen
+class DensityCoverageParams(MetricParams):
+    """The neighbourhood size of density and coverage."""
+
+    k: int = param(5, _DC_K_DOC, validator=_k_validator)
+
+
 class Precision(Metric):
     """Improved precision (Kynkäänniemi et al., 2019): the fraction of generated images
     inside the real k-NN manifold (fidelity; higher is better, at most 1)."""
 
     higher_is_better = True
-
-    @attrs.frozen
-    class Params(MetricParams):
-        """The neighbourhood size."""
-
-        k: int = param(3, _PR_K_DOC, validator=_k_validator)
+    Params = PrecisionRecallParams
 
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
@@ -245,12 +254,7 @@ class Recall(Metric):
     the generated k-NN manifold (diversity; higher is better, at most 1)."""
 
     higher_is_better = True
-
-    @attrs.frozen
-    class Params(MetricParams):
-        """The neighbourhood size."""
-
-        k: int = param(3, _PR_K_DOC, validator=_k_validator)
+    Params = PrecisionRecallParams
 
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
@@ -264,12 +268,7 @@ class Density(Metric):
     over k (fidelity; higher is better, about 1 for matching distributions, unbounded)."""
 
     higher_is_better = True
-
-    @attrs.frozen
-    class Params(MetricParams):
-        """The neighbourhood size."""
-
-        k: int = param(5, _DC_K_DOC, validator=_k_validator)
+    Params = DensityCoverageParams
 
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
@@ -282,12 +281,7 @@ class Coverage(Metric):
     least one generated image (diversity; higher is better, at most 1)."""
 
     higher_is_better = True
-
-    @attrs.frozen
-    class Params(MetricParams):
-        """The neighbourhood size."""
-
-        k: int = param(5, _DC_K_DOC, validator=_k_validator)
+    Params = DensityCoverageParams
 
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         k = self.params.k
