@@ -1,7 +1,7 @@
 """Helpers for networks that take class labels and draw latents, shared by the shipped
 network plugins and open to any plugin's: how many classes a network is built for, the
-labels as class weights, refusing labels an unconditional network is given, and the
-latent prior."""
+labels checked (as class indices or class weights), refusing labels an unconditional
+network is given, and the latent prior."""
 
 from __future__ import annotations
 
@@ -28,14 +28,12 @@ def label_classes(network: str, conditional: bool, classes: int) -> int:
     return classes
 
 
-def class_weights(network: str, y: torch.Tensor | None, classes: int, batch: int,
-                  dtype: torch.dtype) -> torch.Tensor:
-    """The labels of a conditional network as ``(N, classes)`` class weights of ``dtype``.
-
-    ``y`` is either class indices (an integer tensor of shape ``(N,)``: one-hot rows) or
-    class weights (a float tensor of shape ``(N, classes)``: one-hot rows, or mixtures of
-    them to walk from one class to another), taken as given.
-    """
+def checked_labels(network: str, y: torch.Tensor | None, classes: int, batch: int,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """The labels of a conditional network, checked: class indices (an integer tensor of
+    shape ``(N,)``, returned as int64) or class weights (a float tensor of shape
+    ``(N, classes)``: one-hot rows, or mixtures of them to walk from one class to another,
+    returned in ``dtype``)."""
     if y is None:
         raise TypeError(f"{network}: conditional, so it is called with labels as its "
                         "second argument")
@@ -47,7 +45,15 @@ def class_weights(network: str, y: torch.Tensor | None, classes: int, batch: int
     if y.shape != (batch,):
         raise ValueError(f"{network}: class indices must have shape ({batch},), "
                          f"not {tuple(y.shape)}")
-    return F.one_hot(y.long(), classes).to(dtype)
+    return y.long()
+
+
+def class_weights(network: str, y: torch.Tensor | None, classes: int, batch: int,
+                  dtype: torch.dtype) -> torch.Tensor:
+    """The labels of a conditional network as ``(N, classes)`` class weights of ``dtype``:
+    :func:`checked_labels`, with class indices made one-hot rows."""
+    labels = checked_labels(network, y, classes, batch, dtype)
+    return labels if labels.is_floating_point() else F.one_hot(labels, classes).to(dtype)
 
 
 def refuse_labels(network: str, y: torch.Tensor | None) -> None:

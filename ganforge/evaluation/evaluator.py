@@ -46,7 +46,7 @@ from ..registry import Registry
 from ..sampling import generate
 from ..seeds import derive_seed
 from ..structuring import unstructure_params
-from .features import FeatureExtractor, FeatureSet
+from .features import ExtractorLike, FeatureSet
 from .reference import dataset_identity, resolved_paths
 
 #: 2: keyed by the dataset's identity (absolute paths and content fingerprint).
@@ -57,7 +57,7 @@ CACHE_VERSION = 3
 StopCheck = Callable[[], bool]
 
 
-def build_extractor(registry: Registry, params: Any, device: torch.device) -> FeatureExtractor:
+def build_extractor(registry: Registry, params: Any, device: torch.device) -> ExtractorLike:
     """The feature extractor a metric's ``params`` name (``extractor``, with
     :meth:`~ganforge.evaluation.metrics.MetricParams.extractor_table`), loaded on
     ``device``; one line naming the extractor when it is unknown or its params are wrong."""
@@ -188,7 +188,7 @@ def _store(path: Path, key: Mapping[str, Any], features: torch.Tensor) -> bool:
     return True
 
 
-def _extract(extractor: FeatureExtractor, images: torch.Tensor, batch: list, logits: list) -> None:
+def _extract(extractor: ExtractorLike, images: torch.Tensor, batch: list, logits: list) -> None:
     features, class_logits = extractor(images)
     batch.append(features.float().cpu())
     if class_logits is not None:
@@ -213,7 +213,7 @@ def generator_classes(generator: Generator, classes: int = 0) -> int:
     return classes
 
 
-def fake_features(generator: Generator, extractor: FeatureExtractor, n: int, batch_size: int,
+def fake_features(generator: Generator, extractor: ExtractorLike, n: int, batch_size: int,
                   seed: int, device: torch.device, should_stop: StopCheck | None = None, *,
                   classes: int = 0, label: int | None = None) -> FeatureSet:
     """Features of ``n`` generated images from latents drawn with ``seed``; ``should_stop``
@@ -272,7 +272,7 @@ def dataset_labels(dataset: Any, should_stop: StopCheck | None = None) -> torch.
 
 
 def real_features(dataset: Dataset, identity: Mapping[str, Any],
-                  extractor: FeatureExtractor, n: int, batch_size: int, seed: int,
+                  extractor: ExtractorLike, n: int, batch_size: int, seed: int,
                   cache_dir: Path | None = None, should_stop: StopCheck | None = None, *,
                   label: int | None = None, labels: torch.Tensor | None = None,
                   extractor_id: str | None = None) -> tuple[FeatureSet, dict[str, Any]]:
@@ -326,7 +326,7 @@ def real_features(dataset: Dataset, identity: Mapping[str, Any],
 
 #: Builds an extractor from a metric's (extractor, inception_weights, download, device,
 #: resize): for tests; the evaluator builds registered extractors itself when none is given.
-ExtractorFactory = Callable[[str, str | None, bool, torch.device, str], FeatureExtractor]
+ExtractorFactory = Callable[[str, str | None, bool, torch.device, str], ExtractorLike]
 
 
 class Evaluator:
@@ -355,7 +355,7 @@ class Evaluator:
         self.registry = registry
         self.cache_dir = cache_dir
         self.classes = classes or int(getattr(dataset, "classes", 0) or 0)
-        self._extractors: dict[tuple, FeatureExtractor] = {}
+        self._extractors: dict[tuple, ExtractorLike] = {}
         self._extractor_ids: dict[int, str] = {}
         self._real: dict[tuple, tuple[FeatureSet, dict[str, Any]]] = {}
         self._identity: dict[str, Any] | None = None
@@ -376,7 +376,7 @@ class Evaluator:
                 name = self._registry().qualified("extractor", p.extractor)
         return name, json.dumps(p.extractor_table(), sort_keys=True, default=str)
 
-    def _extractor(self, p: Any) -> FeatureExtractor:
+    def _extractor(self, p: Any) -> ExtractorLike:
         key = self._extractor_key(p)
         if key not in self._extractors:
             if self.extractor_factory is not None:
@@ -411,7 +411,7 @@ class Evaluator:
             self._labels = dataset_labels(self.dataset, should_stop)
         return self._labels
 
-    def _real_features(self, extractor: FeatureExtractor, n: int, batch_size: int, seed: int,
+    def _real_features(self, extractor: ExtractorLike, n: int, batch_size: int, seed: int,
                        should_stop: StopCheck | None, label: int | None = None
                        ) -> tuple[FeatureSet, dict[str, Any]]:
         """Real features (from memory, the disk cache, or the dataset) and their key; of

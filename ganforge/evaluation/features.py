@@ -1,4 +1,6 @@
-"""Feature extractors for metrics: the standard FID Inception network, or raw pixels.
+"""The engines behind the built-in ``extractor`` components (``ganforge/builtins/
+extractors.py``): the standard FID Inception network, or raw pixels; and the feature sets
+metrics score.
 
 ``inception`` is what published FID/KID/IS numbers use. ``pixels`` (images area-averaged to
 8x8 per channel) needs no weights and is cheap: it is meant for smoke tests and quick
@@ -55,8 +57,10 @@ class FeatureSet:
         return self._memo[key]
 
 
-class FeatureExtractor(Protocol):
-    """Maps images in [-1, 1] (NCHW) to features and optional logits."""
+class ExtractorLike(Protocol):
+    """What the evaluator calls: maps images in [-1, 1] (NCHW) to features and optional
+    logits. The ``extractor`` components (:class:`ganforge.interfaces.FeatureExtractor`)
+    and the engines below are such objects."""
 
     #: Recorded in every score's protocol, and part of reference-statistics cache keys.
     name: str
@@ -114,14 +118,3 @@ class InceptionExtractor:
         x = prepare_for_inception(quantised, INPUT_SIZE, self.mode)
         features, logits = self.network(x)
         return features.float().cpu(), logits.float().cpu()
-
-
-def make_extractor(name: str, weights: str | None = None, download: bool = False,
-                   device: torch.device | str = "cpu", resize: str = "antialias"
-                   ) -> FeatureExtractor:
-    """Build the extractor a metric's params name."""
-    if name == "inception":
-        return InceptionExtractor(weights, download, device, resize)
-    if name == "pixels":
-        return PixelExtractor()
-    raise UsageError(f"unknown feature extractor {name!r}: use 'inception' or 'pixels'")

@@ -24,7 +24,13 @@ import attrs
 
 from ..errors import RecipeError
 from ..structuring import converter, key_path, structure_params, unknown_key_problems
-from ..training.checkpoint_format import EMA_PREFIX, quoted, refusal
+from ..training.checkpoint_format import (
+    EMA_PREFIX,
+    DuplicateKey,
+    no_duplicate_keys,
+    quoted,
+    refusal,
+)
 
 #: What ``config.json``'s ``format`` says: a ganforge generator export.
 FORMAT = "ganforge-generator"
@@ -251,19 +257,6 @@ def problems_line(exc: RecipeError, shown: int = 5, chars: int = 200) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise _DuplicateKey(key)
-        result[key] = value
-    return result
-
-
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -309,9 +302,9 @@ def read_config(path: str | Path) -> ExportConfig:
     except UnicodeDecodeError as exc:
         raise refusal(path, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        data = json.loads(text, object_pairs_hook=_no_duplicates,
+        data = json.loads(text, object_pairs_hook=no_duplicate_keys,
                           parse_constant=_no_constant, parse_float=_finite_float)
-    except _DuplicateKey as exc:
+    except DuplicateKey as exc:
         raise refusal(path, f"the key {quoted(exc.args[0])} is given twice") from None
     except (ValueError, RecursionError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]

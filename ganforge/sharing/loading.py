@@ -19,7 +19,7 @@ import torch
 
 from ..errors import CheckpointError, RecipeError, UnknownComponentError
 from ..interfaces import Generator, ImageSpec, is_conditional
-from ..training.checkpoint_checks import _layout_problems, load_module_state
+from ..training.checkpoint_checks import layout_problems, load_module_state
 from ..training.checkpoint_format import quoted, refusal
 from ..training.run_dir import RunDirectory
 from .config import CONFIG_NAME, WEIGHTS_NAME, ExportConfig, problems_line, read_config
@@ -93,7 +93,7 @@ def load_exported(folder: str | Path, registry: Registry, device: torch.device |
 
 def _check_layout(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str,
                   source: Path) -> None:
-    problems = _layout_problems(module, {k: (v.shape, v.dtype) for k, v in state.items()})
+    problems = layout_problems(module, {k: (v.shape, v.dtype) for k, v in state.items()})
     if problems:
         raise refusal(source, f"{what} does not match: {'; '.join(problems)}")
 

@@ -20,11 +20,11 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from ..training.checkpoint_format import (
-    _library_problem,
-    _open_regular,
-    _parse_header,
-    _read_header_bytes,
+    library_problem,
+    open_regular,
+    parse_safetensors_header,
     quoted,
+    read_header_bytes,
     refusal,
 )
 
@@ -43,10 +43,10 @@ def read_weights(path: str | Path, prefixes: tuple[str, ...]
     ``prefixes``. A tensor under no prefix, and a prefix that holds nothing, are refused."""
     path = Path(path)
     try:
-        f, size = _open_regular(path)
+        f, size = open_regular(path)
         with f:
-            raw = _read_header_bytes(f, size, path)
-            _parse_header(raw, path)
+            raw = read_header_bytes(f, size, path)
+            parse_safetensors_header(raw, path)
             f.seek(0)
             data = f.read(size + 1)
     except OSError as exc:
@@ -56,7 +56,7 @@ def read_weights(path: str | Path, prefixes: tuple[str, ...]
     try:
         tensors = load_bytes(data)
     except SafetensorError as exc:
-        raise refusal(path, _library_problem(exc)) from None
+        raise refusal(path, library_problem(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise refusal(path, f"cannot read tensors: {exc}") from None
     sections: dict[str, dict[str, torch.Tensor]] = {prefix: {} for prefix in prefixes}

@@ -29,7 +29,7 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
                       what: str, source: Path | str) -> None:
     """Load ``state`` into ``module`` after checking keys, shapes, dtypes and finiteness,
     naming every mismatch key by key; nothing is loaded if anything is wrong."""
-    problems = _layout_problems(
+    problems = layout_problems(
         module, {k: (v.shape, v.dtype) for k, v in state.items() if isinstance(v, torch.Tensor)},
         [k for k, v in state.items() if not isinstance(v, torch.Tensor)])
     for key in sorted(set(module.state_dict()) & set(state)):
@@ -50,7 +50,7 @@ def check_module_layout(module: torch.nn.Module, entries: Mapping[str, TensorInf
     ``module`` may live on the ``meta`` device: built there from a checkpoint's embedded
     recipe it costs no memory, so a recipe that asks for a huge network is refused
     before that network is ever allocated."""
-    problems = _layout_problems(
+    problems = layout_problems(
         module, {k: (torch.Size(v.shape), _TORCH_DTYPES.get(v.dtype, v.dtype))
                  for k, v in entries.items()})
     if problems:
@@ -68,7 +68,7 @@ _TORCH_DTYPES: dict[str, Any] = {
     }.items()}
 
 
-def _layout_problems(module: torch.nn.Module, got: Mapping[str, tuple[torch.Size, Any]],
+def layout_problems(module: torch.nn.Module, got: Mapping[str, tuple[torch.Size, Any]],
                      not_tensors: Collection[str] = ()) -> list[str]:
     """Missing and unexpected keys, and shape and dtype mismatches, of ``got`` (key ->
     ``(shape, dtype)``) against ``module``'s state dict."""

@@ -337,16 +337,16 @@ def quoted(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-class _DuplicateKey(ValueError):
-    pass
+class DuplicateKey(ValueError):
+    """A JSON object gave this key twice (:func:`no_duplicate_keys`)."""
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``object_pairs_hook`` refusing a key given twice (JSON parsers disagree on which wins)."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise _DuplicateKey(key)
+            raise DuplicateKey(key)
         result[key] = value
     return result
 
@@ -379,7 +379,7 @@ def _looks_like(head: bytes) -> str:
 _LIBRARY_CHARS = 300
 
 
-def _library_problem(exc: BaseException) -> str:
+def library_problem(exc: BaseException) -> str:
     """A safetensors error as ``not a valid safetensors checkpoint: <its words>``, cut to
     :data:`_LIBRARY_CHARS` and with every unprintable character (a terminal escape in a
     tensor name) escaped."""
@@ -389,7 +389,7 @@ def _library_problem(exc: BaseException) -> str:
     return f"not a valid safetensors checkpoint: {shown}{more}"
 
 
-def _read_header_bytes(f: IO[bytes], size: int, path: Path) -> bytes:
+def read_header_bytes(f: IO[bytes], size: int, path: Path) -> bytes:
     """The safetensors header at the start of binary file ``f`` of ``size`` bytes. Its length
     field is checked against :data:`MAX_HEADER_BYTES` and the file's size before anything
     more is read, and a pickle or zip file is named as such."""
@@ -414,7 +414,7 @@ def _read_header_bytes(f: IO[bytes], size: int, path: Path) -> bytes:
     return raw
 
 
-def _parse_header(raw: bytes, path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+def parse_safetensors_header(raw: bytes, path: Path) -> tuple[dict[str, str], dict[str, Any]]:
     """The header's ``__metadata__`` and its tensor entries, with the checks safetensors does
     not make: no key given twice (JSON parsers disagree on which one wins), ``__metadata__``
     a JSON object of strings, and :func:`_check_entry` on every entry. The entries are
@@ -425,8 +425,8 @@ def _parse_header(raw: bytes, path: Path) -> tuple[dict[str, str], dict[str, Any
         raise refusal(path, f"safetensors header is not valid UTF-8 (byte {exc.start} of "
                             "the header)") from None
     try:
-        header = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as exc:
+        header = json.loads(text, object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
         raise refusal(path, f"safetensors header has the key {quoted(exc.args[0])} "
                             "twice") from None
     except (ValueError, RecursionError) as exc:
@@ -473,7 +473,7 @@ def _check_format(path: Path, metadata: Mapping[str, str]) -> None:
                             f"(format {quoted(metadata.get('ganforge.format'), 30)})")
 
 
-def _open_regular(path: Path) -> tuple[IO[bytes], int]:
+def open_regular(path: Path) -> tuple[IO[bytes], int]:
     """Open ``path`` for reading and return it with its size, refusing anything but a
     regular file: a FIFO would block the reader forever, a device never ends. The open
     itself does not block (``O_NONBLOCK``), and the kind is checked on the opened file."""
@@ -511,9 +511,9 @@ def read_header(path: str | Path) -> CheckpointHeader:
     trainer's counters, the embedded recipe)."""
     path = Path(path)
     try:
-        f, size = _open_regular(path)
+        f, size = open_regular(path)
         with f:
-            metadata, tensors = _parse_header(_read_header_bytes(f, size, path), path)
+            metadata, tensors = parse_safetensors_header(read_header_bytes(f, size, path), path)
     except OSError as exc:
         raise refusal(path, f"cannot read checkpoint: {exc.strerror or exc}") from None
     entries = _library_entries(path, metadata, tensors)
@@ -535,7 +535,7 @@ def _library_entries(path: Path, metadata: Mapping[str, str],
             return {name: TensorInfo(s.get_dtype(), tuple(s.get_shape()))
                     for name, s in slices.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise refusal(path, _library_problem(exc)) from None
+        raise refusal(path, library_problem(exc)) from None
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -554,10 +554,10 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     before anyone can restore them."""
     path = Path(path)
     try:
-        f, size = _open_regular(path)
+        f, size = open_regular(path)
         with f:
-            raw = _read_header_bytes(f, size, path)
-            decoded = _decode_metadata(path, _parse_header(raw, path)[0])
+            raw = read_header_bytes(f, size, path)
+            decoded = _decode_metadata(path, parse_safetensors_header(raw, path)[0])
             f.seek(0)
             data = f.read(size + 1)
     except OSError as exc:
@@ -570,7 +570,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     try:
         tensors = load_bytes(data)
     except SafetensorError as exc:
-        raise refusal(path, _library_problem(exc)) from None
+        raise refusal(path, library_problem(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise refusal(path, f"cannot read tensors: {exc}") from None
     problems = rng_state_problems(tensors)
@@ -628,8 +628,8 @@ def _decode_recipe(path: Path, text: str) -> dict[str, Any]:
 def _decode_json(path: Path, metadata: Mapping[str, str], key: str) -> dict[str, Any]:
     """Metadata ``key`` decoded as a JSON object (``{}`` when absent)."""
     try:
-        value = json.loads(metadata.get(key, "{}"), object_pairs_hook=_no_duplicates)
-    except _DuplicateKey as exc:
+        value = json.loads(metadata.get(key, "{}"), object_pairs_hook=no_duplicate_keys)
+    except DuplicateKey as exc:
         raise refusal(path, f"broken ganforge metadata: {key} has the key "
                             f"{quoted(exc.args[0])} twice") from None
     except (ValueError, RecursionError) as exc:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import label_classes, refuse_labels
+from ganforge.conditioning import checked_labels, label_classes, refuse_labels
 from ganforge.layers import norm_validator, spectral_all
 
 from .layers import (
@@ -17,7 +17,6 @@ from .layers import (
     DBlockOptimized,
     channel_widths,
     check_dataset_size,
-    check_labels,
     embed,
     image_size_validator,
     xavier,
@@ -122,7 +121,7 @@ class ResNetDiscriminator(Discriminator):
         indices of shape ``(N,)``, or float class weights of shape ``(N, classes)``)."""
         labels = None
         if self.l_y is not None:
-            labels = check_labels("discriminator", y, self._classes, images.shape[0],
+            labels = checked_labels("discriminator", y, self._classes, images.shape[0],
                                   images.dtype)
         else:
             refuse_labels("discriminator", y)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ganforge import Generator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import label_classes, refuse_labels, sample_prior
+from ganforge.conditioning import checked_labels, label_classes, refuse_labels, sample_prior
 from ganforge.layers import feature_norm, norm_validator, spectral_all
 
 from .layers import (
@@ -19,7 +19,6 @@ from .layers import (
     GBlock,
     channel_widths,
     check_dataset_size,
-    check_labels,
     image_size_validator,
     xavier,
 )
@@ -140,7 +139,7 @@ class ResNetGenerator(Generator):
         n = z.shape[0]
         labels = None
         if self._classes:
-            labels = check_labels("generator", y, self._classes, n, z.dtype)
+            labels = checked_labels("generator", y, self._classes, n, z.dtype)
         else:
             refuse_labels("generator", y)
         h = self.l1(z.reshape(n, -1))

@@ -99,33 +99,11 @@ def channel_widths(network: str, width: int, shifts: tuple[int, ...], size: int)
     return [width >> shift for shift in shifts]
 
 
-def check_labels(network: str, y: torch.Tensor | None, classes: int, batch: int,
-                 dtype: torch.dtype) -> torch.Tensor:
-    """The labels of a conditional network, checked: class indices (an integer tensor of
-    shape ``(N,)``, returned as int64) or class weights (a float tensor of shape
-    ``(N, classes)``: one-hot rows, or mixtures of them, returned in ``dtype``).
-
-    The layers that read them (:class:`ConditionalBatchNorm2d`, the projection of D) look
-    indices up in their embedding and multiply weights with it: ``weights @ embedding``,
-    which for a one-hot row is the very row the index looks up.
-    """
-    if y is None:
-        raise TypeError(f"{network}: conditional, so it is called with labels as its "
-                        "second argument")
-    if y.is_floating_point():
-        if y.shape != (batch, classes):
-            raise ValueError(f"{network}: class weights must have shape ({batch}, {classes}), "
-                             f"not {tuple(y.shape)}")
-        return y.to(dtype)
-    if y.shape != (batch,):
-        raise ValueError(f"{network}: class indices must have shape ({batch},), "
-                         f"not {tuple(y.shape)}")
-    return y.long()
-
-
 def embed(embedding: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
     """Rows of ``embedding`` for class indices ``y``, or ``y @ embedding.weight`` for class
-    weights (the weight as the layer sees it: spectrally normalised when it is)."""
+    weights (the weight as the layer sees it: spectrally normalised when it is), as
+    :func:`ganforge.conditioning.checked_labels` returns them; for a one-hot row both are the
+    same row."""
     if y.is_floating_point():
         return y @ embedding.weight
     return embedding(y)
