@@ -11,7 +11,6 @@ on the same uint8 images held on the device, after warm-up.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,58 +19,11 @@ import attrs
 import torch
 from torch import nn
 
+from .peer import PlainDiscriminator, PlainGenerator, weights_init
+
 # -- (a) the plain loop, as the PyTorch DCGAN example writes it ----------------------------
-
-def weights_init(m: nn.Module) -> None:
-    name = m.__class__.__name__
-    weight: Any = getattr(m, "weight", None)
-    bias: Any = getattr(m, "bias", None)
-    if name.find("Conv") != -1:
-        nn.init.normal_(weight.data, 0.0, 0.02)
-    elif name.find("BatchNorm") != -1:
-        nn.init.normal_(weight.data, 1.0, 0.02)
-        nn.init.constant_(bias.data, 0)
-
-
-class PlainGenerator(nn.Module):
-    """The example's netG (64x64: exactly its layers; other sizes add or drop blocks)."""
-
-    def __init__(self, nz: int, ngf: int, nc: int, image_size: int = 64) -> None:
-        super().__init__()
-        blocks = int(math.log2(image_size // 4))
-        mult = 2 ** (blocks - 1)
-        layers: list[nn.Module] = [nn.ConvTranspose2d(nz, ngf * mult, 4, 1, 0, bias=False),
-                                   nn.BatchNorm2d(ngf * mult), nn.ReLU(True)]
-        while mult > 1:
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(ngf * mult // 2), nn.ReLU(True)]
-            mult //= 2
-        layers += [nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh()]
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x)
-
-
-class PlainDiscriminator(nn.Module):
-    """The example's netD, with its Sigmoid (64x64: exactly its layers)."""
-
-    def __init__(self, ndf: int, nc: int, image_size: int = 64) -> None:
-        super().__init__()
-        blocks = int(math.log2(image_size // 4))
-        layers: list[nn.Module] = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
-                                   nn.LeakyReLU(0.2, inplace=True)]
-        mult = 1
-        for _ in range(blocks - 1):
-            layers += [nn.Conv2d(ndf * mult, ndf * mult * 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(ndf * mult * 2), nn.LeakyReLU(0.2, inplace=True)]
-            mult *= 2
-        layers += [nn.Conv2d(ndf * mult, 1, 4, 1, 0, bias=False), nn.Sigmoid()]
-        self.main = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x)
-
+# Its networks and initialisation live in :mod:`ganforge.peer`, which also trains it on a
+# dataset for the quality figures.
 
 def plain_loop(images: torch.Tensor, batch: int, steps: int, warmup: int, width: int,
                device: torch.device, nz: int = 100) -> float:

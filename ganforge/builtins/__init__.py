@@ -10,16 +10,17 @@ from ..registry import Registry
 def ganforge_register(registry: Registry) -> None:
     """Register the built-in losses, optimizers, schedules, regularizers, augmentations,
     datasets, metrics and feature extractors."""
-    from ..datasets.digits import DigitsDataset
+    from ..datasets.digits import DigitsDataset, StackedDigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
     from ..datasets.prepared import PreparedDataset
     from ..datasets.synthetic import SyntheticDataset
     from ..datasets.torchvision_sets import CelebADataset, CIFAR10Dataset, MNISTDataset, SVHNDataset
+    from ..evaluation.digit_metrics import ClassAccuracy, DigitsInceptionScore, ModeKL, Modes
     from ..evaluation.manifold import Coverage, Density, Precision, Recall
     from ..evaluation.metrics import FID, KID, InceptionScore
     from .augmentations import AdaptiveAugment, DiffAugment, NoAugment
-    from .extractors import InceptionFeatures, PixelFeatures
+    from .extractors import DigitFeatures, InceptionFeatures, PixelFeatures
     from .losses import (
         AuxClassifierLoss,
         BCELoss,
@@ -54,6 +55,7 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("augment", "diffaugment", DiffAugment)
     registry.register("augment", "ada", AdaptiveAugment)
     registry.register("dataset", "digits", DigitsDataset)
+    registry.register("dataset", "stacked_digits", StackedDigitsDataset)
     registry.register("dataset", "synthetic", SyntheticDataset)
     registry.register("dataset", "image_folder", ImageFolderDataset)
     registry.register("dataset", "lsun", LSUNDataset)
@@ -69,5 +71,10 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("metric", "recall", Recall)
     registry.register("metric", "density", Density)
     registry.register("metric", "coverage", Coverage)
+    registry.register("metric", "modes", Modes)
+    registry.register("metric", "mode_kl", ModeKL)
+    registry.register("metric", "digits_is", DigitsInceptionScore)
+    registry.register("metric", "class_accuracy", ClassAccuracy)
     registry.register("extractor", "inception", InceptionFeatures)
+    registry.register("extractor", "digits", DigitFeatures)
     registry.register("extractor", "pixels", PixelFeatures)

@@ -4,7 +4,8 @@
 PyTorch, pool3 features and class logits), with the resize and normalisation of the tool
 whose numbers a score should be comparable with (:mod:`ganforge.evaluation.resize`).
 ``pixels`` needs no weights and is meant for smoke tests; its numbers are comparable with
-nothing published.
+nothing published. ``digits`` is the digit classifier of the offline proofs (digits and
+stacked digits): per-channel digit probabilities.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..errors import UsageError
+from ..evaluation.digit_classifier import CLASSIFIER_NAME, GRID, DigitClassifier
 from ..evaluation.features import InceptionExtractor, PixelExtractor
 from ..evaluation.resize import RESIZE_MODES
 from ..interfaces import FeatureExtractor
@@ -86,3 +89,42 @@ class PixelFeatures(FeatureExtractor):
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self._pixels(images)
+
+
+class DigitFeatures(FeatureExtractor):
+    """The digit classifier (:mod:`ganforge.evaluation.digit_classifier`): each channel's
+    probabilities of the ten digits, ``(N, 10 * C)``, channel by channel. What the digit
+    metrics (``modes``, ``mode_kl``, ``digits_is``, ``class_accuracy``) read; fitted on
+    scikit-learn's digits at the images' size on first use (about a second), no download."""
+
+    @attrs.frozen
+    class Params:
+        """The classifier's fit."""
+
+        seed: int = param(0, "seed of the classifier's fit (part of its protocol name)",
+                          validator=attrs.validators.ge(0))
+
+    def __init__(self, params: Params) -> None:
+        super().__init__(params)
+        self._classifiers: dict[int, DigitClassifier] = {}
+
+    @property
+    def name(self) -> str:
+        return f"{CLASSIFIER_NAME}-seed{self.params.seed}/avgpool{GRID}"
+
+    @property
+    def resize(self) -> str:
+        return f"area average to {GRID}x{GRID} per channel"
+
+    def classifier(self, image_size: int) -> DigitClassifier:
+        """The classifier fitted at ``image_size`` (fitted once per size)."""
+        if image_size not in self._classifiers:
+            self._classifiers[image_size] = DigitClassifier(image_size, self.params.seed)
+        return self._classifiers[image_size]
+
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if images.shape[-1] != images.shape[-2]:
+            raise UsageError(f"extractor digits: square images only, got "
+                             f"{images.shape[-2]}x{images.shape[-1]}")
+        p = self.classifier(images.shape[-1]).probabilities(images)
+        return p.flatten(1), None

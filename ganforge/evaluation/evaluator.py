@@ -233,6 +233,7 @@ def fake_features(generator: Generator, extractor: ExtractorLike, n: int, batch_
         label_rng = torch.Generator().manual_seed(label_seed(seed))
     features: list[torch.Tensor] = []
     logits: list[torch.Tensor] = []
+    drawn: list[torch.Tensor] = []
     for start in range(0, n, batch_size):
         _poll(should_stop)
         size = min(batch_size, n - start)
@@ -243,7 +244,10 @@ def fake_features(generator: Generator, extractor: ExtractorLike, n: int, batch_
         elif label is not None:
             labels = torch.full((size,), label, dtype=torch.int64, device=device)
         _extract(extractor, generate(generator, z, labels), features, logits)
-    return FeatureSet(torch.cat(features), torch.cat(logits) if logits else None)
+        if labels is not None:
+            drawn.append(labels.cpu())
+    return FeatureSet(torch.cat(features), torch.cat(logits) if logits else None,
+                      torch.cat(drawn) if drawn else None)
 
 
 def dataset_labels(dataset: Any, should_stop: StopCheck | None = None) -> torch.Tensor:

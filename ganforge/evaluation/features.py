@@ -34,6 +34,9 @@ class FeatureSet:
 
     features: torch.Tensor
     logits: torch.Tensor | None = None
+    #: The class each generated image was drawn with (a conditional generator's labels),
+    #: else None.
+    labels: torch.Tensor | None = None
     _memo: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False)
 
     def __len__(self) -> int:
@@ -46,7 +49,8 @@ class FeatureSet:
 
         def first() -> FeatureSet:
             logits = None if self.logits is None else self.logits[:n]
-            return FeatureSet(self.features[:n], logits)
+            labels = None if self.labels is None else self.labels[:n]
+            return FeatureSet(self.features[:n], logits, labels)
 
         return self.memoized(("head", n), first)
 
