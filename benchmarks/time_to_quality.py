@@ -42,13 +42,16 @@ def curve_of_ganforge(recipe: Any, plugins: Any, out: Path) -> list[dict[str, fl
     """Train ``recipe`` (its ``[eval]`` set by the caller) and read its evaluations back:
     step, value and training seconds (the run's elapsed time less evaluation time)."""
     train(recipe, plugins, out, progress=False)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # Training lines carry the elapsed time; evaluation lines (logged on the same steps:
+    # run.log_every = --every) their own seconds, which come before the next training line.
+    elapsed = {r["step"]: r["elapsed_s"] for r in records if "elapsed_s" in r}
     curve, eval_seconds = [], 0.0
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
+    for record in records:
         if "eval/ttq" in record:
-            eval_seconds += record["eval/seconds"]
             curve.append({"step": record["step"], "value": record["eval/ttq"],
-                          "seconds": record["elapsed_s"] - eval_seconds})
+                          "seconds": elapsed[record["step"]] - eval_seconds})
+            eval_seconds += record["eval/seconds"]
     return curve
 
 
@@ -97,7 +100,7 @@ def main() -> None:
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"run.steps={args.steps}")
-    overrides += ["run.device=cpu", f"eval.every={args.every}",
+    overrides += ["run.device=cpu", f"eval.every={args.every}", f"run.log_every={args.every}",
                   f"eval.metrics.ttq.use={args.metric}", "run.checkpoint_every=1000000"]
     if args.n is not None:
         overrides.append(f"eval.metrics.ttq.n_fake={args.n}")

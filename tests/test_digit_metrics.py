@@ -153,7 +153,7 @@ def test_stacked_digits_is_deterministic_and_labelled(classifier: DigitClassifie
     assert torch.equal(a.picks, b.picks) and not torch.equal(a.picks, c.picks)
     assert a.image_spec.channels == 3 and a.image_spec.classes == 1000 and len(a) == 500
     image, mode = a[17]
-    assert image.shape == (3, 32, 32) and -1 <= image.min() and image.max() <= 1
+    assert image.shape == (3, 32, 32) and image.min() >= -1 and image.max() <= 1
     digits = DigitsDataset(DigitsDataset.Params())
     for channel in range(3):
         assert torch.equal(image[channel], digits.images[a.picks[17, channel], 0])

@@ -59,3 +59,18 @@ def test_quickstart_learns_digits(quickstart_run: Path, plugins) -> None:
     classifier = LogisticRegression(max_iter=2000).fit(real, digits.target)
     counts = np.bincount(classifier.predict(trained), minlength=10)
     assert (counts >= 20).sum() >= 7, counts
+
+
+def test_quickstart_digits_is_and_class_shares(quickstart_run: Path, plugins) -> None:
+    """The shortened run (500 of the recipe's steps) through ``digits_is``: a looser level
+    than the full recipe's figures in docs/results.md (real digits: 9.99)."""
+    from ganforge.evaluation.evaluator import Evaluator
+
+    checkpoint = quickstart_run / "checkpoints" / f"step-{QUICKSTART_STEPS:07d}.safetensors"
+    generator, _recipe, _step = load_generator(checkpoint, plugins.registry)
+    metric = plugins.registry.create("metric", "digits_is", {"n_fake": 2000})
+    evaluator = Evaluator({"is": ("digits_is", metric)}, None, {"use": "digits"},
+                          torch.device("cpu"), registry=plugins.registry)
+    result = evaluator.run(generator, QUICKSTART_STEPS)[0]
+    assert result.value > 5.5, result
+    assert 0.02 < result.extra["min_share"] and result.extra["max_share"] < 0.25, result

@@ -56,3 +56,18 @@ def test_sample_class_command_draws_that_digit(conditional_quickstart_run: Path,
     tiles = torch.stack([grid[2 + r * 34: 34 + r * 34, 2 + c * 34: 34 + c * 34]
                          for r in range(8) for c in range(8)]).unsqueeze(1)
     assert DigitClassifier(32).score(tiles).accuracy(7) > 0.5
+
+
+def test_class_accuracy_metric_on_the_conditional_quickstart(conditional_quickstart_run: Path,
+                                                             plugins) -> None:
+    """The shortened run (500 of the recipe's steps) through ``class_accuracy``: a looser
+    level than the full recipe's figures in docs/results.md."""
+    from ganforge.evaluation.evaluator import Evaluator
+
+    experiment = load_experiment(checkpoint_of(conditional_quickstart_run), plugins.registry)
+    metric = plugins.registry.create("metric", "class_accuracy", {"n_fake": 2000})
+    evaluator = Evaluator({"acc": ("class_accuracy", metric)}, None, {"use": "digits"},
+                          torch.device("cpu"), classes=10, registry=plugins.registry)
+    result = evaluator.run(experiment.generator, CONDITIONAL_STEPS)[0]
+    assert result.value > 0.8, result
+    assert result.extra["min_class"] > 0.5, result

@@ -155,6 +155,10 @@ def test_ablate_runs_collects_and_reports(tiny_recipe: Path, tmp_path: Path) -> 
     mean = (float(rows[0]["fid_final"]) + float(rows[1]["fid_final"])) / 2
     assert float(summary[0]["fid_final_mean"]) == pytest.approx(mean)
     assert float(summary[0]["fid_final_std"]) > 0
+    table = (out / "summary.md").read_text().splitlines()
+    assert table[0] == "| variant | seeds | fid |"
+    assert table[2] == (f"| base | 2 | {float(summary[0]['fid_final_mean']):.4g} ± "
+                        f"{float(summary[0]['fid_final_std']):.2g} |")
     with Image.open(out / "samples.png") as sheet:
         assert sheet.width > 2 * 32 and sheet.height > 32
     with Image.open(out / "curves.png") as curves:

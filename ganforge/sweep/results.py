@@ -1,7 +1,8 @@
 """Collecting a sweep's results: one row per run, and mean/std per variant over seeds.
 
-Writes ``results.csv`` and ``results.jsonl`` (one row per variant and seed) and
-``summary.csv`` (one row per variant) in the sweep directory.
+Writes ``results.csv`` and ``results.jsonl`` (one row per variant and seed), ``summary.csv``
+(one row per variant) and ``summary.md`` (each metric's final value as mean +- std over
+seeds, a Markdown table) in the sweep directory.
 """
 
 from __future__ import annotations
@@ -88,6 +89,21 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
+    """A Markdown table: one row per variant, each evaluated metric's final value as
+    ``mean ± std`` over the variant's seeds (std of the seeds, n - 1)."""
+    if not summary:
+        return ""
+    labels = [k[:-len("_final_mean")] for k in summary[0] if k.endswith("_final_mean")]
+    lines = ["| variant | seeds | " + " | ".join(labels) + " |",
+             "|---|---|" + "---|" * len(labels)]
+    for row in summary:
+        cells = [f"{row[f'{label}_final_mean']:.4g} ± {row[f'{label}_final_std']:.2g}"
+                 if f"{label}_final_mean" in row else "-" for label in labels]
+        lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def collect(plan: SweepPlan, registry: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Read every run and write results.csv, results.jsonl and summary.csv."""
     rows = [run_row(run, registry) for run in plan.runs if run.run_dir.exists()]
@@ -97,4 +113,5 @@ def collect(plan: SweepPlan, registry: Any) -> tuple[list[dict[str, Any]], list[
         _write_csv(plan.out / "results.csv", rows)
         (plan.out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         _write_csv(plan.out / "summary.csv", summary)
+        (plan.out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
     return rows, summary
