@@ -62,7 +62,9 @@ from safetensors.torch import save as save_bytes
 
 from ..errors import CheckpointError, RecipeError
 from ..files import write_bytes_atomic, writing
+from ..recipe.model import MAX_STEPS
 from ..structuring import key_path, structure_params, unstructure_params
+from . import checkpoint_integrity as integrity
 from .rng import rng_state_problems
 
 FORMAT_VERSION = "1"
@@ -283,6 +285,7 @@ def write_checkpoint(path: Path, tensors: Mapping[str, torch.Tensor], *, step: i
                                           sort_keys=True),
     }
     host = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    metadata[integrity.INTEGRITY_KEY] = integrity.integrity_metadata(host)
     data = save_bytes(host, metadata=metadata)
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -557,7 +560,8 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         f, size = open_regular(path)
         with f:
             raw = read_header_bytes(f, size, path)
-            decoded = _decode_metadata(path, parse_safetensors_header(raw, path)[0])
+            metadata = parse_safetensors_header(raw, path)[0]
+            decoded = _decode_metadata(path, metadata)
             f.seek(0)
             data = f.read(size + 1)
     except OSError as exc:
@@ -573,6 +577,9 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         raise refusal(path, library_problem(exc)) from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise refusal(path, f"cannot read tensors: {exc}") from None
+    damage = integrity.mismatch(metadata, tensors)
+    if damage:
+        raise refusal(path, damage)
     problems = rng_state_problems(tensors)
     if problems:
         raise refusal(path, f"broken RNG state: {'; '.join(problems)}")
@@ -583,6 +590,8 @@ def _decode_metadata(path: Path, metadata: Mapping[str, str]) -> dict[str, Any]:
     """Check the format and decode every piece of ganforge metadata; returns the fields
     :class:`CheckpointHeader` and :class:`CheckpointContents` share."""
     _check_format(path, metadata)
+    if problem := integrity.record_problem(metadata):
+        raise refusal(path, problem)
     recipe_toml = _required(path, metadata, "ganforge.recipe")
     return {
         "step": _decode_step(path, metadata),
@@ -606,6 +615,9 @@ def _decode_step(path: Path, metadata: Mapping[str, str]) -> int:
     if not _STEP.fullmatch(text):
         raise refusal(path, f"broken ganforge metadata: ganforge.step {quoted(text, 30)} is not a "
                             "non-negative integer")
+    if int(text) > MAX_STEPS:
+        raise refusal(path, f"broken ganforge metadata: ganforge.step {text} is above the "
+                            f"{MAX_STEPS} steps a recipe can train")
     return int(text)
 
 
