@@ -2,10 +2,11 @@
 generator, with nothing else: no run directory, no dataset, no network access.
 
 The folder may come from anyone: ``config.json`` is validated strictly
-(:func:`~ganforge.sharing.config.read_config`), the generator is built on the ``meta``
-device first and its state dict compared with the file's tensors before the real network
-is allocated, and every weight is checked (keys, shapes, dtypes, finite values) before
-any is loaded.
+(:func:`~ganforge.sharing.config.read_config`), its files are read only from inside it (a
+symbolic link out of the folder is refused), the generator is built on the ``meta`` device
+first, compared with the file's tensors and bounded in size
+(:mod:`~ganforge.training.size_bounds`) before the real network is allocated, and every
+weight is checked (keys, shapes, dtypes, finite values, variances) before any is loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..interfaces import Generator, ImageSpec, is_conditional
 from ..training.checkpoint_checks import layout_problems, load_module_state
 from ..training.checkpoint_format import quoted, refusal
 from ..training.run_dir import RunDirectory
+from ..training.size_bounds import built_on_meta, check_network_size, check_sample_size
 from .config import CONFIG_NAME, WEIGHTS_NAME, ExportConfig, problems_line, read_config
 from .weights import read_weights
 
@@ -62,21 +64,22 @@ def load_exported(folder: str | Path, registry: Registry, device: torch.device |
                 if RunDirectory(folder).checkpoints.is_dir() else "")
         raise CheckpointError(f"{folder}: not a folder written by ganforge export (it has no "
                               f"{CONFIG_NAME}){hint}")
+    weights_path = folder / WEIGHTS_NAME
+    refuse_outside_links(folder, (config_path, weights_path))
     config = read_config(config_path)
     params = _generator_params(config, registry, config_path)
     spec = ImageSpec(config.image.channels, config.image.size, config.image.classes)
-    weights_path = folder / WEIGHTS_NAME
     prefixes = (config.weights.raw,) + ((config.weights.ema,) if config.weights.ema else ())
     sections = read_weights(weights_path, prefixes)
-    try:
-        on_meta = _create(registry, config, params, spec, "meta", config_path)
-    except (NotImplementedError, RuntimeError):
-        pass  # a plugin's network that cannot live on meta is checked once built
-    else:
-        # A small config that asks for a huge network is refused before it is allocated.
-        _check_against_config(on_meta, config, config_path)
-        for prefix in prefixes:
-            _check_layout(on_meta, sections[prefix], prefix, weights_path)
+    # A small config that asks for a huge network is refused before it is allocated; a
+    # network that cannot be checked on meta is refused too.
+    on_meta = built_on_meta(lambda: _create(registry, config, params, spec, "meta",
+                                            config_path), config_path, "its generator")
+    _check_against_config(on_meta, config, config_path)
+    for prefix in prefixes:
+        _check_layout(on_meta, sections[prefix], prefix, weights_path)
+    check_network_size(on_meta, "generator", config_path)
+    check_sample_size(on_meta, config_path)
     with torch.random.fork_rng(devices=[]):  # building draws initial weights: not the caller's
         torch.manual_seed(0)
         generator = _create(registry, config, params, spec, None, config_path)
@@ -89,6 +92,20 @@ def load_exported(folder: str | Path, registry: Registry, device: torch.device |
     generator = generator.to(device)
     generator.eval()
     return ExportedGenerator(generator, config, use == config.weights.ema, folder)
+
+
+def refuse_outside_links(folder: Path, files: tuple[Path, ...]) -> None:
+    """Refuse a file of the folder that is a symbolic link to a file outside it: what a
+    folder holds is read from the folder, never from wherever a link points."""
+    inside = folder.resolve()
+    for path in files:
+        if not path.is_symlink():
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(inside):
+            raise refusal(path, f"a symbolic link to {target}, outside the folder; ganforge "
+                                "reads an exported folder's files only from inside it "
+                                "(copy the files into it)")
 
 
 def _check_layout(module: torch.nn.Module, state: dict[str, torch.Tensor], what: str,

@@ -40,7 +40,7 @@ from ..interfaces import (
 )
 from ..recipe import Recipe, apply_overrides, build_recipe, parse_override
 from ..registry import Registry
-from .checkpoint_checks import check_module_layout, load_module_state
+from .checkpoint_checks import load_module_state
 from .checkpoint_format import (
     EMA_PREFIX,
     CheckpointContents,
@@ -48,6 +48,7 @@ from .checkpoint_format import (
     read_header,
 )
 from .ema import GeneratorEMA
+from .size_bounds import check_before_building
 from .speed import SpeedSettings, resolve_speed
 
 #: Every part :func:`assemble` can build.
@@ -98,8 +99,8 @@ def build_generator(recipe: Recipe, registry: Registry, spec: ImageSpec | None =
     """Create G alone for ``spec`` (default: the dataset's), seeding its initial weights.
 
     With ``device="meta"`` no memory is allocated: the network's parameter shapes can be
-    compared with a checkpoint before the real network is built
-    (:func:`~ganforge.training.checkpoint_checks.check_module_layout`)."""
+    compared with a checkpoint and bounded before the real network is built
+    (:func:`~ganforge.training.size_bounds.check_before_building`)."""
     spec = spec or dataset_image_spec(recipe, registry)
     torch.manual_seed(recipe.run.seed if seed is None else seed)
     with torch.device(device) if device is not None else contextlib.nullcontext():
@@ -362,29 +363,24 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
     run kept an average of G (``[ema]``), unless ``ema`` is False (``--no-ema``);
     ``generator_is_ema`` says which it got.
 
-    Networks are built on the ``meta`` device first and compared with the tensor shapes in
-    the checkpoint's header: a small file whose embedded recipe asks for a huge network is
-    refused before any memory is allocated and before the tensors are read. A network not
-    asked for is never built for real."""
+    Networks are built on the ``meta`` device first, compared with the tensor shapes in
+    the checkpoint's header and bounded in size (:mod:`.size_bounds`): a small file whose
+    embedded recipe asks for a huge network is refused before any memory is allocated and
+    before the tensors are read. A network not asked for is never built for real."""
     path = Path(path)
     header = read_header(path)
     recipe = embedded_recipe(path, header.recipe_table, registry, header.versions)
     networks = [n for n in ("generator", "discriminator") if n in parts]
-    on_meta: dict[str, torch.nn.Module] = {}
-    try:
-        if "discriminator" in networks:
-            on_meta["generator"], on_meta["discriminator"] = build_networks(
-                recipe, registry, device="meta")
-        else:
-            on_meta["generator"] = build_generator(recipe, registry, device="meta")
-    except (NotImplementedError, RuntimeError):
-        on_meta = {}  # a plugin's network that cannot live on meta: checked once built
     use_ema = ema and bool(header.section(EMA_PREFIX))
     saved_as = {"generator": EMA_PREFIX if use_ema else "generator",
                 "discriminator": "discriminator"}
-    for name, shapes in on_meta.items():  # G is built (to seed D as in training) even when
-        check_module_layout(shapes, header.section(saved_as[name]), saved_as[name],
-                            path)  # only D is asked for
+
+    def on_meta() -> dict[str, torch.nn.Module]:  # G is built (to seed D as in training)
+        built = build_networks(recipe, registry, device="meta") if "discriminator" in \
+            networks else (build_generator(recipe, registry, device="meta"),)
+        return dict(zip(saved_as, built, strict=False))  # even when only D is asked for
+    check_before_building(on_meta, {name: (prefix, header.section(prefix))
+                                    for name, prefix in saved_as.items()}, path)
     contents = read_checkpoint(path)
     if contents.recipe_toml != header.recipe_toml:
         raise CheckpointError(f"{path}: file changed while being read (embedded recipe)")

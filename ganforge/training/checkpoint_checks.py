@@ -37,6 +37,11 @@ def load_module_state(module: torch.nn.Module, state: Mapping[str, torch.Tensor]
         if (isinstance(got, torch.Tensor) and (got.is_floating_point() or got.is_complex())
                 and not torch.isfinite(got).all()):
             problems.append(f"{key}: non-finite values")
+        elif key.rpartition(".")[2] == "running_var" and isinstance(got, torch.Tensor) \
+                and got.is_floating_point() and bool((got < 0).any()):
+            # a variance is never negative: normalising by its square root gives NaN
+            problems.append(f"{key}: {int((got < 0).sum())} negative value(s) in a running "
+                            "variance")
     if problems:
         raise refusal(source, f"{what} does not match: {'; '.join(problems)}")
     module.load_state_dict(state)
