@@ -23,6 +23,7 @@ from ..errors import TrainingError
 from ..files import writing
 from ..seeds import derive_seed
 from .progress import TrainingProgress
+from .resume_point import resume_checkpoint
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -270,7 +271,7 @@ class DivergencePolicy:
         """Stop the run, or roll back to the newest checkpoint and go on with fresh batches
         and latents (``run.on_divergence``); every rollback is logged."""
         run = trainer.recipe.run
-        checkpoint = trainer.dirs.latest_checkpoint()
+        checkpoint = resume_checkpoint(trainer.dirs.checkpoints)  # refused: stops
         what = (f"the {network} diverged at step {first_bad}: non-finite loss or gradient "
                 f"(detected at step {trainer.step})")
         if run.on_divergence == "stop" or checkpoint is None or \

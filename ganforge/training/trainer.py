@@ -45,6 +45,7 @@ from .divergence import DivergenceWatch
 from .metrics_log import JsonlWriter, MetricsLog
 from .progress import TrainingProgress
 from .resume import capture_state, grad_scaler_states, refuse_another_recipe, restore_state
+from .resume_point import resume_checkpoint
 from .run_dir import RunDirectory
 from .step import GANStep, forward_module
 from .stopping import StopRequest, StopVote
@@ -364,7 +365,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         checkpoint = None
         notes = []
         if resume:
-            checkpoint = dirs.latest_checkpoint()
+            checkpoint = resume_checkpoint(dirs.checkpoints)  # a refused one stops here
             if checkpoint is None:
                 refuse_another_recipe(dirs, recipe, plugins.registry)
                 notes.append(f"--resume: no complete checkpoint in {dirs.checkpoints} yet; "
