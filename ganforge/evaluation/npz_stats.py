@@ -4,9 +4,13 @@ Both tools store the mean ``mu`` (shape ``(D,)``) and covariance ``sigma`` (``(D
 data set's Inception features in a NumPy ``.npz`` archive (pytorch-fid
 ``--save-stats``, clean-fid ``make_custom_stats``; the TTUR TensorFlow FID files have the
 same two keys). :func:`load_reference_npz` reads such a file from anyone without ever
-unpickling: each array's ``.npy`` header (dtype and shape) is checked before its data is
-read, and the data is read with ``allow_pickle=False``. :func:`save_reference_npz` writes a
-file both tools read back (``np.savez``, float64, atomically).
+unpickling, and without ever allocating more than its headers announce: the archive must
+hold exactly the members ``mu.npy`` and ``sigma.npy`` (``np.load`` would read a member named
+plain ``sigma`` in place of ``sigma.npy``, so such shadows and any other member are
+refused), each member's ``.npy`` header (dtype, shape, D at most :data:`MAX_DIM`, the size
+of its data) is checked before any array is read, and exactly those two members are read,
+with ``allow_pickle=False``. :func:`save_reference_npz` writes a file both tools read back
+(``np.savez``, float64, atomically).
 
 Whether two sets of statistics are comparable also depends on how the features were made
 (network and resize, see :mod:`.resize`); the file does not say, so the caller records it.
@@ -15,6 +19,7 @@ Whether two sets of statistics are comparable also depends on how the features w
 from __future__ import annotations
 
 import io
+import math
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +33,11 @@ from ..files import write_bytes_atomic
 #: The arrays a statistics file must hold.
 KEYS = ("mu", "sigma")
 
-#: Largest feature dimension accepted (sigma of 16384^2 float64 is 2 GiB); Inception
-#: pool3 features have 2048.
-MAX_DIM = 16384
+#: Largest feature dimension accepted (sigma of 8192^2 float64 is 512 MiB); Inception
+#: pool3 features have 2048, and no common extractor gives more than 4096.
+MAX_DIM = 8192
+#: Rows of ``sigma`` checked at a time (the checks' temporaries stay small).
+_ROWS = 512
 
 #: ``sigma`` counts as symmetric when ``max|sigma - sigma.T| <= SYMMETRY_RTOL * max|sigma|``
 #: (covariances saved in float32, or summed in different orders, differ by rounding).
@@ -41,7 +48,39 @@ def _refuse(path: Path, reason: str) -> UsageError:
     return UsageError(f"reference statistics {path}: {reason}")
 
 
-def _read_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype]:
+def _members(path: Path, archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+    """``{"mu": ..., "sigma": ...}``: the archive's members ``mu.npy`` and ``sigma.npy``,
+    refusing a missing one (naming the arrays present), a name given twice, and any other
+    member (a plain ``sigma`` would shadow ``sigma.npy`` in ``np.load``)."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    arrays = {name.removesuffix(".npy") for name in names if name.endswith(".npy")}
+    missing = [key for key in KEYS if key not in arrays]
+    if missing:
+        present = ", ".join(repr(key) for key in sorted(arrays)) or "no arrays"
+        raise _refuse(path, f"no {' or '.join(repr(k) for k in missing)} array; "
+                            f"the file holds {present}")
+    wanted = {f"{key}.npy" for key in KEYS}
+    for name in names:
+        shown = repr(name[:60])  # a hostile name may be long or hold line breaks
+        if name in KEYS:
+            raise _refuse(path, f"the member {shown} would be read in place of '{name}.npy' "
+                                "by np.load; refusing a file with such a shadow")
+        if name not in wanted:
+            raise _refuse(path, f"holds the member {shown} besides 'mu.npy' and 'sigma.npy'; "
+                                "a statistics file holds only those two")
+        if names.count(name) > 1:
+            raise _refuse(path, f"the member {shown} is in the archive twice")
+    return {info.filename.removesuffix(".npy"): info for info in infos}
+
+
+#: What a member's ``.npy`` header says: shape, dtype, and the bytes of data that follow it.
+Header = tuple[tuple[int, ...], np.dtype, int]
+
+
+def _read_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Header:
+    """The shape and dtype in the ``.npy`` header of ``member``, and the bytes of data the
+    member holds after it (from the zip entry's size, which bounds what is ever read)."""
     with archive.open(member) as handle:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -50,16 +89,31 @@ def _read_header(archive: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...]
             shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    return tuple(shape), dtype
+        return tuple(shape), dtype, member.file_size - handle.tell()
+
+
+def _check_sizes(headers: dict[str, Header], members: dict[str, zipfile.ZipInfo]) -> None:
+    """A member holding less or more data than its header announces is damaged
+    (``ValueError``); checked after the headers, before any data is read."""
+    for key, (shape, dtype, held) in headers.items():
+        expected = math.prod(shape) * dtype.itemsize
+        if held != expected:
+            raise ValueError(f"{members[key].filename!r} holds {held} bytes of data, its "
+                             f"header announces {expected}")
+
+
+def _read_array(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> np.ndarray:
+    with archive.open(member) as handle:
+        array = np.lib.format.read_array(handle, allow_pickle=False)
+    return np.asarray(array, dtype=np.float64)
 
 
 def _describe_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(n) for n in shape) if shape else "a scalar"
 
 
-def _check_header(path: Path, headers: dict[str, tuple[tuple[int, ...], np.dtype]],
-                  dim: int | None) -> None:
-    for key, (_, dtype) in headers.items():
+def _check_header(path: Path, headers: dict[str, Header], dim: int | None) -> None:
+    for key, (_, dtype, _held) in headers.items():
         if dtype.hasobject:
             raise _refuse(path, f"{key!r} is an object (pickled) array; refusing to unpickle it")
         if dtype.kind not in "fiu":
@@ -83,12 +137,16 @@ def _check_shapes(path: Path, mu: tuple[int, ...], sigma: tuple[int, ...],
 
 
 def _check_values(path: Path, mu: np.ndarray, sigma: np.ndarray) -> None:
-    for key, array in (("mu", mu), ("sigma", sigma)):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
+    """Finite values, a symmetric ``sigma`` and no negative variance; ``sigma`` is checked
+    :data:`_ROWS` rows at a time, so the check needs little memory beside it."""
+    blocks = [(i, sigma[i:i + _ROWS]) for i in range(0, sigma.shape[0], _ROWS)]
+    for key, parts in (("mu", [mu]), ("sigma", [block for _, block in blocks])):
+        bad = sum(int(np.count_nonzero(~np.isfinite(part))) for part in parts)
         if bad:
             raise _refuse(path, f"{key!r} has {bad} non-finite value(s) (NaN or infinity)")
-    scale = float(np.abs(sigma).max())
-    asymmetry = float(np.abs(sigma - sigma.T).max())
+    scale = max((float(np.abs(block).max()) for _, block in blocks if block.size), default=0.0)
+    asymmetry = max((float(np.abs(block - sigma[:, i:i + _ROWS].T).max())
+                     for i, block in blocks if block.size), default=0.0)
     if asymmetry > SYMMETRY_RTOL * scale:
         raise _refuse(path, f"'sigma' is not symmetric (max |sigma - sigma.T| = "
                             f"{asymmetry:.3g}, max |sigma| = {scale:.3g}); not a covariance")
@@ -105,9 +163,12 @@ def load_reference_npz(path: str | Path, dim: int | None = None
 
     Refuses, as one :class:`~ganforge.errors.UsageError` line naming the file: a missing
     file, a file that is not an ``.npz`` (zip) archive, object (pickled) arrays, missing
-    keys (naming those present), non-numeric dtypes, wrong or mismatched shapes, D over
-    :data:`MAX_DIM` or not ``dim``, non-finite values, a non-symmetric ``sigma`` (beyond
-    :data:`SYMMETRY_RTOL`) and negative variances. Nothing is ever unpickled.
+    keys (naming those present), members besides ``mu.npy`` and ``sigma.npy`` (a shadowing
+    ``sigma``, a name given twice, anything else), non-numeric dtypes, wrong or mismatched
+    shapes, D over :data:`MAX_DIM` or not ``dim``, a member whose size is not what its
+    header announces, non-finite values, a non-symmetric ``sigma`` (beyond
+    :data:`SYMMETRY_RTOL`) and negative variances. Everything the headers tell is checked
+    before any array is read. Nothing is ever unpickled.
     """
     path = Path(path)
     if not path.exists():
@@ -119,18 +180,12 @@ def load_reference_npz(path: str | Path, dim: int | None = None
             raise _refuse(path, "not an .npz archive (pytorch-fid and clean-fid statistics "
                                 "are zip files holding 'mu' and 'sigma')")
         with zipfile.ZipFile(path) as archive:
-            arrays = {name.removesuffix(".npy"): name for name in archive.namelist()
-                      if name.endswith(".npy")}
-            missing = [key for key in KEYS if key not in arrays]
-            if missing:
-                present = ", ".join(repr(key) for key in sorted(arrays)) or "no arrays"
-                raise _refuse(path, f"no {' or '.join(repr(k) for k in missing)} array; "
-                                    f"the file holds {present}")
-            headers = {key: _read_header(archive, arrays[key]) for key in KEYS}
-        _check_header(path, headers, dim)
-        with np.load(path, allow_pickle=False) as npz:
-            mu = np.asarray(npz["mu"], dtype=np.float64)
-            sigma = np.asarray(npz["sigma"], dtype=np.float64)
+            members = _members(path, archive)
+            headers = {key: _read_header(archive, members[key]) for key in KEYS}
+            _check_header(path, headers, dim)
+            _check_sizes(headers, members)
+            mu = _read_array(archive, members["mu"])
+            sigma = _read_array(archive, members["sigma"])
     except UsageError:
         raise
     except OSError as exc:
