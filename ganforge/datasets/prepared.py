@@ -6,7 +6,11 @@ counts as done when its JSON exists, which is written after the array is renamed
 place, so an interrupted preparation resumes with the first unfinished shard.
 ``manifest.json``, written last, records what the folder was made from: the dataset's
 registered name and params, the image shape (with ``classes`` when the source is labelled)
-and the count.
+and the count. Each shard's JSON and the manifest record the size and SHA-256 of its files:
+a reused shard is checked against them, and opening a set checks every shard's header and
+size (and, when the set is held in memory, its SHA-256), so a damaged shard is named.
+``prepare`` never writes into a folder holding a manifest or shards it did not write (see
+:mod:`.prepared_files`).
 
 A labelled source (``classes > 0`` in its spec) also gets one
 ``shard-00000.labels.safetensors`` per shard (tensor ``labels``: int64, one per stored
@@ -22,6 +26,7 @@ trainer indexes batches with no data loader at all).
 from __future__ import annotations
 
 import bisect
+import hashlib
 import json
 import os
 import time
@@ -35,17 +40,23 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from ..interfaces import Dataset, ImageSpec
 from ..params import param
 from .common import Uint8ImageDataset, channels_validator, classes_validator, image_size_validator
 from .decoding import BadImage, to_uint8
 from .policy import Skipped, split_item
+from .prepared_files import (
+    MANIFEST,
+    SOURCE,
+    check_file,
+    check_owned,
+    check_shard_header,
+    file_record,
+)
 from .worker_errors import WorkerErrorsUnwrapped
 
 FORMAT = 1
-MANIFEST = "manifest.json"
-SOURCE = "source.json"
 
 
 def uint8_item(dataset: Dataset, index: int) -> torch.Tensor | Skipped:
@@ -165,14 +176,10 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
     total = len(dataset)
     plan = {"format": FORMAT, "source": source, "image_spec": spec_record(spec),
             "total": total, "shard_size": shard_size}
+    resuming = check_owned(out, plan, FORMAT)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    existing = out / SOURCE
-    if existing.exists():
-        if json.loads(existing.read_text(encoding="utf-8")) != plan:
-            raise UsageError(f"{out} holds a preparation of another dataset or size; "
-                             "choose another --out")
-    else:
-        _atomic_json(existing, plan)
+    if not resuming:
+        _atomic_json(out / SOURCE, plan)
     workers = (os.cpu_count() or 1) if workers is None else workers
     shards = [range(s, min(s + shard_size, total)) for s in range(0, total, shard_size)]
     written = reused = 0
@@ -181,6 +188,7 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
         for number, indices in enumerate(shards):
             meta_path = out / f"shard-{number:05d}.json"
             if meta_path.exists():
+                _check_reused(out, number, meta_path, spec)
                 reused += 1
                 bar.advance(task, len(indices))
                 continue
@@ -207,12 +215,15 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                 np.save(f, array, allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
+            record = file_record(tmp)  # what a reuse and a reader check it against
             os.replace(tmp, out / f"shard-{number:05d}.npy")
             if spec.classes:
-                _atomic_bytes(out / labels_file(number), safetensors_save(
-                    {"labels": torch.tensor(labels, dtype=torch.int64)}))
+                data = safetensors_save({"labels": torch.tensor(labels, dtype=torch.int64)})
+                _atomic_bytes(out / labels_file(number), data)
+                record.update(labels_bytes=len(data),
+                              labels_sha256=hashlib.sha256(data).hexdigest())
             _atomic_json(meta_path, {"count": len(images), "first_index": indices.start,
-                                     "skipped": skipped})
+                                     "skipped": skipped, **record})
             written += 1
     metas = [json.loads((out / f"shard-{n:05d}.json").read_text()) for n in range(len(shards))]
     count = sum(m["count"] for m in metas)
@@ -222,11 +233,40 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
     _atomic_json(out / MANIFEST, {
         **plan, "count": count, "skipped": skipped_total,
         "shards": [{"file": f"shard-{n:05d}.npy", "count": m["count"],
-                    **({"labels": labels_file(n)} if spec.classes else {})}
+                    **({"labels": labels_file(n)} if spec.classes else {}),
+                    **{k: m[k] for k in _RECORD_KEYS if k in m}}
                    for n, m in enumerate(metas)],
     })
     return PrepareReport(out, count, skipped_total, written, reused,
                          time.perf_counter() - started)
+
+
+#: What a shard's JSON and the manifest record of its files (absent in older folders).
+_RECORD_KEYS = ("bytes", "sha256", "labels_bytes", "labels_sha256")
+
+
+def _labels_record(record: dict[str, Any]) -> dict[str, Any]:
+    return {"bytes": record.get("labels_bytes"), "sha256": record.get("labels_sha256")}
+
+
+def _check_reused(out: Path, number: int, meta_path: Path, spec: ImageSpec) -> None:
+    """A finished shard is reused only when its files are what its JSON recorded (an older
+    JSON without a record: when the shard's header and size are right)."""
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        count = meta["count"]
+        if not isinstance(count, int) or count < 0:
+            raise ValueError(f"count {count!r}")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"prepared: {meta_path} is damaged ({exc}); delete it to prepare "
+                        "its shard again") from None
+    shard = out / f"shard-{number:05d}.npy"
+    if "sha256" not in meta:
+        check_shard_header(shard, count, spec.shape())
+        return
+    check_file(shard, meta, meta_path)
+    if spec.classes and "labels_sha256" in meta:
+        check_file(out / labels_file(number), _labels_record(meta), meta_path)
 
 
 def read_manifest(root: Path) -> dict[str, Any]:
@@ -301,19 +341,32 @@ class PreparedDataset(Uint8ImageDataset):
                             f"for {params.classes} classes; set dataset.classes = {held}")
         #: What the folder was made from: ``{"use": name, **params}``.
         self.source: dict[str, Any] = manifest["source"]
-        self.files = [self.root / s["file"] for s in manifest["shards"]]
-        counts = [s["count"] for s in manifest["shards"]]
+        shards = manifest["shards"]
+        self.files = [self.root / s["file"] for s in shards]
+        for path, record in zip(self.files, shards, strict=True):  # names a damaged shard
+            check_shard_header(path, record["count"],
+                               (spec["channels"], spec["size"], spec["size"]),
+                               record.get("bytes"))
+        counts = [s["count"] for s in shards]
         self.starts = [0, *np.cumsum(counts).tolist()]
         self.length = int(self.starts[-1])
         #: The class label of every image (int64), or None for an unlabelled set.
         self.labels: torch.Tensor | None = None
+        manifest_path = self.root / MANIFEST
         if held:
-            self.labels = torch.cat([
-                _read_labels(self.root / str(s.get("labels", labels_file(n))), s["count"],
-                             held) for n, s in enumerate(manifest["shards"])])
-        self._shards: list[np.ndarray] | None = None
+            label_files = [self.root / str(s.get("labels", labels_file(n)))
+                           for n, s in enumerate(shards)]
+            for path, record in zip(label_files, shards, strict=True):
+                if "labels_sha256" in record:
+                    check_file(path, _labels_record(record), manifest_path)
+            self.labels = torch.cat([_read_labels(path, s["count"], held)
+                                     for path, s in zip(label_files, shards, strict=True)])
+        self._shards: dict[int, np.ndarray] = {}
         self._resident: torch.Tensor | None = None
-        if params.in_memory != "none":
+        if params.in_memory != "none":  # every byte is read: its SHA-256 is checked too
+            for path, record in zip(self.files, shards, strict=True):
+                if "sha256" in record:
+                    check_file(path, record, manifest_path)
             self._resident = torch.from_numpy(np.concatenate(
                 [np.load(f, allow_pickle=False) for f in self.files]))
 
@@ -339,13 +392,14 @@ class PreparedDataset(Uint8ImageDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_shards"] = None  # workers re-open their own memory maps
+        state["_shards"] = {}  # workers re-open their own memory maps
         return state
 
-    def _arrays(self) -> list[np.ndarray]:
-        if self._shards is None:
-            self._shards = [np.load(f, mmap_mode="r", allow_pickle=False) for f in self.files]
-        return self._shards
+    def _array(self, shard: int) -> np.ndarray:
+        """Shard ``shard`` memory-mapped (opened on first use, so an error names it)."""
+        if shard not in self._shards:
+            self._shards[shard] = np.load(self.files[shard], mmap_mode="r", allow_pickle=False)
+        return self._shards[shard]
 
     def uint8_item(self, index: int) -> torch.Tensor:
         if not 0 <= index < self.length:
@@ -354,7 +408,7 @@ class PreparedDataset(Uint8ImageDataset):
             return self._resident[index]
         shard = bisect.bisect_right(self.starts, index) - 1
         try:
-            return torch.from_numpy(np.array(self._arrays()[shard][index - self.starts[shard]]))
+            return torch.from_numpy(np.array(self._array(shard)[index - self.starts[shard]]))
         except (OSError, ValueError) as exc:
             raise BadImage(f"prepared: cannot read image {index} from "
                            f"{self.files[shard]}: {exc}") from None
