@@ -17,7 +17,8 @@ def tests(session: nox.Session) -> None:
     # torch and torchvision are resolved together from the registry (CUDA build; it runs on
     # the CPU too); never a lone local CPU-only torch wheel, with which torchvision fails.
     session.install(*PACKAGES)
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs)
+    # The 20 slowest tests in every run: the suite's time is watched (CI has 90 minutes).
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--durations=20", *session.posargs)
 
 
 @nox.session(python="3.11")

@@ -18,6 +18,8 @@ _EXPORTS = {
     "Loss": "interfaces",
     "Optimizer": "interfaces",
     "Scheduler": "interfaces",
+    "Regularizer": "interfaces",
+    "Augment": "interfaces",
     "ComponentState": "interfaces",
     "Dataset": "interfaces",
     "Metric": "interfaces",
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import GanforgeError, RecipeError
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (
+        Augment,
         Component,
         ComponentState,
         Dataset,
@@ -59,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
         ImageSpec,
         Loss,
         Optimizer,
+        Regularizer,
         Scheduler,
         is_conditional,
         loss_takes_labels,
