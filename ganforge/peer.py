@@ -99,9 +99,9 @@ class PlainAsGenerator(Generator):
     def image_spec(self) -> ImageSpec:
         return self._spec
 
-    def sample_latent(self, n: int, generator: torch.Generator | None = None,
-                      device: torch.device | str = "cpu") -> torch.Tensor:
-        return torch.randn(n, self._nz, generator=generator).to(device)
+    def sample_latent(self, n: int, generator: torch.Generator,
+                      device: torch.device | str | None = "cpu") -> torch.Tensor:
+        return torch.randn(n, self._nz, generator=generator).to(device or "cpu")
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z.reshape(z.shape[0], self._nz, 1, 1))
