@@ -179,11 +179,13 @@ def test_sweep_results_survive_a_torn_metrics_line(tmp_path: Path) -> None:
     assert read_metrics(tmp_path) == [{"step": 2, "loss_d": 1.0}]
 
 
-def test_a_full_disk_names_the_file(cli, tiny_recipe: Path, tmp_path: Path) -> None:
+def test_a_full_disk_names_the_file(cli, plugins, tiny_recipe: Path, tmp_path: Path) -> None:
+    # A run directory awaiting its first checkpoint (a folder of other files is refused).
     out = tmp_path / "run"
     out.mkdir()
+    (out / "recipe.toml").write_text(load_recipe(tiny_recipe, plugins.registry).to_toml())
     (out / "metrics.jsonl").symlink_to("/dev/full")  # every write: ENOSPC
-    result = cli("run", tiny_recipe, "--out", out)
+    result = cli("run", tiny_recipe, "--out", out, "--resume")
     assert result.exit_code == 1
     assert f"error: cannot write {out / 'metrics.jsonl'}: No space left on device" \
         in result.output

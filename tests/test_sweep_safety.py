@@ -41,6 +41,9 @@ def test_a_run_interrupted_before_its_first_checkpoint_is_not_deleted(
                       out=tmp_path / "sweep")
     folder = plan.runs[0].run_dir
     folder.mkdir(parents=True)
+    # What such a run leaves: its recipe.toml (written before training starts) and a torn
+    # log; and a file of the user's.
+    (folder / "recipe.toml").write_text(plan.runs[0].recipe.to_toml())
     (folder / "notes.txt").write_text("a user's file, not ganforge's")
     (folder / "metrics.jsonl").write_text('{"step": 2, "loss_d": 9.0}\n{"step"')
     outcomes = run_plan(plan)

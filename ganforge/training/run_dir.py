@@ -156,6 +156,28 @@ class RunDirectory:
         return self.recipe.exists() or (
             self.checkpoints.is_dir() and any(self.checkpoints.glob("*.safetensors")))
 
+    def foreign_entry(self) -> Path | None:
+        """The first entry (in name order) that no ganforge run put here, in a folder that
+        holds no run: training here would overwrite a user's files named like a run's
+        (``metrics.jsonl``, ``samples/step-*.png``). None for a missing or empty folder, or
+        one holding only ganforge's lock, its temporaries and the empty folders
+        :meth:`create` makes (what a launch that failed before writing ``recipe.toml``
+        leaves behind)."""
+        if not self.root.is_dir():
+            return None
+        own = {self.checkpoints.name, self.samples.name, self.tensorboard.name}
+        with writing(self.root):
+            for entry in sorted(self.root.iterdir()):
+                if entry.name == LOCK_FILE or _GANFORGE_TEMPORARY.fullmatch(entry.name):
+                    continue
+                if entry.name not in own or entry.is_symlink() or not entry.is_dir():
+                    return entry
+                inside = sorted(e for e in entry.iterdir()
+                                if not _GANFORGE_TEMPORARY.fullmatch(e.name))
+                if inside:
+                    return inside[0]
+        return None
+
     def create(self) -> None:
         with writing(self.root):
             for folder in (self.root, self.checkpoints, self.samples, self.tensorboard):

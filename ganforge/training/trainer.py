@@ -356,9 +356,17 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
     """Train ``recipe`` in ``run_dir``: a new run, or with ``resume`` the continuation of
     the newest complete checkpoint there (from step 0 when there is none yet, so the same
     command line serves a first launch and every requeue). An existing run is never
-    overwritten, and one process at a time trains in a run directory (an OS lock held for
-    the whole run, see :class:`RunDirectory`)."""
+    overwritten, nor a folder of other files (one a run would overwrite), and one process
+    at a time trains in a run directory (an OS lock held for the whole run, see
+    :class:`RunDirectory`)."""
     dirs = RunDirectory(Path(run_dir))
+    if is_main_process() and not dirs.has_run():
+        # Before the lock, whose file would be the first thing written into a user's folder.
+        foreign = dirs.foreign_entry()
+        if foreign is not None:
+            raise UsageError(f"{_shown(dirs.root)} is not empty and holds no ganforge run "
+                             f"(found {_shown(foreign)}); use an empty or new --out (nothing "
+                             "was written)")
     with contextlib.ExitStack() as stack:
         if is_main_process():  # other ranks of a torchrun job write nothing there
             stack.enter_context(dirs.lock())
@@ -384,3 +392,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         return trainer.fit()
 
 
+def _shown(path: Path) -> str:
+    """``path`` for a one-line message: quoted if it holds a line break or the like."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
