@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -36,13 +38,57 @@ def _loads(text: str) -> Table:
         raise ValueError("arrays or tables nested too deeply") from None
 
 
+#: The largest recipe file read, in bytes. Real recipes are a few kilobytes; the cap keeps a
+#: huge file (or a device that never ends) from being read into memory.
+MAX_RECIPE_BYTES = 1024 * 1024
+
+#: What a file that is not a regular one is, for the message refusing it.
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def _not_regular(mode: int) -> str | None:
+    """What a file of ``mode`` is when it is not a regular file (None when it is one)."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((what for test, what in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _read_recipe_text(path: Path) -> str:
+    """The text of recipe file ``path``: a regular file (a FIFO or a device is refused
+    before it is opened, so reading never blocks or runs without end) of at most
+    :data:`MAX_RECIPE_BYTES`. Raises ``OSError``, ``UnicodeDecodeError`` or
+    :class:`_Refused`."""
+    what = _not_regular(os.stat(path).st_mode)
+    if what is not None:
+        raise _Refused(f"not a regular file but {what}")
+    # Non-blocking, in case it was swapped for a FIFO since: then fstat refuses it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        what = _not_regular(os.fstat(fd).st_mode)
+        if what is not None:
+            raise _Refused(f"not a regular file but {what}")
+        data = handle.read(MAX_RECIPE_BYTES + 1)
+    if len(data) > MAX_RECIPE_BYTES:
+        raise _Refused(f"larger than {MAX_RECIPE_BYTES // 1024 // 1024} MiB, the most a recipe "
+                       "may hold")
+    return data.decode("utf-8")
+
+
+class _Refused(Exception):
+    """A recipe file ganforge does not read: one line, without the file's name."""
+
+
 def read_toml(path: Path) -> Table:
     """Parse one TOML file; syntax errors become a :class:`RecipeError` naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_recipe_text(path)
     except FileNotFoundError:
         raise RecipeError.single("$", "recipe file not found", source=_show(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except _Refused as exc:
+        raise RecipeError.single("$", f"cannot read recipe: {exc}", source=_show(path)) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RecipeError.single("$", f"cannot read recipe: {exc}", source=_show(path)) from None
     try:
         return _loads(text)
@@ -87,6 +133,10 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> Table:
 #: few files deep; the cap turns a runaway (or generated) chain into one clear line instead
 #: of a RecursionError.
 MAX_EXTENDS_DEPTH = 64
+
+#: Most entries one ``extends`` list may hold. Real lists name a few files; each entry
+#: costs a merge, so a generated list of thousands would take minutes.
+MAX_EXTENDS_ENTRIES = 64
 
 #: A recipe by name, ``<package>:<recipe>``: ganforge's own (``ganforge:quickstart``), a
 #: plugin's (by entry-point name) or any importable package's, read from that package's
@@ -242,8 +292,10 @@ def find_recipe(value: str | Path) -> Path:
 def load_raw(path: str | Path) -> Table:
     """Read ``path`` and everything it ``extends`` (relative to each file), merged.
 
-    ``extends`` may be one path or a list of paths, applied in order; cycles are errors, as
-    are chains more than :data:`MAX_EXTENDS_DEPTH` files deep. Each file is read and merged
+    ``extends`` may be one path or a list of at most :data:`MAX_EXTENDS_ENTRIES` paths,
+    applied in order; cycles are errors, as are chains more than :data:`MAX_EXTENDS_DEPTH`
+    files deep, and files that are not regular ones or hold more than
+    :data:`MAX_RECIPE_BYTES`. Each file is read and merged
     once per call, however many files extend it. A path (or ``extends`` value) of the form
     ``<package>:<recipe>`` that is not an existing file names a recipe shipped in a package
     (:data:`RECIPE_NAME`); the name and its file are one node of the chain.
@@ -291,6 +343,9 @@ def _load_parents(path: Path, parents: Any, seen: _Seen, loaded: dict[Path, Tabl
     if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
         raise RecipeError.single("$.extends", "expected a path or a list of paths",
                                  source=_show(path))
+    if len(parents) > MAX_EXTENDS_ENTRIES:
+        raise RecipeError.single("$.extends", f"{len(parents)} entries; an extends list holds "
+                                 f"at most {MAX_EXTENDS_ENTRIES}", source=_show(path))
     base: Table = {}
     for parent in parents:
         parent_path = path.parent / parent
@@ -302,6 +357,11 @@ def _load_parents(path: Path, parents: Any, seen: _Seen, loaded: dict[Path, Tabl
                 raise RecipeError.single("$.extends", f"extended recipe {parent!r}: {exc}",
                                          source=_show(path)) from None
         elif not _is_file(parent_path):
+            what = _kind_of(parent_path)
+            if what is not None:
+                raise RecipeError.single("$.extends", f"extended recipe "
+                                         f"{_expanded(parent_path)!r} is not a regular file "
+                                         f"but {what}", source=_show(path))
             hint = ""
             if is_recipe_name(parent.removesuffix(".toml")):
                 hint = f" (a recipe by name has no .toml: {parent.removesuffix('.toml')!r})"
@@ -311,6 +371,15 @@ def _load_parents(path: Path, parents: Any, seen: _Seen, loaded: dict[Path, Tabl
             parent_path = parent_path.expanduser()
         base = merge(base, _load_chain(parent_path, seen, loaded, label))
     return base
+
+
+def _kind_of(path: Path) -> str | None:
+    """What ``path`` is when it exists but is not a regular file (a FIFO, a device, a
+    folder), else None."""
+    try:
+        return _not_regular(os.stat(path.expanduser()).st_mode)
+    except (OSError, RuntimeError, ValueError):
+        return None
 
 
 def _expanded(path: Path) -> str:
