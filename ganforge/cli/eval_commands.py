@@ -24,6 +24,17 @@ def _say(note: str) -> None:
     stderr().print(note, markup=False)
 
 
+def check_image_counts(*options: tuple[str, int | None]) -> None:
+    """Refuse (one line naming the option) an image count over the metrics' ceiling
+    (:data:`~ganforge.evaluation.metrics.MAX_IMAGES`); None is an option not given."""
+    from ..evaluation.metrics import MAX_IMAGES
+    from ..sampling import check_count
+
+    for option, value in options:
+        if value is not None:
+            check_count(value, option, limit=MAX_IMAGES, low=2)
+
+
 #: ``--set`` of eval: the checkpoint's dataset table only.
 EvalSetOption = typer.Option(
     None, "--set", "-s", metavar="dataset.KEY=VALUE",
@@ -39,8 +50,10 @@ def evaluate(
                                      help="Registered metric(s): fid, kid, inception_score, "
                                           "precision, recall, density, coverage (ganforge "
                                           "components metric)."),
-    n: int | None = typer.Option(None, "--n", min=2, help="Generated images (n_fake)."),
-    n_real: int | None = typer.Option(None, "--n-real", min=2, help="Real images."),
+    n: int | None = typer.Option(None, "--n", min=2,
+                                 help="Generated images (n_fake), 2 to 1,000,000."),
+    n_real: int | None = typer.Option(None, "--n-real", min=2,
+                                      help="Real images, 2 to 1,000,000."),
     extractor: str | None = typer.Option(None, "--extractor",
                                          help="Registered feature extractor: inception "
                                               "(default), pixels (smoke tests) or a "
@@ -78,7 +91,8 @@ def evaluate(
     n_per_class: int | None = typer.Option(
         None, "--n-per-class", min=2,
         help="With --per-class: real and generated images per class (capped at the "
-             "class's images); default min(--n, --n-real, images of the class)."),
+             "class's images; at most 1,000,000); default min(--n, --n-real, images of "
+             "the class)."),
     no_ema: bool = NoEmaOption,
     overrides: list[str] = EvalSetOption,
     device: str = DeviceOption,
@@ -96,6 +110,7 @@ def evaluate(
     from ..training import load_experiment, resolve_device
     from ..training.assembly import dataset_override_keys
 
+    check_image_counts(("--n", n), ("--n-real", n_real), ("--n-per-class", n_per_class))
     if n_per_class is not None and not per_class:
         raise UsageError("--n-per-class is for --per-class scores; add --per-class")
     plugins = load_plugins_or_warn()

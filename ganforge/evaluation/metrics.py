@@ -8,7 +8,7 @@ import attrs
 
 from ..errors import UsageError
 from ..interfaces import Metric
-from ..params import param
+from ..params import at_most, param
 from .features import FeatureSet
 from .resize import RESIZE_MODES
 from .statistics import (
@@ -20,15 +20,27 @@ from .statistics import (
 
 _positive = attrs.validators.gt(0)
 
+#: The most images a metric generates or reads (``n_fake``, ``n_real``, and ``ganforge
+#: eval``'s counts): 20 times the largest published protocol (50,000), and still hours of
+#: work; a count without a ceiling allocates and runs until the machine gives out.
+MAX_IMAGES = 1_000_000
+
+#: The most images per extraction batch, and the most subsets or splits averaged.
+MAX_BATCH = 65_536
+MAX_SPLITS = 10_000
+
+#: The validator of every image count.
+image_count = [_positive, at_most(MAX_IMAGES)]
+
 
 @attrs.frozen
 class MetricParams:
     """What every metric shares: how many images, and which features."""
 
-    n_fake: int = param(10_000, "generated images (published FIDs mostly use 50,000)",
-                        validator=_positive)
-    n_real: int = param(10_000, "real images (capped at the dataset's size)",
-                        validator=_positive)
+    n_fake: int = param(10_000, "generated images (published FIDs mostly use 50,000; at "
+                        f"most {MAX_IMAGES:,})", validator=image_count)
+    n_real: int = param(10_000, "real images (capped at the dataset's size; at most "
+                        f"{MAX_IMAGES:,})", validator=image_count)
     extractor: str = param("inception", "registered feature extractor: 'inception' (the FID "
                            "network), 'pixels' (8x8 pixels: smoke tests only, not "
                            "comparable) or a plugin's (ganforge components extractor)",
@@ -43,12 +55,19 @@ class MetricParams:
                         "(torchmetrics' default), 'tf1' (TF FID, torch-fidelity, mimicry, "
                         "StudioGAN), 'clean' (clean-fid) or 'pytorch_fid'",
                         validator=attrs.validators.in_(RESIZE_MODES))
-    batch_size: int = param(100, "images per extraction batch", validator=_positive)
+    batch_size: int = param(100, "images per extraction batch", validator=[
+        _positive, at_most(MAX_BATCH)])
     seed: int = param(0, "seed of the generated latents and of the real-image selection")
     protocol_images: int | None = param(
         None, "images of the published protocol this score follows (e.g. 50000): scoring "
         "fewer generated or real images is warned about, since the numbers are not "
-        "comparable", validator=attrs.validators.optional(_positive))
+        "comparable", validator=attrs.validators.optional(image_count))
+
+    def __attrs_post_init__(self) -> None:
+        # The ceiling again, for a subclass that redeclares a count with a validator of its
+        # own (a field's validator replaces the inherited one).
+        for name in ("n_fake", "n_real"):
+            at_most(MAX_IMAGES)(self, attrs.fields_dict(type(self))[name], getattr(self, name))
 
     def extractor_table(self) -> dict[str, Any]:
         """The params of :attr:`extractor` as a recipe table: ``extractor_params``, over
@@ -125,8 +144,10 @@ class KID(Metric):
     class Params(MetricParams):
         """Subset sampling of the estimator."""
 
-        subsets: int = param(100, "random subsets averaged", validator=_positive)
-        subset_size: int = param(1000, "vectors per subset", validator=attrs.validators.gt(1))
+        subsets: int = param(100, "random subsets averaged",
+                             validator=[_positive, at_most(MAX_SPLITS)])
+        subset_size: int = param(1000, "vectors per subset",
+                                 validator=[attrs.validators.gt(1), at_most(MAX_IMAGES)])
 
     def score(self, fake: FeatureSet, real: FeatureSet) -> tuple[float, dict[str, float]]:
         p = self.params
@@ -145,7 +166,7 @@ class InceptionScore(Metric):
     class Params(MetricParams):
         """Splits of the generated set."""
 
-        splits: int = param(10, "splits averaged", validator=_positive)
+        splits: int = param(10, "splits averaged", validator=[_positive, at_most(MAX_SPLITS)])
 
     def score(self, fake: FeatureSet, real: FeatureSet | None) -> tuple[float, dict[str, float]]:
         if fake.logits is None:
