@@ -3,15 +3,18 @@
 :func:`load_plugins` builds the per-process :class:`Plugins` object: the pluggy manager,
 the filled :class:`~ganforge.registry.Registry`, and a record of every plugin's fate.
 Environment switches: ``GANFORGE_STRICT_PLUGINS=1`` turns any plugin problem into a hard
-failure; ``GANFORGE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name.
+failure; ``GANFORGE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name;
+``GANFORGE_PLUGIN_IMPORT_TIMEOUT`` (seconds, default 30) limits each plugin's import.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.metadata as metadata
+import math
 import os
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
@@ -22,7 +25,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, UsageError
 from .registry import SHIPPED_DISTRIBUTIONS, Registry
 from .suggest import did_you_mean
 
@@ -164,16 +167,72 @@ def _env_list(name: str) -> set[str]:
     return {p.strip() for p in os.environ.get(name, "").split(",") if p.strip()}
 
 
+#: Seconds a plugin's import may take before it is recorded as failed (the environment
+#: variable ``GANFORGE_PLUGIN_IMPORT_TIMEOUT`` changes it).
+DEFAULT_IMPORT_TIMEOUT_S = 30.0
+
+
+def import_timeout() -> float:
+    """``GANFORGE_PLUGIN_IMPORT_TIMEOUT`` in seconds (a positive number), else the
+    default; a bad value is one :class:`~ganforge.errors.UsageError` line."""
+    text = os.environ.get("GANFORGE_PLUGIN_IMPORT_TIMEOUT", "").strip()
+    if not text:
+        return DEFAULT_IMPORT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"GANFORGE_PLUGIN_IMPORT_TIMEOUT={text[:40]!r}: expected a positive "
+                         "number of seconds")
+    return value
+
+
+def _import_within(ep: metadata.EntryPoint, timeout: float) -> Any:
+    """``ep.load()``, given at most ``timeout`` seconds. The import runs in a daemon thread
+    so that one that hangs (a network call, a lock, an endless loop at import time) cannot
+    hang the command: past the limit it is abandoned (never killed: the thread may finish
+    later, its result unused) and a :class:`PluginError` names the limit. An error the
+    import raises is raised here."""
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(ep.load())
+        except BaseException as error:  # handed over to the caller, whatever it is
+            failure.append(error)
+
+    worker = threading.Thread(target=target, name=f"ganforge-plugin-import-{ep.name}",
+                              daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        frame = sys._current_frames().get(worker.ident or -1)
+        where = "".join(traceback.format_stack(frame)) if frame is not None else ""
+        error = PluginError(f"import of {ep.value!r} did not finish within {timeout:g} s "
+                            "(GANFORGE_PLUGIN_IMPORT_TIMEOUT)")
+        error.add_note(f"where the import was waiting:\n{where}")
+        raise error
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
 def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = None,
-                 extra: Iterable[tuple[str, ModuleType | object]] = ()) -> Plugins:
+                 extra: Iterable[tuple[str, ModuleType | object]] = (),
+                 import_timeout_s: float | None = None) -> Plugins:
     """Discover plugins, call their ``ganforge_register`` hooks and return the result.
 
     ``strict`` and ``disabled`` default to the environment switches. ``extra`` registers
     additional ``(name, plugin_object)`` pairs as if they were installed (used by tests and
-    by applications embedding ganforge).
+    by applications embedding ganforge). An installed plugin whose import takes longer than
+    ``import_timeout_s`` (default: :func:`import_timeout`) is recorded as failed, like one
+    whose import raises.
     """
     strict = _env_flag("GANFORGE_STRICT_PLUGINS") if strict is None else strict
     blocked = _env_list("GANFORGE_DISABLE_PLUGINS") if disabled is None else set(disabled)
+    timeout = import_timeout() if import_timeout_s is None else import_timeout_s
 
     manager = pluggy.PluginManager("ganforge")
     manager.add_hookspecs(hookspecs)
@@ -204,7 +263,7 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
             continue
         try:
             with watching_stop_signals() as signals:
-                candidates.append((record, ep.load()))
+                candidates.append((record, _import_within(ep, timeout)))
         except BaseException as error:  # a broken plugin must not take the others down
             if signals.received and isinstance(error, KeyboardInterrupt):
                 raise
