@@ -35,7 +35,7 @@ def plugin(
     README. Nothing is installed."""
     from .plugin_template import name_problem, parse_kinds, render
 
-    problem = name_problem(name)
+    problem = name_problem(name) or taken_problem(name)
     if problem:
         raise UsageError(problem)
     try:
@@ -50,6 +50,36 @@ def plugin(
                + ", ".join(f"{kind} {name}:{short}" for kind, short in _components(chosen)))
     stderr().print(f"next: cd {target} && python -m pytest   (then pip install -e . to use "
                    f"it in recipes as {name}:<component>)", markup=False)
+
+
+def taken_problem(name: str) -> str | None:
+    """Why ``name`` is taken (one line): it names a plugin that ships with ganforge, an
+    installed plugin's entry point, or an installed distribution (``ganforge-NAME``); None
+    when it is free. A copy under a taken name would shadow that plugin, or be shadowed."""
+    from importlib import metadata
+
+    from ..registry import SHIPPED_DISTRIBUTIONS
+
+    dist = f"ganforge-{name}"
+    if dist in SHIPPED_DISTRIBUTIONS:
+        return (f"plugin name {name!r} is taken by the plugin shipped with ganforge ({dist}); "
+                "choose another")
+    try:
+        entry_points = list(metadata.entry_points(group="ganforge"))
+    except Exception:  # broken metadata of some distribution: nothing known to be taken
+        entry_points = []
+    for ep in entry_points:
+        if ep.name == name:
+            owner = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
+            owner = owner if owner.isprintable() else ""  # untrusted metadata: one line
+            return (f"plugin name {name!r} is taken by an installed plugin{owner}; choose "
+                    "another")
+    try:
+        installed = metadata.distribution(dist)
+    except (metadata.PackageNotFoundError, ValueError):
+        return None
+    return (f"plugin name {name!r} is taken: distribution {dist} {installed.version} is "
+            "installed; choose another")
 
 
 def _components(kinds: tuple[str, ...]) -> list[tuple[str, str]]:
