@@ -64,9 +64,19 @@ def run(
         console.print(f"checkpoint: {result.checkpoint}", markup=False)
         console.print(f"samples:    {result.run_dir / 'samples'}", markup=False)
     if result.interrupted:
-        console.print(f"resume with: ganforge run {recipe} --out {result.run_dir} --resume",
+        console.print(f"resume with: {resume_command(recipe, overrides, result.run_dir)}",
                       markup=False)
         raise typer.Exit(code)
+
+
+def resume_command(recipe: Path, overrides: list[str] | None, run_dir: Path) -> str:
+    """The command line that continues an interrupted run: the same recipe and ``--set``
+    options (without them the resume is refused as another recipe), each shell-quoted."""
+    import shlex
+
+    sets = [part for text in overrides or [] for part in ("--set", shlex.quote(text))]
+    return " ".join(["ganforge run", shlex.quote(str(recipe)), *sets,
+                     "--out", shlex.quote(str(run_dir)), "--resume"])
 
 
 @app.command()
