@@ -55,6 +55,12 @@ def curve_of_ganforge(recipe: Any, plugins: Any, out: Path, metrics: list[str]
             curve.append({"step": record["step"], "seconds": elapsed[record["step"]] -
                           eval_seconds, **{m: record[f"eval/{m}"] for m in metrics}})
             eval_seconds += record["eval/seconds"]
+    points = {p["step"]: p for p in curve}
+    for line in (out / "evaluations.jsonl").read_text().splitlines():
+        scored = json.loads(line)
+        point = points.get(scored["step"])
+        if point is not None:
+            point.update({f"{scored['label']}/{k}": v for k, v in scored["extra"].items()})
     return curve
 
 
@@ -65,7 +71,10 @@ def curve_of_plain(recipe: Any, plugins: Any, evaluator: Evaluator, every: int
     curve: list[dict[str, float]] = []
 
     def judge(step: int, generator: Any, seconds: float) -> None:
-        values = {r.label: r.value for r in evaluator.run(generator, step)}
+        values: dict[str, float] = {}
+        for r in evaluator.run(generator, step):
+            values[r.label] = r.value
+            values.update({f"{r.label}/{key}": extra for key, extra in r.extra.items()})
         curve.append({"step": step, "seconds": seconds, **values})
 
     g = recipe["generator"].params
@@ -137,6 +146,11 @@ def main() -> None:
         print(f"{a['step']:>6} " + " ".join(f"{a[m]:>18.4g}" for m in metrics) +
               f" {a['seconds']:>7.1f} " + " ".join(f"{b[m]:>18.4g}" for m in metrics) +
               f" {b['seconds']:>7.1f}")
+    extras = sorted(k for k in plain[-1] if "/" in k) if plain else []
+    if extras:
+        print("at the last step: " + ", ".join(
+            f"{k} {ours[-1].get(k, float('nan')):.4g} (plain {plain[-1][k]:.4g})"
+            for k in extras))
     print(f"{'level':>8} {'ganforge step':>14} {'s':>7} {'plain step':>11} {'s':>7} "
           f"{'ratio (plain s / ganforge s)':>29}")
     rows = []

@@ -31,7 +31,7 @@ from ..interfaces import Metric
 from ..params import param
 from .digit_classifier import DIGITS
 from .features import FeatureSet
-from .metrics import MetricParams
+from .metrics import MetricParams, image_count
 
 _positive = attrs.validators.gt(0)
 #: At most this many channels: 10^3 joint classes (stacked digits' 1,000 modes).
@@ -114,7 +114,7 @@ class Modes(Metric):
         """Stacked MNIST's protocol: 26,000 images, a mode counted once seen."""
 
         n_fake: int = param(26_000, "generated images (26,000 in VEEGAN's and PacGAN's "
-                            "Stacked MNIST protocol)", validator=_positive)
+                            "Stacked MNIST protocol)", validator=image_count)
         min_count: int = param(1, "images a mode needs to count as covered",
                                validator=_positive)
 
@@ -134,7 +134,7 @@ class ModeKL(Metric):
         """Stacked MNIST's protocol: 26,000 images."""
 
         n_fake: int = param(26_000, "generated images (26,000 in VEEGAN's and PacGAN's "
-                            "Stacked MNIST protocol)", validator=_positive)
+                            "Stacked MNIST protocol)", validator=image_count)
 
     def score(self, fake: FeatureSet, real: Any) -> tuple[float, dict[str, float]]:
         p = channel_probabilities(fake, "mode_kl")
