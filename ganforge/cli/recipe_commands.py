@@ -27,11 +27,19 @@ def recipes() -> None:
     (``extends = "ganforge:quickstart"``, ``ganforge run ganforge:quickstart``)."""
     from ..recipe.loading import shipped_recipes
 
+    console = Console()
+    rows = [(f"{package}:{name}", str(path), _summary(path))
+            for package, found in shipped_recipes().items() for name, path in found.items()]
+    if not console.is_terminal:
+        # Piped or captured: plain lines, whole names whatever the width.
+        for name, path, about in rows:
+            console.print(f"{name}  {path}" + (f"  # {about}" if about else ""),
+                          markup=False, highlight=False, soft_wrap=True)
+        return
     table = Table(title="shipped recipes")
-    table.add_column("name", no_wrap=True)  # what extends takes: never cut short
+    table.add_column("name", overflow="fold")  # what extends takes: folded, never cut short
     table.add_column("file", overflow="fold")
     table.add_column("about")
-    for package, found in shipped_recipes().items():
-        for name, path in found.items():
-            table.add_row(f"{package}:{name}", str(path), _summary(path))
-    Console().print(table)
+    for name, path, about in rows:
+        table.add_row(name, path, about)
+    console.print(table)

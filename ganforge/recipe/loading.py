@@ -250,16 +250,31 @@ def _recipes_in(folders: Iterable[Path]) -> dict[str, Path]:
 
 def shipped_recipes() -> dict[str, dict[str, Path]]:
     """Every recipe that can be named, by package: ``ganforge`` first, then each installed
-    plugin that ships any (``{"ganforge": {"quickstart": Path(...), ...}, ...}``)."""
+    plugin that ships any (``{"ganforge": {"quickstart": Path(...), ...}, ...}``).
+
+    Each folder is listed once, under its first owner: entry points that live in ganforge
+    itself (the ``wandb`` and ``mlflow`` trackers) share its ``recipes/`` folder; their
+    names (``wandb:quickstart``) still resolve, but the list says ``ganforge:quickstart``."""
     result = {GANFORGE: _recipes_in([GANFORGE_RECIPES])}
+    seen = {_folder_key(GANFORGE_RECIPES)}
     for plugin in sorted(_plugin_modules()):
         try:
             _, folders = _recipe_folders(plugin)
         except _Unresolved:
             continue
+        folders = [f for f in folders if _folder_key(f) not in seen]
+        seen.update(_folder_key(f) for f in folders)
         if recipes := _recipes_in(folders):
             result.setdefault(plugin, recipes)
     return result
+
+
+def _folder_key(folder: Path) -> str:
+    """One spelling per folder, however it was reached (symlinks, ``..``)."""
+    try:
+        return str(folder.resolve())
+    except (OSError, RuntimeError):
+        return str(folder)
 
 
 def _find_named(value: str) -> Path:
