@@ -176,3 +176,34 @@ def _shown(n: int) -> str:
     """An integer as typed, cut when it is absurdly long."""
     text = str(n)
     return text if len(text) <= 30 else f"{text[:12]}...({len(text)} digits)"
+
+
+def truncated_latent(generator: Generator, n: int, rng: torch.Generator,
+                     threshold: float) -> torch.Tensor:
+    """``n`` latents of ``generator`` under the truncation trick (BigGAN, Brock et al. 2019):
+    every coordinate of ``z`` whose magnitude exceeds ``threshold`` is redrawn until
+    ``|z| <= threshold``, i.e. ``z`` is drawn from the standard normal truncated to
+    ``[-threshold, threshold]`` (here exactly, by the inverse CDF, in one pass). Drawn on the
+    CPU with the seeded ``rng``. Only for a generator whose ``params.prior`` is ``normal``;
+    any other prior (the DCGAN quickstart's is uniform on [-1, 1]) or none declared is one
+    UsageError line."""
+    check_truncation(threshold)
+    prior = getattr(getattr(generator, "params", None), "prior", None)
+    if prior != "normal":
+        said = f"its prior is {prior!r}" if isinstance(prior, str) else \
+            "it declares no latent prior (params.prior)"
+        raise UsageError(f"--truncation {threshold:g}: the truncation trick redraws the tails "
+                         f"of a normal prior; this generator's {said}")
+    shape = generator.sample_latent(n, rng, "cpu").shape
+    edge = math.erf(threshold / math.sqrt(2.0))
+    u = torch.rand(shape, generator=rng, dtype=torch.float64).mul_(2).sub_(1).mul_(edge)
+    z = torch.erfinv(u).mul_(math.sqrt(2.0)).clamp_(-threshold, threshold)
+    return z.float()
+
+
+def check_truncation(threshold: float | None) -> float | None:
+    """``threshold`` when None or a finite number above 0, else one UsageError line."""
+    if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        raise UsageError(f"--truncation {threshold}: the threshold must be a number above 0 "
+                         "(e.g. 0.5; BigGAN's truncation threshold)")
+    return threshold

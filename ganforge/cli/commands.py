@@ -241,6 +241,10 @@ def sample(
                             help="Image file to write: .png, .jpg, .jpeg, .webp, .bmp, .tif "
                                  "or .tiff."),
     seed: int = typer.Option(0, "--seed", help="Seed of the latents, 0 to 2**63 - 1."),
+    truncation: float | None = typer.Option(
+        None, "--truncation", metavar="T",
+        help="Truncation trick (BigGAN): latent entries with |z| > T are redrawn until "
+             "|z| <= T; normal priors only."),
     class_: str | None = ClassOption,
     no_ema: bool = NoEmaOption,
     device: str = DeviceOption,
@@ -249,9 +253,17 @@ def sample(
     ganforge export (needs nothing else).
 
     A conditional generator draws one row per class, the same latents in every row
-    (``--class all``, the default), or N images of one class (``--class K``)."""
+    (``--class all``, the default), or N images of one class (``--class K``).
+    ``--truncation T`` draws the latents under BigGAN's truncation trick."""
     from ..interfaces import is_conditional
-    from ..sampling import check_count, check_output_path, check_seed, parse_class, write_grid
+    from ..sampling import (
+        check_count,
+        check_output_path,
+        check_seed,
+        check_truncation,
+        parse_class,
+        write_grid,
+    )
     from ..sharing.grid import sample_grid
     from ..sharing.loading import load_exported
     from ..training import resolve_device
@@ -261,6 +273,7 @@ def sample(
     target = check_output_path(out, "--out")
     check_count(n, "--n")
     check_seed(seed)
+    check_truncation(truncation)
     dev = resolve_device(device, "--device")
     loaded = load_plugins_or_warn()
     if checkpoint.is_dir():
@@ -273,7 +286,7 @@ def sample(
         generator, step, classes = experiment.generator, experiment.step, experiment.classes
         is_ema = experiment.generator_is_ema
     label = parse_class(class_, classes, is_conditional(generator))
-    drawn = sample_grid(generator, n, seed, classes, label, dev)
+    drawn = sample_grid(generator, n, seed, classes, label, dev, truncation)
     write_grid(drawn.grid, target)
     which = " (EMA)" if is_ema else ""
     stderr().print(f"wrote {drawn.count} samples{drawn.what} from step {step}{which} to "

@@ -18,6 +18,7 @@ from ..sampling import (
     generate,
     grid_classes,
     image_grid,
+    truncated_latent,
 )
 
 
@@ -31,22 +32,30 @@ class SampleGrid:
 
 
 def sample_grid(generator: Generator, n: int, seed: int, classes: int,
-                label: int | None = None, device: torch.device | str = "cpu") -> SampleGrid:
+                label: int | None = None, device: torch.device | str = "cpu",
+                truncation: float | None = None) -> SampleGrid:
     """``n`` images of ``generator`` from latents seeded with ``seed`` (drawn on the CPU,
     so a seed gives the same latents on every device). A conditional generator draws ``n``
     images of class ``label``, or (``label`` None) one row per class of its ``classes``, the
-    same latents in every row."""
+    same latents in every row. With ``truncation``, the latents are drawn under the
+    truncation trick (:func:`~ganforge.sampling.truncated_latent`)."""
     rng = torch.Generator().manual_seed(seed)
+
+    def latent(count: int) -> torch.Tensor:
+        if truncation is None:
+            return generator.sample_latent(count, rng, "cpu")
+        return truncated_latent(generator, count, rng, truncation)
+
     nrow = None
     labels = None
     if is_conditional(generator) and label is None:
         rows = grid_classes(classes, n)
         nrow = columns_for(n, len(rows))
-        z, labels = class_grid_inputs(generator.sample_latent(nrow, rng, "cpu"), rows)
+        z, labels = class_grid_inputs(latent(nrow), rows)
         z, labels = z.to(device), labels.to(device)
         what = f" ({len(rows)} classes x {nrow})"
     else:
-        z = generator.sample_latent(n, rng, "cpu").to(device)
+        z = latent(n).to(device)
         labels = class_labels(n, label, device) if label is not None else None
         what = f" of class {label}" if label is not None else ""
     grid = image_grid(generate(generator, z, labels), nrow)

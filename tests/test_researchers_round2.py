@@ -1,0 +1,94 @@
+"""Issue 26, round two (researchers): truncated sampling, scores over evaluation seeds,
+scoring saved images, eval scores on the model card, and the conditional-loss message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from ganforge.cli import app
+from ganforge.errors import UsageError
+from tests.conftest import TINY_RECIPE
+
+
+def _cli(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _objects(text: str) -> list[dict]:
+    """The JSON objects printed one after another."""
+    objects, decoder, text = [], json.JSONDecoder(), text.strip()
+    while text:
+        obj, end = decoder.raw_decode(text)
+        objects.append(obj)
+        text = text[end:].strip()
+    return objects
+
+
+def _train(folder: Path, *sets: str) -> Path:
+    from ganforge import load_plugins
+    from ganforge.recipe import load_recipe
+    from ganforge.training import train
+
+    recipe_path = folder / "tiny.toml"
+    recipe_path.write_text(TINY_RECIPE)
+    plugins = load_plugins()
+    recipe = load_recipe(recipe_path, plugins.registry, ["run.steps=2", *sets])
+    return train(recipe, plugins, folder / "run", progress=False).checkpoint
+
+
+@pytest.fixture(scope="module")
+def normal_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("normal"), 'generator.prior="normal"')
+
+
+@pytest.fixture(scope="module")
+def uniform_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _train(tmp_path_factory.mktemp("uniform"))
+
+
+# -- 13: the truncation trick --------------------------------------------------------------
+
+def test_truncated_latents_stay_within_the_threshold_and_follow_the_seed(
+        normal_checkpoint: Path) -> None:
+    from ganforge import load_plugins
+    from ganforge.sampling import truncated_latent
+    from ganforge.training import load_experiment
+
+    generator = load_experiment(normal_checkpoint, load_plugins().registry, "cpu").generator
+    assert generator is not None
+    z = truncated_latent(generator, 500, torch.Generator().manual_seed(3), 0.5)
+    assert z.shape == (500, 8) and z.abs().max() <= 0.5
+    # a truncated normal, not a squashed one: the mass spreads over the whole interval
+    assert (z.abs() > 0.4).float().mean() > 0.1 and (z.abs() < 0.1).float().mean() > 0.1
+    again = truncated_latent(generator, 500, torch.Generator().manual_seed(3), 0.5)
+    assert torch.equal(z, again)
+    with pytest.raises(UsageError, match="above 0"):
+        truncated_latent(generator, 4, torch.Generator(), 0.0)
+
+
+def test_sample_truncation_writes_a_grid_and_differs_from_untruncated(
+        normal_checkpoint: Path, tmp_path: Path) -> None:
+    plain, cut = tmp_path / "plain.png", tmp_path / "cut.png"
+    assert _cli("sample", normal_checkpoint, "--n", "4", "--out", plain).exit_code == 0
+    result = _cli("sample", normal_checkpoint, "--n", "4", "--out", cut, "--truncation", "0.3")
+    assert result.exit_code == 0, result.output
+    with Image.open(plain) as a, Image.open(cut) as b:
+        assert a.size == b.size and a.tobytes() != b.tobytes()
+
+
+def test_sample_truncation_is_refused_for_a_uniform_prior(uniform_checkpoint: Path,
+                                                           tmp_path: Path) -> None:
+    result = _cli("sample", uniform_checkpoint, "--out", tmp_path / "s.png",
+                  "--truncation", "0.5")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "'uniform'" in lines[0] and "--truncation" in lines[0]
+    assert not (tmp_path / "s.png").exists()
+    bad = _cli("sample", uniform_checkpoint, "--out", tmp_path / "s.png", "--truncation", "-1")
+    assert bad.exit_code == 2 and "above 0" in bad.output
