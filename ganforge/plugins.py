@@ -308,4 +308,11 @@ def load_plugins(strict: bool | None = None, disabled: Iterable[str] | None = No
                     raise
                 fail(record, error)
                 break
+    registry.failed = {r.name: f"{r.label} failed to load: {r.error}"
+                       for r in records.values() if r.status == "failed"}
+    for entry, note in registry.shadowed():  # shown by `ganforge plugins`, in its note
+        for key, record in records.items():
+            if record.label == entry.origin and record.status == "loaded":
+                records[key] = attrs.evolve(record, error="; ".join(
+                    filter(None, [record.error, note])))
     return Plugins(manager=manager, registry=registry, records=list(records.values()))

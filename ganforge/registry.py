@@ -74,6 +74,8 @@ class Registry:
         #: plugin name -> the frozen attrs class of its ``[plugins.<name>]`` recipe table
         self.settings: dict[str, type] = {}
         self._settings_origin: dict[str, str] = {}
+        #: plugin name -> why it failed to load (set by :func:`ganforge.plugins.load_plugins`)
+        self.failed: dict[str, str] = {}
         self._origin = "<direct>"
         self._plugin = ""
         self._shipped = False
@@ -173,6 +175,8 @@ class Registry:
             found = entries.get(name)
             if found is not None:
                 return found
+            if plugin in self.failed:
+                raise UnknownComponentError(f"unknown {kind} {name!r}: {self.failed[plugin]}")
             if plugin not in {e.plugin for k in self._entries.values() for e in k.values()}:
                 raise UnknownComponentError(f"unknown {kind} {name!r}: no plugin {plugin!r} is "
                                             "loaded (is its distribution installed?)")
@@ -191,8 +195,31 @@ class Registry:
 
     def _hint(self, kind: str, name: str) -> str:
         known = self.names(kind)
-        return did_you_mean(name, known) or (
+        hint = did_you_mean(name, known) or (
             f"; known: {', '.join(known)}" if known else f"; no {kind} is registered")
+        # A component of a plugin that did not load is "unknown": say which plugin failed.
+        return hint + "".join(f"; {why}" for why in self.failed.values())
+
+    def shadowing(self, kind: str, name: str) -> str:
+        """One line when the short ``name`` goes to a shipped component although other
+        plugins register the same short name (their components need the qualified name);
+        "" for qualified and unambiguous names."""
+        plugin, short = split_qualified(name)
+        if plugin is not None or kind not in self._entries:
+            return ""
+        group = [e for e in self._entries[kind].values() if e.name == short]
+        shipped = [e for e in group if e.shipped]
+        if len(group) < 2 or len(shipped) != 1:
+            return ""
+        others = ", ".join(sorted(e.qualified for e in group if not e.shipped))
+        return (f"{kind} {short!r} means the shipped {shipped[0].qualified}; {others} "
+                "registers the same short name (write the qualified name to choose it)")
+
+    def shadowed(self) -> list[tuple[Entry, str]]:
+        """Every component whose short name goes to a shipped component instead, with the
+        one-line note of :meth:`shadowing`."""
+        return [(e, self.shadowing(kind, e.name)) for kind, entries in self._entries.items()
+                for e in entries.values() if not e.shipped and self.shadowing(kind, e.name)]
 
     def names(self, kind: str) -> list[str]:
         """The names to write for ``kind``: short where it resolves to one component,

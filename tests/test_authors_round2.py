@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from ganforge.cli import app
@@ -56,3 +57,85 @@ def test_recipes_command_never_cuts_names() -> None:
     assert not any(name.startswith(("wandb:", "mlflow:")) for name in names)
     assert len(names) == len(set(names))
     assert "…" not in result.output
+
+
+# -- 8. a component of a plugin that failed to load says so, and why ---------------------
+
+QUICKSTART = ROOT / "ganforge" / "recipes" / "quickstart.toml"
+
+
+def test_component_of_a_failed_plugin_names_the_failure(fake_dist) -> None:
+    from ganforge import load_plugins
+    from ganforge.errors import RecipeError, UnknownComponentError
+    from ganforge.recipe import load_recipe
+
+    fake_dist("ganforge-condmlp", "condmlp_plugin", "raise ImportError('no module named foo')")
+    plugins = load_plugins()
+    with pytest.raises(UnknownComponentError) as info:
+        plugins.registry.entry("generator", "condmlp:condmlp")
+    text = str(info.value)
+    assert "is its distribution installed" not in text
+    assert ("plugin 'condmlp' (ganforge-condmlp 1.2.3) failed to load: ImportError: no module "
+            "named foo") in text
+    with pytest.raises(RecipeError) as recipe_info:
+        load_recipe(QUICKSTART, plugins.registry, ["generator.use=condmlp:condmlp"])
+    assert "failed to load: ImportError: no module named foo" in str(recipe_info.value)
+    # A short name of the failed plugin mentions the failure too.
+    with pytest.raises(UnknownComponentError, match="'condmlp' .* failed to load"):
+        plugins.registry.entry("generator", "condmlp")
+
+
+def test_plugin_not_installed_keeps_its_message(plugins) -> None:
+    from ganforge.errors import UnknownComponentError
+
+    with pytest.raises(UnknownComponentError, match="is its distribution installed"):
+        plugins.registry.entry("generator", "nosuch:gen")
+
+
+# -- 9. a short name a shipped component also has ----------------------------------------
+
+HINGE = """
+import attrs
+from ganforge import Loss, hookimpl
+
+class MyHinge(Loss):
+    '''Another hinge.'''
+    @attrs.frozen
+    class Params:
+        pass
+    def discriminator_loss(self, d, real, fake):
+        return d(real).sum() * 0
+    def generator_loss(self, d, fake):
+        return d(fake).sum() * 0
+
+@hookimpl
+def ganforge_register(registry):
+    registry.register("loss", "hinge", MyHinge)
+"""
+
+
+def test_shadowed_short_name_is_shown_and_warned(fake_dist) -> None:
+    from ganforge import load_plugins
+    from ganforge.recipe import load_recipe
+
+    fake_dist("ganforge-myhinge", "myhinge_plugin", HINGE)
+    plugins = load_plugins()
+    record = next(r for r in plugins.records if r.name == "myhinge")
+    assert record.status == "loaded"
+    assert "loss 'hinge' means the shipped ganforge:hinge; myhinge:hinge" in record.error
+    result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "myhinge:hinge registers the same short name" in result.output
+
+    recipe = load_recipe(QUICKSTART, plugins.registry, ["loss.use=hinge"])
+    assert recipe["loss"].name == "ganforge:hinge"
+    assert [w for w in recipe.warnings if "myhinge:hinge" in w] == [
+        "$.loss.use: loss 'hinge' means the shipped ganforge:hinge; myhinge:hinge registers "
+        "the same short name (write the qualified name to choose it)"]
+    chosen = load_recipe(QUICKSTART, plugins.registry, ["loss.use=myhinge:hinge"])
+    assert chosen["loss"].name == "myhinge:hinge"
+    assert not [w for w in chosen.warnings if "myhinge" in w]
+    # `ganforge check` prints the warning line
+    result = CliRunner().invoke(app, ["check", str(QUICKSTART), "--set", "loss.use=hinge"],
+                                env={"COLUMNS": "400"})
+    assert "warning: $.loss.use: loss 'hinge' means the shipped ganforge:hinge" in result.output

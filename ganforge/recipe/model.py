@@ -328,6 +328,7 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
         problems.extend(exc.problems)
 
     components: dict[str, ComponentChoice] = {}
+    shadowed: list[str] = []  # short names several plugins register: warnings
     for dotted, kind in COMPONENT_TABLES.items():
         path = f"$.{dotted}"
         data = _lookup(table, dotted)
@@ -341,6 +342,8 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
         if not isinstance(name, str):
             problems.append((f"{path}.use", f"required: the registered {kind} name"))
             continue
+        if note := registry.shadowing(kind, name):
+            shadowed.append(f"{path}.use: {note}")
         try:
             name = registry.qualified(kind, name)
         except UnknownComponentError as exc:
@@ -360,7 +363,7 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
     assert run is not None and evaluation is not None and ema is not None
     recipe = Recipe(run=run, components=components, source=source, eval=evaluation, ema=ema,
                     plugins=plugins)
-    warnings = _check_requirements(recipe, registry, problems)
+    warnings = shadowed + _check_requirements(recipe, registry, problems)
     if problems:
         raise RecipeError(problems, source=source)
     return attrs.evolve(recipe, warnings=tuple(warnings)) if warnings else recipe
