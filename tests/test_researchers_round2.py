@@ -92,3 +92,40 @@ def test_sample_truncation_is_refused_for_a_uniform_prior(uniform_checkpoint: Pa
     assert not (tmp_path / "s.png").exists()
     bad = _cli("sample", uniform_checkpoint, "--out", tmp_path / "s.png", "--truncation", "-1")
     assert bad.exit_code == 2 and "above 0" in bad.output
+
+
+# -- 11: eval scores on the model card; the missing plugin's message -----------------------
+
+def test_missing_plugin_message_names_the_checkpoint_once(tmp_path: Path) -> None:
+    import tomllib
+
+    from ganforge import load_plugins
+    from ganforge.errors import CheckpointError
+    from ganforge.training.assembly import embedded_recipe
+
+    table = tomllib.loads(TINY_RECIPE.replace('use = "dcgan"\nlatent', 'use = "foo:gen"\nlatent'))
+    path = tmp_path / "step-1.safetensors"
+    with pytest.raises(CheckpointError) as caught:
+        embedded_recipe(path, table, load_plugins().registry, {"plugin:foo": "ganforge-foo 1.0"})
+    message = str(caught.value)
+    assert message.count(str(path)) == 1, message
+    assert "no plugin 'foo'" in message and "pip install ganforge-foo==1.0" in message
+
+
+def test_eval_scores_appear_on_the_exported_model_card(tmp_path: Path) -> None:
+    checkpoint = _train(tmp_path)
+    before = _cli("export", checkpoint, "--out", tmp_path / "before", "--device", "cpu")
+    assert before.exit_code == 0, before.output
+    assert "No scores recorded" in (tmp_path / "before" / "README.md").read_text()
+    result = _cli("eval", checkpoint, "-m", "fid", "--extractor", "pixels", "--n", "20",
+                  "--n-real", "30", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    fid = _objects(result.stdout)[0]["value"]
+    beside = checkpoint.with_name(checkpoint.name + ".evaluations.jsonl")
+    assert json.loads(beside.read_text().splitlines()[0])["value"] == fid
+    after = _cli("export", checkpoint, "--out", tmp_path / "after", "--device", "cpu")
+    assert after.exit_code == 0, after.output
+    card = (tmp_path / "after" / "README.md").read_text()
+    assert "No scores recorded" not in card
+    row = next(line for line in card.splitlines() if line.startswith("| fid"))
+    assert f"{fid:.4f}" in row and "n_fake=20" in row and beside.name in row

@@ -209,6 +209,7 @@ def evaluate(
             _say(f"warning: {warning}")
     _print_results(results, checkpoint, step, table, scored, as_json,
                    is_conditional(generator))
+    _record(checkpoint, step, results)
     if save_reference_stats is not None:  # after the scores are shown
         from ..evaluation.npz_stats import save_reference_npz
 
@@ -216,6 +217,18 @@ def evaluate(
         save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
         _say(f"wrote the reference statistics of {n_images} real images to "
              f"{save_reference_stats}")
+
+
+def _record(checkpoint: Path, step: int, results: list[Any]) -> None:
+    """Record the scores beside the checkpoint (its model card shows them); a file that
+    cannot be written is a warning, the scores being printed already."""
+    from ..errors import StorageError
+    from ..sharing.scores import record_evaluations
+
+    try:
+        _say(f"recorded the scores in {record_evaluations(checkpoint, step, results)}")
+    except StorageError as exc:
+        _say(f"warning: {exc}")
 
 
 def _check_extractor(registry: Any, params: Any) -> None:

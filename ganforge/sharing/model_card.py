@@ -129,7 +129,8 @@ def _front_matter(config: ExportConfig, short: str) -> str:
 def _scores(scores: list[Score]) -> list[str]:
     if not scores:
         return ["No scores recorded: the run evaluated no metric at this checkpoint's step "
-                "(`ganforge eval CHECKPOINT` scores one and prints its protocol)."]
+                "(`ganforge eval CHECKPOINT` scores one, prints its protocol and records it "
+                "beside the checkpoint for the card)."]
     rows = []
     for score in scores:
         protocol = _shown_protocol(score.protocol)

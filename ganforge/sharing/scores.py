@@ -8,10 +8,15 @@ computed at the checkpoint's step. Its protocol is the recorded one; for a run m
 ``evaluations.jsonl`` existed, it is rebuilt from the metric's table in the checkpoint's
 recipe (metric, image counts, feature extractor, seed), the dataset it compared with, and
 the generator scored (the EMA of G when the run kept one, as the trainer scores it).
+
+``ganforge eval CHECKPOINT`` records its scores beside the checkpoint, in
+``<checkpoint>.evaluations.jsonl`` (:func:`record_evaluations`), one JSON object per score
+with its protocol; they belong to the checkpoint too (the newest per label).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -80,6 +85,26 @@ def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
                 value = record.get(f"eval/{label}")
                 if _number(value):
                     values[label] = (float(value), run.metrics.name)
+    beside = evaluations_beside(checkpoint)
+    if beside.is_file():
+        try:
+            recorded = read_jsonl(beside)
+        except StorageError as exc:
+            recorded = None
+            notes.append(f"scores in {beside} not read: {exc}")
+        evaluated: dict[str, Score] = {}
+        for record in recorded.records if recorded is not None else []:
+            label, metric, value, protocol = (record.get("label"), record.get("metric"),
+                                              record.get("value"), record.get("protocol"))
+            if record.get("step") == step and isinstance(label, str) and \
+                    isinstance(metric, str) and _number(value) and isinstance(protocol, dict):
+                warnings = record.get("warnings")
+                evaluated[label] = Score(label, metric, float(value), step, protocol,
+                                         beside.name, tuple(str(w) for w in warnings)
+                                         if isinstance(warnings, list) else ())
+        extra_scores = list(evaluated.values())
+    else:
+        extra_scores = []
     best = header.trainer.best
     if best is not None and best.step == step and best.label in recipe.metrics \
             and best.label not in values and math.isfinite(best.value):
@@ -93,7 +118,33 @@ def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
         protocol = {"metric": choice.name, **unstructure_params(choice.params),
                     "dataset": recipe["dataset"].to_table(), "generator": scored}
         scores.append(Score(label, choice.short, value, step, protocol, source))
-    return scores, notes
+    return scores + extra_scores, notes
+
+
+#: Suffix of the file beside a checkpoint where ``ganforge eval`` records its scores.
+EVALUATIONS_SUFFIX = ".evaluations.jsonl"
+
+
+def evaluations_beside(checkpoint: Path) -> Path:
+    """``<checkpoint>.evaluations.jsonl``: the scores ``ganforge eval`` recorded for it."""
+    return checkpoint.with_name(checkpoint.name + EVALUATIONS_SUFFIX)
+
+
+def record_evaluations(checkpoint: Path, step: int, results: list[Any]) -> Path:
+    """Append ``results`` (:class:`~ganforge.evaluation.evaluator.MetricResult`) of
+    ``checkpoint`` at ``step`` to :func:`evaluations_beside` it, one JSON line each; a file
+    that cannot be written is one StorageError line naming it."""
+    path = evaluations_beside(checkpoint)
+    lines = "".join(json.dumps({"label": r.label, "metric": r.metric, "value": r.value,
+                                "step": step, **({"extra": r.extra} if r.extra else {}),
+                                "protocol": r.protocol, "warnings": list(r.warnings),
+                                "recorded_by": "ganforge eval"}) + "\n" for r in results)
+    try:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(lines)
+    except OSError as exc:
+        raise StorageError(f"{path}: scores not recorded: {exc.strerror or exc}") from None
+    return path
 
 
 def _number(value: Any) -> TypeGuard[int | float]:

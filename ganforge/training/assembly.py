@@ -418,8 +418,11 @@ def embedded_recipe(path: Path, table: dict[str, Any], registry: Registry,
     except RecipeError as exc:
         install = missing_distributions(table, registry, versions or {})
         hint = f"; it was made with {install}" if install else ""
+        reason = str(exc).splitlines()[0]
+        # build_recipe names the source (the checkpoint) itself: say its path once.
+        reason = reason.removeprefix(f"{path}: ")
         raise CheckpointError(f"{path}: its embedded recipe does not load here: "
-                              f"{str(exc).splitlines()[0]}{hint}") from None
+                              f"{reason}{hint}") from None
 
 
 def missing_distributions(table: Mapping[str, Any], registry: Registry,
