@@ -261,6 +261,29 @@ def loss_takes_labels(loss: Loss | type[Loss]) -> bool:
     return {"real_labels", "fake_labels"} <= d_params.keys() and "fake_labels" in g_params
 
 
+#: What a loss adds to take labels (and so train a conditional discriminator).
+LABEL_KEYWORDS_FIX = ("give discriminator_loss the keywords `*, real_labels=None, "
+                      "fake_labels=None` and generator_loss `*, fake_labels=None`, and pass "
+                      "them on as discriminator(images, labels)")
+
+
+def missing_label_keywords(loss: Loss | type[Loss]) -> list[str]:
+    """The label keywords ``loss`` lacks, as ``method(keyword)``; empty when it takes
+    labels (:func:`loss_takes_labels`)."""
+    import inspect
+
+    wanted = {"discriminator_loss": ("real_labels", "fake_labels"),
+              "generator_loss": ("fake_labels",)}
+    missing = []
+    for method, keywords in wanted.items():
+        try:
+            params = inspect.signature(getattr(loss, method)).parameters
+        except (AttributeError, TypeError, ValueError):
+            params = {}  # type: ignore[assignment]
+        missing += [f"{method}({k})" for k in keywords if k not in params]
+    return missing
+
+
 class Optimizer(Component):
     """Builds a ``torch.optim.Optimizer`` for one network's parameters."""
 

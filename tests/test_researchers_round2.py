@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -129,3 +131,85 @@ def test_eval_scores_appear_on_the_exported_model_card(tmp_path: Path) -> None:
     assert "No scores recorded" not in card
     row = next(line for line in card.splitlines() if line.startswith("| fid"))
     assert f"{fid:.4f}" in row and "n_fake=20" in row and beside.name in row
+
+
+# -- 10: a loss without label keywords on a conditional D ----------------------------------
+
+class _UnlabelledLoss:
+    """A loss written before labels existed."""
+
+    needs_labels = False
+    reads_class_logits = False
+
+    @attrs.frozen
+    class Params:
+        """None."""
+
+    def __init__(self, params=None) -> None:
+        self.params = params
+
+    def discriminator_loss(self, discriminator, real, fake):
+        return F.softplus(-discriminator(real)).mean() + F.softplus(discriminator(fake)).mean()
+
+    def generator_loss(self, discriminator, fake):
+        return F.softplus(-discriminator(fake)).mean()
+
+
+class _WrongKeywordLoss(_UnlabelledLoss):
+    """Meant to take labels, under a name the trainer never passes."""
+
+    def discriminator_loss(self, discriminator, real, fake, labels=None):
+        return super().discriminator_loss(discriminator, real, fake)
+
+    def generator_loss(self, discriminator, fake, labels=None):
+        return super().generator_loss(discriminator, fake)
+
+
+def _loss_registry():
+    import types
+
+    from ganforge import hookimpl
+    from ganforge.interfaces import Loss
+    from ganforge.testing import plugin_registry
+
+    plugin = types.ModuleType("round2_losses")
+
+    @hookimpl
+    def ganforge_register(registry):
+        registry.register("loss", "unlabelled", type("Unlabelled", (_UnlabelledLoss, Loss), {}))
+        registry.register("loss", "wrong_keyword",
+                          type("WrongKeyword", (_WrongKeywordLoss, Loss), {}))
+
+    plugin.ganforge_register = ganforge_register  # type: ignore[attr-defined]
+    return plugin_registry("round2", plugin)
+
+
+def test_conditional_d_refuses_an_unlabelled_loss_saying_what_to_add(tmp_path: Path) -> None:
+    from ganforge.recipe import load_recipe
+    from ganforge.training import assemble
+
+    registry = _loss_registry()
+    text = TINY_RECIPE.replace('use = "synthetic"\ncount = 40\nimage_size = 32\nchannels = 3',
+                               'use = "synthetic"\ncount = 40\nimage_size = 32\nchannels = 3\n'
+                               "classes = 3") + "conditional = true\n"
+    path = tmp_path / "r.toml"
+    path.write_text(text + '\n[loss]\nuse = "round2:unlabelled"\n')
+    with pytest.raises(UsageError) as caught:
+        assemble(load_recipe(path, registry), registry, "cpu")
+    message = str(caught.value)
+    assert "\n" not in message and "does not take labels" in message
+    assert "real_labels=None, fake_labels=None" in message and "fake_labels=None`" in message
+
+
+def test_kit_fails_a_loss_whose_label_keywords_the_trainer_never_passes() -> None:
+    from ganforge.testing import check_component
+
+    registry = _loss_registry()
+    with pytest.raises(AssertionError) as caught:
+        check_component("loss", "round2:wrong_keyword", registry=registry, train=False)
+    message = str(caught.value)
+    assert "loss 'round2:wrong_keyword' [labels]:" in message
+    assert "discriminator_loss(real_labels)" in message and "generator_loss(fake_labels)" in message
+    # a loss written before labels existed still passes, its skip saying how to add them
+    report = check_component("loss", "round2:unlabelled", registry=registry, train=False)
+    assert "real_labels/fake_labels" in report.skipped["labels"]

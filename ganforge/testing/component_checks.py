@@ -12,7 +12,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..interfaces import ComponentState, ImageSpec, loss_takes_labels, loss_takes_real
+from ..interfaces import (
+    LABEL_KEYWORDS_FIX,
+    ComponentState,
+    ImageSpec,
+    loss_takes_labels,
+    loss_takes_real,
+    missing_label_keywords,
+)
 from .networks import PARTNER, TinyDiscriminator, TinyGenerator
 from .report import SkipCheck, fail
 
@@ -203,15 +210,34 @@ def check_loss_bf16(loss: Any) -> None:
     (d.float() + g.float()).backward()
 
 
+def _label_like(loss: Any) -> list[str]:
+    """Keywords of the loss's methods that look like labels under another name."""
+    import inspect
+
+    found = []
+    for method in ("discriminator_loss", "generator_loss"):
+        try:
+            names = inspect.signature(getattr(loss, method)).parameters
+        except (AttributeError, TypeError, ValueError):
+            continue
+        found += [n for n in names if "label" in n or n in ("y", "y_real", "y_fake",
+                                                               "real_y", "fake_y")]
+    return found
+
+
 def check_loss_labels(loss: Any) -> None:
     """A loss that takes ``real_labels``/``fake_labels`` works with a conditional D given
     labels and with an unconditional D given ``None`` (an unlabelled run); one with
     ``needs_labels`` must take them."""
     if not loss_takes_labels(loss):
-        if getattr(loss, "needs_labels", False):
-            raise fail("needs_labels = True but the methods do not take the "
-                       "real_labels/fake_labels keywords")
-        raise SkipCheck("takes no labels: used with unconditional networks only")
+        missing = missing_label_keywords(loss)
+        if getattr(loss, "needs_labels", False) or len(missing) < 3 or _label_like(loss):
+            # it means to take labels (needs them, declares some, or names them otherwise)
+            raise fail(f"it cannot train a conditional discriminator: it lacks "
+                       f"{', '.join(missing)}; {LABEL_KEYWORDS_FIX}")
+        raise SkipCheck("takes no labels, so a conditional discriminator refuses it (to "
+                        "train one, add real_labels/fake_labels keywords); unconditional "
+                        "networks only")
     conditional = LossCase(loss, conditional=True)
     fake = conditional.fake()
     _scalar(conditional.d_loss(fake.detach()), "discriminator_loss with labels")

@@ -25,6 +25,7 @@ import torch
 
 from ..errors import CheckpointError, DataError, RecipeError, UsageError
 from ..interfaces import (
+    LABEL_KEYWORDS_FIX,
     Augment,
     Component,
     ComponentState,
@@ -331,9 +332,10 @@ def check_labels(experiment: Experiment) -> None:
     loss = experiment.loss
     if loss is not None and is_conditional(experiment.discriminator) \
             and not loss_takes_labels(loss):
-        raise UsageError(f"[loss] {recipe['loss'].name!r} does not take labels (real_labels, "
-                         f"fake_labels), so it cannot train the conditional [discriminator] "
-                         f"{recipe['discriminator'].name!r}")
+        raise UsageError(f"[loss] {recipe['loss'].name!r} does not take labels, so it cannot "
+                         f"train the conditional [discriminator] "
+                         f"{recipe['discriminator'].name!r}: {LABEL_KEYWORDS_FIX} (or use an "
+                         "unconditional discriminator)")
     if loss is not None and loss.needs_labels and experiment.classes == 0:
         raise UsageError(f"[loss] {recipe['loss'].name!r} uses class labels but dataset "
                          f"{dataset!r} has no classes; use a labelled dataset (see "
