@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from ganforge.cli import app
@@ -139,3 +140,92 @@ def test_shadowed_short_name_is_shown_and_warned(fake_dist) -> None:
     result = CliRunner().invoke(app, ["check", str(QUICKSTART), "--set", "loss.use=hinge"],
                                 env={"COLUMNS": "400"})
     assert "warning: $.loss.use: loss 'hinge' means the shipped ganforge:hinge" in result.output
+
+
+# -- 7. check (and run) probe G and D: a G whose images D cannot take is one line ---------
+
+HALF = """
+import attrs
+import torch
+from torch import nn
+from ganforge import Generator, hookimpl
+
+class HalfGenerator(Generator):
+    '''Says it makes the dataset's images; makes them at half the size.'''
+    @attrs.frozen
+    class Params:
+        pass
+    def __init__(self, params, image_spec):
+        super().__init__()
+        self.params, self._spec = params, image_spec
+        self.layer = nn.Linear(8, image_spec.channels * (image_spec.size // 2) ** 2)
+    @property
+    def latent_dim(self):
+        return 8
+    @property
+    def image_spec(self):
+        return self._spec
+    def sample_latent(self, n, generator, device=None):
+        return torch.randn(n, 8, generator=generator).to(device or "cpu")
+    def forward(self, z):
+        s = self._spec
+        return torch.tanh(self.layer(z)).view(len(z), s.channels, s.size // 2, s.size // 2)
+
+@hookimpl
+def ganforge_register(registry):
+    registry.register("generator", "half", HalfGenerator)
+"""
+
+HALF_MESSAGE = ("$.generator: generator 'half:half' produces (N, 1, 16, 16) images, but the "
+                "dataset and discriminator 'dcgan:dcgan' take (N, 1, 32, 32)")
+
+
+def test_check_names_both_shapes_of_a_mismatch(fake_dist) -> None:
+    fake_dist("ganforge-half", "half_plugin", HALF)
+    result = CliRunner().invoke(app, ["check", str(QUICKSTART), "--set", "generator.use=half"],
+                                env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert "recipe ok" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and HALF_MESSAGE in errors[0], result.output
+    assert "internal error" not in result.output
+
+
+def test_check_reports_the_shapes_of_a_good_recipe() -> None:
+    result = CliRunner().invoke(app, ["check", str(QUICKSTART)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "generator 'dcgan:dcgan': latent (N, 16) -> images (N, 1, 32, 32)" in result.output
+    assert ("discriminator 'dcgan:dcgan': images (N, 1, 32, 32) -> logits (N,)"
+            in result.output)
+
+
+def test_run_refuses_the_mismatch_before_training(fake_dist, tmp_path) -> None:
+    fake_dist("ganforge-half", "half_plugin", HALF)
+    result = CliRunner().invoke(app, ["run", str(QUICKSTART), "--out", str(tmp_path / "r"),
+                                      "--set", "generator.use=half", "--set", "run.steps=1",
+                                      "--set", "run.device=cpu"], env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert HALF_MESSAGE in result.output
+    assert "internal error" not in result.output and "padded input" not in result.output
+
+
+def test_probe_falls_back_to_the_cpu_without_meta_kernels(plugins, monkeypatch) -> None:
+    from ganforge.recipe import load_recipe
+    from ganforge.training import shape_check
+
+    real_probe = shape_check._probe
+    devices = []
+
+    def probe(generator, discriminator, spec, names, device):
+        devices.append(device.type)
+        if device.type == "meta":
+            raise NotImplementedError("no meta kernel for this operation")
+        return real_probe(generator, discriminator, spec, names, device)
+
+    monkeypatch.setattr(shape_check, "_probe", probe)
+    recipe = load_recipe(QUICKSTART, plugins.registry)
+    state = torch.random.get_rng_state()
+    shapes = shape_check.check_network_shapes(recipe, plugins.registry)
+    assert devices == ["meta", "cpu"]
+    assert shapes.images == (1, 32, 32) and shapes.logits == () and shapes.device == "cpu"
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global seed untouched

@@ -189,6 +189,7 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
     from rich.markup import escape
 
     from ..training import assemble
+    from ..training.shape_check import check_network_shapes
 
     loaded = load_plugins_or_warn()
     resolved = load_recipe_file(recipe, overrides, loaded)
@@ -198,8 +199,12 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
                           parts={"generator", "discriminator", "loss", "optimizers"})
     generator, discriminator = experiment.generator, experiment.discriminator
     assert generator is not None and discriminator is not None
+    # G's images must be what the dataset and D take: one line naming both shapes if not.
+    shapes = check_network_shapes(resolved, loaded.registry, (generator, discriminator))
     console = Console()
     console.print(f"recipe ok: {escape(str(recipe))}")
+    for line in shapes.lines(resolved["generator"].name, resolved["discriminator"].name):
+        console.print(line, markup=False, highlight=False)
     for note in resolved.warnings:
         console.print(f"warning: {note}", markup=False, highlight=False)
     for label, module in (("generator", generator), ("discriminator", discriminator)):

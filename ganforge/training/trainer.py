@@ -47,6 +47,7 @@ from .progress import TrainingProgress
 from .resume import capture_state, grad_scaler_states, refuse_another_recipe, restore_state
 from .resume_point import resume_checkpoint
 from .run_dir import RunDirectory
+from .shape_check import check_network_shapes
 from .step import GANStep, forward_module
 from .stopping import StopRequest, StopVote
 
@@ -89,6 +90,8 @@ class Trainer:
         device = resolve_device(run.device)
         if self.dist.enabled and device.type == "cuda":
             device = torch.device("cuda", self.dist.local_rank)
+        # G's images must fit D: one line naming both shapes, not an error deep in D.
+        check_network_shapes(recipe, self.registry)
         self.experiment: Experiment = assemble(recipe, self.registry, device)
         # Each process draws its own latents (rank 0: exactly the single-process stream).
         self.latent_rng = torch.Generator(device=self.device).manual_seed(
