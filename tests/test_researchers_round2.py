@@ -213,3 +213,29 @@ def test_kit_fails_a_loss_whose_label_keywords_the_trainer_never_passes() -> Non
     # a loss written before labels existed still passes, its skip saying how to add them
     report = check_component("loss", "round2:unlabelled", registry=registry, train=False)
     assert "real_labels/fake_labels" in report.skipped["labels"]
+
+
+# -- 13b: scores as mean ± std over evaluation seeds ---------------------------------------
+
+def test_eval_seeds_reports_mean_and_sample_std_with_each_seed(uniform_checkpoint: Path
+                                                               ) -> None:
+    import statistics
+
+    common = ["-m", "fid", "-m", "kid", "--extractor", "pixels", "--n", "20", "--n-real", "30",
+              "--device", "cpu", "--json"]
+    single = _cli("eval", uniform_checkpoint, *common)  # the metric's default seed, 0
+    assert single.exit_code == 0, single.output
+    result = _cli("eval", uniform_checkpoint, *common, "--seeds", "0,1,2")
+    assert result.exit_code == 0, result.output
+    fid, kid = _objects(result.stdout)
+    assert fid["metric"] == "fid" and kid["metric"] == "kid" and fid["seeds"] == [0, 1, 2]
+    values = [s["value"] for s in fid["per_seed"]]
+    assert [s["protocol"]["seed"] for s in fid["per_seed"]] == [0, 1, 2]
+    assert len(set(values)) == 3 and values[0] == pytest.approx(_objects(single.stdout)[0]["value"])
+    assert fid["value"] == pytest.approx(statistics.fmean(values))
+    assert fid["std"] == pytest.approx(statistics.stdev(values))
+    text = _cli("eval", uniform_checkpoint, *common[:-1], "--seeds", "0,1")
+    assert text.exit_code == 0 and "±" in text.stdout
+    for bad in ("0", "0,x", "1,1"):
+        refused = _cli("eval", uniform_checkpoint, *common, "--seeds", bad)
+        assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1

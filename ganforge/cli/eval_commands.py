@@ -96,6 +96,10 @@ def evaluate(
     no_ema: bool = NoEmaOption,
     overrides: list[str] = EvalSetOption,
     device: str = DeviceOption,
+    seeds: str | None = typer.Option(
+        None, "--seeds", metavar="S1,S2,...",
+        help="Score each metric once per evaluation seed (its latents and real-image "
+             "selection) and print mean ± std (n - 1); --json adds each seed's value."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per metric."),
 ) -> None:
     """Score a checkpoint's generator; every score is printed with its protocol.
@@ -109,8 +113,13 @@ def evaluate(
     from ..interfaces import is_conditional
     from ..training import load_experiment, resolve_device
     from ..training.assembly import dataset_override_keys
+    from .eval_seeds import aggregate, parse_seeds, print_aggregate
 
     check_image_counts(("--n", n), ("--n-real", n_real), ("--n-per-class", n_per_class))
+    seed_list = parse_seeds(seeds) if seeds is not None else None
+    if seed_list is not None and (per_class or save_reference_stats is not None):
+        raise UsageError("--seeds scores the whole set once per seed; it does not go with "
+                         "--per-class or --save-reference-stats")
     if n_per_class is not None and not per_class:
         raise UsageError("--n-per-class is for --per-class scores; add --per-class")
     plugins = load_plugins_or_warn()
@@ -203,6 +212,15 @@ def evaluate(
                                                  generator_label=which),
                          checkpoint, step, table, scored, as_json)
         return
+    if seed_list is not None:
+        runs = []
+        for s in seed_list:
+            evaluator.metrics = {label: (name, plugins.registry.create(
+                "metric", name, {**_params_of(m), "seed": s}))
+                for label, (name, m) in metrics.items()}
+            runs.append((s, evaluator.run(generator, step, generator_label=which)))
+        print_aggregate(aggregate(runs), f"{checkpoint} (step {step})", as_json)
+        return
     results = evaluator.run(generator, step, generator_label=which)
     for r in results:
         for warning in r.warnings:
@@ -217,6 +235,13 @@ def evaluate(
         save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
         _say(f"wrote the reference statistics of {n_images} real images to "
              f"{save_reference_stats}")
+
+
+def _params_of(metric: Any) -> dict[str, Any]:
+    """A metric's params as the table that made it."""
+    from ..structuring import unstructure_params
+
+    return dict(unstructure_params(metric.params))
 
 
 def _record(checkpoint: Path, step: int, results: list[Any]) -> None:
