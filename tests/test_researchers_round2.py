@@ -239,3 +239,39 @@ def test_eval_seeds_reports_mean_and_sample_std_with_each_seed(uniform_checkpoin
     for bad in ("0", "0,x", "1,1"):
         refused = _cli("eval", uniform_checkpoint, *common, "--seeds", bad)
         assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+
+
+# -- 12: saved images (a folder or an .npz) read for scoring -------------------------------
+
+def test_image_sets_read_folders_and_npz_alike_and_refuse_other_content(tmp_path: Path
+                                                                        ) -> None:
+    import numpy as np
+
+    from ganforge.evaluation.image_sets import image_set_features, load_image_set
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(pixels):
+        Image.fromarray(image).save(folder / f"{i:03d}.png")
+    (folder / "notes.txt").write_text("not an image")
+    np.savez(tmp_path / "nhwc.npz", arr_0=pixels)
+    np.savez(tmp_path / "nchw.npz", images=pixels.transpose(0, 3, 1, 2))
+    expected = torch.from_numpy(pixels).permute(0, 3, 1, 2)
+    for source in (folder, tmp_path / "nhwc.npz", tmp_path / "nchw.npz"):
+        assert torch.equal(load_image_set(source), expected), source
+    assert len(load_image_set(folder, limit=3)) == 3
+    seen = []
+    features = image_set_features(expected, lambda x: (seen.append(x) or x.flatten(1), None),
+                                  4, 3)
+    assert features.features.shape == (4, 192) and [len(b) for b in seen] == [3, 1]
+    assert seen[0].min() >= -1 and seen[0].max() <= 1
+    np.savez(tmp_path / "float.npz", arr_0=pixels.astype(np.float32))
+    np.savez(tmp_path / "other.npz", x=pixels)
+    np.savez(tmp_path / "flat.npz", arr_0=pixels.reshape(5, -1))
+    for bad, said in (("float.npz", "float32"), ("other.npz", "arr_0 or images"),
+                      ("flat.npz", "shape")):
+        with pytest.raises(UsageError, match=said) as caught:
+            load_image_set(tmp_path / bad)
+        assert "\n" not in str(caught.value)
