@@ -47,7 +47,7 @@ def _folder(folder: Path, limit: int, option: str) -> torch.Tensor:
     if len(files) < 2:
         raise UsageError(f"{option} {str(folder)!r}: holds {len(files)} .png/.jpg image(s); "
                          "scores need at least 2")
-    arrays = []
+    arrays: list[np.ndarray] = []
     for file in files:
         try:
             with Image.open(file) as image:
