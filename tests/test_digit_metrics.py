@@ -188,3 +188,15 @@ def test_eval_command_scores_digit_metrics(quickstart_run, tmp_path) -> None:
     assert 3.0 < by_metric["digits_is"]["value"] <= 10.0
     assert by_metric["digits_is"]["protocol"]["extractor"].startswith("digits-mlp256-v2")
     assert 5 <= by_metric["modes"]["value"] <= 10
+
+
+def test_digits_is_in_chunks_equals_the_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The joint probabilities are formed a chunk at a time (bounded memory): same score."""
+    from ganforge.evaluation import digit_metrics
+
+    p = torch.rand(50, 2, 10, dtype=torch.float64).softmax(-1)
+    joint = joint_probabilities(p)
+    marginal = joint.mean(0)
+    direct = math.exp(float((joint * (joint.log() - marginal.log())).sum(1).mean()))
+    monkeypatch.setattr(digit_metrics, "JOINT_CHUNK", 7)
+    assert digit_metrics.inception_score_of(p, 1)[0] == pytest.approx(direct, rel=1e-12)

@@ -81,14 +81,25 @@ def kl_to_uniform(counts: torch.Tensor) -> float:
     return float((seen * torch.log(seen * counts.numel())).sum())
 
 
+#: Images whose joint class probabilities (up to 1,000 per image) are held at once.
+JOINT_CHUNK = 8192
+
+
 def inception_score_of(probabilities: torch.Tensor, splits: int) -> tuple[float, float]:
-    """Mean and standard deviation over ``splits`` of ``exp(E KL(p(y|x) || p(y)))`` for
-    class probabilities ``(N, K)``."""
+    """Mean and standard deviation over ``splits`` of ``exp(E KL(p(y|x) || p(y)))``, ``y``
+    the joint class of per-channel probabilities ``(N, C, 10)`` (:func:`joint_probabilities`,
+    formed :data:`JOINT_CHUNK` images at a time so memory stays bounded)."""
     scores = []
     for part in probabilities.chunk(splits):
-        marginal = part.mean(dim=0, keepdim=True)
-        kl = torch.where(part > 0, part * (torch.log(part) - torch.log(marginal)), 0.0)
-        scores.append(math.exp(float(kl.sum(dim=1).mean())))
+        chunks = part.split(JOINT_CHUNK)
+        marginal = torch.stack([joint_probabilities(c).sum(dim=0) for c in chunks]).sum(0)
+        log_marginal = torch.log(marginal / len(part))
+        kl = 0.0
+        for c in chunks:
+            joint = joint_probabilities(c)
+            kl += float(torch.where(joint > 0, joint * (torch.log(joint) - log_marginal),
+                                    0.0).sum())
+        scores.append(math.exp(kl / len(part)))
     values = torch.tensor(scores, dtype=torch.float64)
     return float(values.mean()), float(values.std(unbiased=False))
 
@@ -157,7 +168,7 @@ class DigitsInceptionScore(Metric):
 
     def score(self, fake: FeatureSet, real: Any) -> tuple[float, dict[str, float]]:
         p = channel_probabilities(fake, "digits_is")
-        mean, std = inception_score_of(joint_probabilities(p), self.params.splits)
+        mean, std = inception_score_of(p, self.params.splits)
         shares = mode_histogram(mode_ids(p), p.shape[1]).double() / len(fake)
         return mean, {"std": std, "min_share": float(shares.min()),
                       "max_share": float(shares.max())}
