@@ -275,3 +275,16 @@ def test_image_sets_read_folders_and_npz_alike_and_refuse_other_content(tmp_path
         with pytest.raises(UsageError, match=said) as caught:
             load_image_set(tmp_path / bad)
         assert "\n" not in str(caught.value)
+
+
+def test_rotation_removes_the_scores_recorded_beside_a_checkpoint(tmp_path) -> None:
+    """Checkpoints rotated away take their ``.evaluations.jsonl`` with them; a kept one keeps
+    its own."""
+    from ganforge.training.checkpoint_format import EVALUATIONS_SUFFIX, rotate
+
+    for step in (1, 2, 3):
+        (tmp_path / f"step-{step:07d}.safetensors").write_bytes(b"x")
+        (tmp_path / f"step-{step:07d}.safetensors{EVALUATIONS_SUFFIX}").write_text("{}\n")
+    rotate(tmp_path, keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-0000003.safetensors", f"step-0000003.safetensors{EVALUATIONS_SUFFIX}"]

@@ -27,6 +27,7 @@ from ..errors import StorageError
 from ..files import read_jsonl
 from ..recipe import Recipe
 from ..structuring import unstructure_params
+from ..training.checkpoint_format import EVALUATIONS_SUFFIX
 from ..training.checkpoint_format import CheckpointHeader
 from ..training.run_dir import RunDirectory
 
@@ -121,8 +122,6 @@ def recorded_scores(checkpoint: Path, header: CheckpointHeader, recipe: Recipe
     return scores + extra_scores, notes
 
 
-#: Suffix of the file beside a checkpoint where ``ganforge eval`` records its scores.
-EVALUATIONS_SUFFIX = ".evaluations.jsonl"
 
 
 def evaluations_beside(checkpoint: Path) -> Path:

@@ -305,13 +305,19 @@ def _trainer_meta(trainer: TrainerMeta | Mapping[str, Any] | None) -> TrainerMet
         raise ValueError(f"trainer metadata not written: {_problems(exc)}") from None
 
 
+#: The suffix of the scores ``ganforge eval`` records beside a checkpoint file.
+EVALUATIONS_SUFFIX = ".evaluations.jsonl"
+
+
 def rotate(folder: Path, keep_last: int, protect: tuple[Path, ...] = ()) -> list[Path]:
-    """Delete all but the newest ``keep_last`` checkpoints (never one in ``protect``)."""
+    """Delete all but the newest ``keep_last`` checkpoints (never one in ``protect``), each
+    with the scores recorded beside it (:data:`EVALUATIONS_SUFFIX`)."""
     found = sorted((p for p in folder.glob("step-*.safetensors") if checkpoint_step(p) is not None),
                    key=lambda p: checkpoint_step(p) or 0)
     doomed = [p for p in found[:-keep_last] if p not in protect] if keep_last > 0 else []
     for p in doomed:
         p.unlink(missing_ok=True)
+        p.with_name(p.name + EVALUATIONS_SUFFIX).unlink(missing_ok=True)
     return doomed
 
 
