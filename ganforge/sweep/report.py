@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 from .plan import SweepPlan
-from .results import read_metrics
+from .results import mean_std, read_metrics
 
 
 def _latest_sample(run_dir: Path) -> Path | None:
@@ -48,7 +48,7 @@ def samples_sheet(plan: SweepPlan, out: Path, columns: int = 4) -> Path | None:
 
 def curves_plot(plan: SweepPlan, out: Path, metrics: Sequence[str] | None = None) -> Path:
     """One PNG with a panel per figure (every evaluated metric, then the G and D losses):
-    one line per variant, the mean over seeds, shaded between the seeds' min and max."""
+    one line per variant, the mean over seeds, shaded one standard deviation either side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -75,13 +75,14 @@ def curves_plot(plan: SweepPlan, out: Path, metrics: Sequence[str] | None = None
             means = [sum(series[s]) / len(series[s]) for s in steps]
             ax.plot(steps, means, label=variant)
             if any(len(series[s]) > 1 for s in steps):
-                ax.fill_between(steps, [min(series[s]) for s in steps],
-                                [max(series[s]) for s in steps], alpha=0.2)
+                spread = [mean_std(series[s])[1] for s in steps]
+                ax.fill_between(steps, [m - d for m, d in zip(means, spread, strict=True)],
+                                [m + d for m, d in zip(means, spread, strict=True)], alpha=0.2)
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"{plan.source.name}: mean over seeds (shaded: min-max)")
+    fig.suptitle(f"{plan.source.name}: mean over seeds (shaded: ± std)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)

@@ -54,7 +54,8 @@ def run_row(run: PlannedRun, registry: Any) -> dict[str, Any]:
     return row
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard deviation (n - 1; 0 for one value) of seeds' values."""
     mean = sum(values) / len(values)
     if len(values) < 2:
         return mean, 0.0
@@ -76,7 +77,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in numeric:
             values = [r[key] for r in group if isinstance(r.get(key), int | float)]
             if values:
-                out[f"{key}_mean"], out[f"{key}_std"] = _mean_std([float(v) for v in values])
+                out[f"{key}_mean"], out[f"{key}_std"] = mean_std([float(v) for v in values])
         summary.append(out)
     return summary
 
