@@ -137,6 +137,7 @@ def test_ablate_runs_collects_and_reports(tiny_recipe: Path, tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["ablate", str(recipe), "--out", str(out), "--report"])
     assert result.exit_code == 0, result.output
     assert "[4/4] finished no_bn seed 1" in result.output
+    assert "no complete checkpoint" not in result.output  # fresh runs are simply started
     for run in ("base/seed-0", "base/seed-1", "no_bn/seed-0", "no_bn/seed-1"):
         assert (out / run / "done.json").exists()
         assert (out / run / "checkpoints" / "step-0000004.safetensors").exists()

@@ -32,7 +32,7 @@ import attrs
 from ..errors import RunDirectoryBusy
 from ..files import write_text_atomic
 from ..training.checkpoint_format import latest_checkpoint
-from ..training.run_dir import FolderLock
+from ..training.run_dir import FolderLock, RunDirectory
 from .plan import PlannedRun, SweepPlan
 
 DONE = "done.json"
@@ -82,8 +82,10 @@ def _train_one(recipe_toml: str, run_dir: str, device: str | None, threads: int)
     recipe = build_recipe(table, plugins.registry, source=run_dir)
     folder = Path(run_dir)
     try:
-        # From its newest checkpoint, or from step 0 in the same folder when it has none yet.
-        result = train(recipe, plugins, folder, resume=True, progress=False)
+        # From its newest checkpoint, or from step 0 in the same folder when it has none yet;
+        # a fresh run is simply started (no "--resume: no checkpoint" note for it).
+        result = train(recipe, plugins, folder, resume=RunDirectory(folder).has_run(),
+                       progress=False)
         if result.interrupted or result.step < recipe.run.steps:
             raise KeyboardInterrupt  # stopped early (Ctrl-C): not done; the next run resumes it
         seconds = time.perf_counter() - started
