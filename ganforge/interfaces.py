@@ -524,6 +524,17 @@ class Metric(Component):
         images, for the protocol (``{"file": ..., "sha256": ...}``); default None."""
         return None
 
+    @classmethod
+    def example_features(cls, n: int, generator: torch.Generator) -> Any:
+        """``n`` images' features as this metric's extractor gives them, for the contract
+        kit (``ganforge.testing``) to score: a ``FeatureSet``. Default: random
+        16-dimensional vectors with 10 class logits; a metric that reads one extractor's
+        output (the digit metrics read digit probabilities) returns features like it."""
+        from .evaluation.features import FeatureSet
+
+        return FeatureSet(torch.randn(n, 16, generator=generator, dtype=torch.float64),
+                          torch.randn(n, 10, generator=generator, dtype=torch.float64))
+
 
 #: Base class of each kind, used by the registry to reject non-components.
 BASE_CLASSES: dict[str, type] = {

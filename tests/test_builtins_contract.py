@@ -37,6 +37,7 @@ CHECKED = [
     ("dataset", "ganforge:synthetic", None),
     ("dataset", "ganforge:synthetic", {"classes": 4, "channels": 1, "image_size": 24}),
     ("dataset", "ganforge:digits", {"image_size": 16}),
+    ("dataset", "ganforge:stacked_digits", {"image_size": 16, "size": 64}),
     ("metric", "ganforge:fid", None),
     ("metric", "ganforge:kid", {"subsets": 10, "subset_size": 32}),
     ("metric", "ganforge:inception_score", None),
@@ -46,6 +47,11 @@ CHECKED = [
     ("metric", "ganforge:coverage", {"k": 3}),
     ("extractor", "ganforge:pixels", None),
     ("extractor", "ganforge:pixels", {"size": 4}),
+    ("extractor", "ganforge:digits", None),
+    ("metric", "ganforge:modes", {"min_count": 2}),
+    ("metric", "ganforge:mode_kl", None),
+    ("metric", "ganforge:digits_is", {"splits": 2}),
+    ("metric", "ganforge:class_accuracy", None),
 ]
 #: Extractors that need weights (a download): their Params are checked here, their
 #: features in their own test modules.

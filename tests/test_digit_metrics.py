@@ -180,7 +180,7 @@ def test_eval_command_scores_digit_metrics(quickstart_run, tmp_path) -> None:
     result = CliRunner().invoke(app, ["eval", str(checkpoint), "-m", "digits_is",
                                       "-m", "modes", "--n", "2000", "--json"])
     assert result.exit_code == 0, result.output
-    by_metric, text, decoder = {}, result.output, json.JSONDecoder()
+    by_metric, text, decoder = {}, result.stdout, json.JSONDecoder()
     while text.strip():
         row, end = decoder.raw_decode(text.lstrip())
         by_metric[row["metric"]] = row

@@ -148,8 +148,8 @@ def test_an_extends_list_has_at_most_64_entries(tmp_path: Path) -> None:
     ("fid", "n_fake", 10**12, "$.eval.metrics.fid.n_fake"),
     ("kid", "n_real", MAX_IMAGES + 1, "$.eval.metrics.kid.n_real"),
     ("precision", "n_fake", MAX_IMAGES + 1, "$.eval.metrics.precision.n_fake"),
-    # The digit metrics redeclare n_fake (default 26,000); the base class still bounds it.
-    ("modes", "n_fake", MAX_IMAGES + 1, "$.eval.metrics.modes"),
+    # The digit metrics redeclare n_fake (default 26,000) with the same ceiling.
+    ("modes", "n_fake", MAX_IMAGES + 1, "$.eval.metrics.modes.n_fake"),
 ])
 def test_eval_image_counts_have_a_ceiling(plugins, metric: str, key: str, value: int,
                                           path: str) -> None:

@@ -72,7 +72,7 @@ def test_eval_table_errors(plugins, tiny_recipe: Path) -> None:
                        "did you mean 'fid'"):
         load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fdi"])
     with pytest.raises(RecipeError, match=r"\$\.eval\.metrics\.x\.extractor: unknown "
-                       r"extractor 'vgg'; known: inception, pixels"):
+                       r"extractor 'vgg'; known: digits, inception, pixels"):
         load_recipe(tiny_recipe, plugins.registry, ["eval.metrics.x.use=fid",
                                                     "eval.metrics.x.extractor=vgg"])
 

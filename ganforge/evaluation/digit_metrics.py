@@ -104,6 +104,27 @@ def inception_score_of(probabilities: torch.Tensor, splits: int) -> tuple[float,
     return float(values.mean()), float(values.std(unbiased=False))
 
 
+def example_digit_features(n: int, generator: torch.Generator, channels: int = 3,
+                           labelled: bool = False) -> FeatureSet:
+    """Random per-channel digit probabilities of ``n`` images, as the ``digits`` extractor
+    gives them (and, when ``labelled``, the classes they were drawn with): what the
+    contract kit scores the digit metrics on."""
+    logits = torch.randn(n, channels, DIGITS, generator=generator, dtype=torch.float64)
+    labels = (torch.randint(DIGITS ** channels, (n,), generator=generator)
+              if labelled else None)
+    return FeatureSet(logits.softmax(-1).flatten(1).float(), labels=labels)
+
+
+class DigitMetric(Metric):
+    """What the digit metrics share: no real images, the digit classifier's features."""
+
+    needs_real = False
+
+    @classmethod
+    def example_features(cls, n: int, generator: torch.Generator) -> FeatureSet:
+        return example_digit_features(n, generator)
+
+
 @attrs.frozen
 class DigitMetricParams(MetricParams):
     """The digit metrics' defaults: the ``digits`` extractor."""
@@ -113,12 +134,11 @@ class DigitMetricParams(MetricParams):
                            "the ten digits per channel)", validator=attrs.validators.min_len(1))
 
 
-class Modes(Metric):
+class Modes(DigitMetric):
     """Modes covered: digit combinations (1,000 for stacked digits) that at least
     ``min_count`` generated images fall in (higher is better)."""
 
     higher_is_better = True
-    needs_real = False
 
     @attrs.frozen
     class Params(DigitMetricParams):
@@ -135,10 +155,8 @@ class Modes(Metric):
         return float((counts >= self.params.min_count).sum()), {"of": float(counts.numel())}
 
 
-class ModeKL(Metric):
+class ModeKL(DigitMetric):
     """KL divergence of the generated mode histogram to uniform (lower is better)."""
-
-    needs_real = False
 
     @attrs.frozen
     class Params(DigitMetricParams):
@@ -152,12 +170,11 @@ class ModeKL(Metric):
         return kl_to_uniform(mode_histogram(mode_ids(p), p.shape[1])), {}
 
 
-class DigitsInceptionScore(Metric):
+class DigitsInceptionScore(DigitMetric):
     """The "MNIST Inception Score" from the digit classifier (higher is better; 10 at most
     for one channel)."""
 
     higher_is_better = True
-    needs_real = False
 
     @attrs.frozen
     class Params(DigitMetricParams):
@@ -174,16 +191,19 @@ class DigitsInceptionScore(Metric):
                       "max_share": float(shares.max())}
 
 
-class ClassAccuracy(Metric):
+class ClassAccuracy(DigitMetric):
     """Share of a conditional generator's images classified as the class they were drawn
     with (higher is better)."""
 
     higher_is_better = True
-    needs_real = False
 
     @attrs.frozen
     class Params(DigitMetricParams):
         """Images generated, classes drawn uniformly."""
+
+    @classmethod
+    def example_features(cls, n: int, generator: torch.Generator) -> FeatureSet:
+        return example_digit_features(n, generator, labelled=True)
 
     def score(self, fake: FeatureSet, real: Any) -> tuple[float, dict[str, float]]:
         if fake.labels is None:

@@ -27,8 +27,7 @@ from ..errors import StorageError
 from ..files import read_jsonl
 from ..recipe import Recipe
 from ..structuring import unstructure_params
-from ..training.checkpoint_format import EVALUATIONS_SUFFIX
-from ..training.checkpoint_format import CheckpointHeader
+from ..training.checkpoint_format import EVALUATIONS_SUFFIX, CheckpointHeader
 from ..training.run_dir import RunDirectory
 
 

@@ -490,12 +490,10 @@ def exercise_dataset(dataset: Any) -> None:
 # -- metrics --------------------------------------------------------------------------------
 
 
-def _features(seed: int, n: int = 64) -> Any:
-    from ..evaluation.features import FeatureSet
-
-    rng = torch.Generator().manual_seed(seed)
-    return FeatureSet(torch.randn(n, 16, generator=rng, dtype=torch.float64),
-                      torch.randn(n, 10, generator=rng, dtype=torch.float64))
+def _features(metric: Any, seed: int, n: int = 64) -> Any:
+    """What the metric's extractor would give for ``n`` images (``Metric.example_features``;
+    random 16-dimensional vectors with 10 class logits unless the metric says otherwise)."""
+    return type(metric).example_features(n, torch.Generator().manual_seed(seed))
 
 
 def check_metric_params(params: Any) -> None:
@@ -508,8 +506,8 @@ def check_metric_params(params: Any) -> None:
 
 
 def _score(metric: Any) -> tuple[float, dict[str, float]]:
-    real = _features(1) if metric.needs_real else None
-    result = metric.score(_features(0), real)
+    real = _features(metric, 1) if metric.needs_real else None
+    result = metric.score(_features(metric, 0), real)
     if not (isinstance(result, tuple) and len(result) == 2):
         raise fail(f"score() returned {type(result).__name__}, not (value, extras)")
     value, extras = result
@@ -529,8 +527,9 @@ def exercise_metric(metric: Any) -> None:
 
 
 def check_metric_score(metric: Any) -> None:
-    """``score`` on 64 random 16-dimensional feature vectors (with 10 class logits) gives a
-    finite value and a dict of finite extras."""
+    """``score`` on 64 images' features (``Metric.example_features``: by default random
+    16-dimensional vectors with 10 class logits) gives a finite value and a dict of finite
+    extras."""
     _score(metric)
 
 
