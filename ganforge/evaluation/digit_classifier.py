@@ -18,6 +18,8 @@ the mode of an image is ``100 * d_red + 10 * d_green + d_blue``.
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 import numpy as np
 import torch
@@ -72,6 +74,29 @@ def augmented(images: torch.Tensor, targets: torch.Tensor, seed: int
     return torch.cat(variants), targets.repeat(len(variants))
 
 
+@functools.lru_cache(maxsize=8)
+def fitted(image_size: int, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The perceptron's weights and biases fitted on the digits at ``image_size`` with
+    ``seed`` (a pure function of both, so fitted once per process: a few seconds each)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    from ..datasets.digits import DigitsDataset
+
+    data = DigitsDataset(DigitsDataset.Params(image_size=image_size, channels=1))
+    images, targets = augmented(data.images, data.targets, seed)
+    model = MLPClassifier((256,), max_iter=2000, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(pooled(images)[:, 0].numpy(), targets.numpy())
+    if list(model.classes_) != list(range(DIGITS)):  # pragma: no cover - sklearn's data
+        raise RuntimeError("the digits classifier did not see all ten digits")
+    return (tuple(torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in model.coefs_),
+            tuple(torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in model.intercepts_))
+
+
 class DigitClassifier:
     """The perceptron fitted on ``digits`` at ``image_size`` (pooled to 8x8).
 
@@ -79,27 +104,9 @@ class DigitClassifier:
     that size; :meth:`score` judges images as grey (channels averaged)."""
 
     def __init__(self, image_size: int = 32, seed: int = 0) -> None:
-        import warnings
-
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.neural_network import MLPClassifier
-
-        from ..datasets.digits import DigitsDataset
-
-        data = DigitsDataset(DigitsDataset.Params(image_size=image_size, channels=1))
-        images, targets = augmented(data.images, data.targets, seed)
-        model = MLPClassifier((256,), max_iter=2000, random_state=seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(pooled(images)[:, 0].numpy(), targets.numpy())
-        if list(model.classes_) != list(range(DIGITS)):  # pragma: no cover - sklearn's data
-            raise RuntimeError("the digits classifier did not see all ten digits")
         self.image_size = image_size
         self.seed = seed
-        self._weights = [torch.from_numpy(np.asarray(w, dtype=np.float32))
-                         for w in model.coefs_]
-        self._biases = [torch.from_numpy(np.asarray(b, dtype=np.float32))
-                        for b in model.intercepts_]
+        self._weights, self._biases = fitted(image_size, seed)
 
     @property
     def name(self) -> str:
