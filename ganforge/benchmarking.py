@@ -17,9 +17,8 @@ from typing import Any
 
 import attrs
 import torch
-from torch import nn
 
-from .peer import PlainDiscriminator, PlainGenerator, weights_init
+from .peer import PlainLoop
 
 # -- (a) the plain loop, as the PyTorch DCGAN example writes it ----------------------------
 # Its networks and initialisation live in :mod:`ganforge.peer`, which also trains it on a
@@ -28,45 +27,14 @@ from .peer import PlainDiscriminator, PlainGenerator, weights_init
 def plain_loop(images: torch.Tensor, batch: int, steps: int, warmup: int, width: int,
                device: torch.device, nz: int = 100) -> float:
     """Images/s of the example's training loop on uint8 ``images`` held on ``device``."""
-    nc, image_size = images.shape[1], images.shape[-1]
-    netG = PlainGenerator(nz, width, nc, image_size).to(device)
-    netD = PlainDiscriminator(width, nc, image_size).to(device)
-    netG.apply(weights_init)
-    netD.apply(weights_init)
-    criterion = nn.BCELoss()
-    optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real_label, fake_label = 1.0, 0.0
+    loop = PlainLoop(nz, width, images.shape[1], images.shape[-1], device)
     start = 0.0
     for i in range(warmup + steps):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
         index = torch.randint(0, images.shape[0], (batch,), device=device)
-        real_cpu = images.index_select(0, index).float().div_(127.5).sub_(1.0)
-        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
-        netD.zero_grad()
-        b_size = real_cpu.size(0)
-        label = torch.full((b_size,), real_label, dtype=torch.float, device=device)
-        output = netD(real_cpu).view(-1)
-        errD_real = criterion(output, label)
-        errD_real.backward()
-        noise = torch.randn(b_size, nz, 1, 1, device=device)
-        fake = netG(noise)
-        label.fill_(fake_label)
-        output = netD(fake.detach()).view(-1)
-        errD_fake = criterion(output, label)
-        errD_fake.backward()
-        errD = errD_real + errD_fake
-        optimizerD.step()
-        # (2) Update G network: maximize log(D(G(z)))
-        netG.zero_grad()
-        label.fill_(real_label)
-        output = netD(fake).view(-1)
-        errG = criterion(output, label)
-        errG.backward()
-        optimizerG.step()
-        errD.item(), errG.item()  # the example prints these every step
+        loop.step(images.index_select(0, index).float().div_(127.5).sub_(1.0))
     sync(device)
     return steps * batch / (time.perf_counter() - start)
 

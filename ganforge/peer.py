@@ -107,6 +107,51 @@ class PlainAsGenerator(Generator):
         return self.net(z.reshape(z.shape[0], self._nz, 1, 1))
 
 
+class PlainLoop:
+    """The example's two networks, loss and optimizers, and its training step."""
+
+    def __init__(self, nz: int, width: int, nc: int, image_size: int,
+                 device: torch.device) -> None:
+        self.nz, self.device = nz, device
+        self.netG = PlainGenerator(nz, width, nc, image_size).to(device)
+        self.netD = PlainDiscriminator(width, nc, image_size).to(device)
+        self.netG.apply(weights_init)
+        self.netD.apply(weights_init)
+        self.criterion = nn.BCELoss()
+        self.optimizerD = torch.optim.Adam(self.netD.parameters(), lr=2e-4,
+                                           betas=(0.5, 0.999))
+        self.optimizerG = torch.optim.Adam(self.netG.parameters(), lr=2e-4,
+                                           betas=(0.5, 0.999))
+
+    def step(self, real_cpu: torch.Tensor) -> None:
+        """One step of the example's loop on a batch of real images in [-1, 1]."""
+        netD, netG, criterion, device = self.netD, self.netG, self.criterion, self.device
+        real_label, fake_label = 1.0, 0.0
+        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+        netD.zero_grad()
+        b_size = real_cpu.size(0)
+        label = torch.full((b_size,), real_label, dtype=torch.float, device=device)
+        output = netD(real_cpu).view(-1)
+        errD_real = criterion(output, label)
+        errD_real.backward()
+        noise = torch.randn(b_size, self.nz, 1, 1, device=device)
+        fake = netG(noise)
+        label.fill_(fake_label)
+        output = netD(fake.detach()).view(-1)
+        errD_fake = criterion(output, label)
+        errD_fake.backward()
+        errD = errD_real + errD_fake
+        self.optimizerD.step()
+        # (2) Update G network: maximize log(D(G(z)))
+        netG.zero_grad()
+        label.fill_(real_label)
+        output = netD(fake).view(-1)
+        errG = criterion(output, label)
+        errG.backward()
+        self.optimizerG.step()
+        errD.item(), errG.item()  # the example prints these every step
+
+
 #: What :func:`train_plain` calls every ``every`` steps: (step, generator as ganforge
 #: sees it, seconds spent training so far).
 PlainHook = Callable[[int, PlainAsGenerator, float], None]
@@ -122,46 +167,15 @@ def train_plain(dataset: Any, *, steps: int, batch_size: int, width: int, seed: 
     device = torch.device(device)
     torch.manual_seed(seed)
     spec = dataset.image_spec
-    nc, image_size = spec.channels, spec.size
-    netG = PlainGenerator(nz, width, nc, image_size).to(device)
-    netD = PlainDiscriminator(width, nc, image_size).to(device)
-    netG.apply(weights_init)
-    netD.apply(weights_init)
-    generator = PlainAsGenerator(netG, nz, spec)
-    criterion = nn.BCELoss()
-    optimizerD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optimizerG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loop = PlainLoop(nz, width, spec.channels, spec.size, device)
+    generator = PlainAsGenerator(loop.netG, nz, spec)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                          generator=torch.Generator().manual_seed(seed))
-    real_label, fake_label = 1.0, 0.0
     step, trained = 0, 0.0
     while step < steps:
         for data in loader:
             started = time.perf_counter()
-            real_cpu = (data[0] if isinstance(data, list | tuple) else data).to(device)
-            # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
-            netD.zero_grad()
-            b_size = real_cpu.size(0)
-            label = torch.full((b_size,), real_label, dtype=torch.float, device=device)
-            output = netD(real_cpu).view(-1)
-            errD_real = criterion(output, label)
-            errD_real.backward()
-            noise = torch.randn(b_size, nz, 1, 1, device=device)
-            fake = netG(noise)
-            label.fill_(fake_label)
-            output = netD(fake.detach()).view(-1)
-            errD_fake = criterion(output, label)
-            errD_fake.backward()
-            errD = errD_real + errD_fake
-            optimizerD.step()
-            # (2) Update G network: maximize log(D(G(z)))
-            netG.zero_grad()
-            label.fill_(real_label)
-            output = netD(fake).view(-1)
-            errG = criterion(output, label)
-            errG.backward()
-            optimizerG.step()
-            errD.item(), errG.item()  # the example prints these every step
+            loop.step((data[0] if isinstance(data, list | tuple) else data).to(device))
             trained += time.perf_counter() - started
             step += 1
             if hook is not None and every and (step % every == 0 or step == steps):
