@@ -145,3 +145,19 @@ def _parse_line(raw: bytes) -> object:
     except (ValueError, RecursionError):
         return _TORN
     return value if isinstance(value, dict) else _TORN
+
+
+def read_npy_header(handle: Any) -> tuple[tuple[int, ...], bool, Any]:
+    """Shape, Fortran order and dtype from the ``.npy`` header at ``handle``'s position
+    (format 1.0 or 2.0; the handle is left at the start of the data). Reads no array data,
+    so a size can be checked before anything is loaded; ValueError for another format."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return tuple(shape), bool(fortran), dtype

@@ -139,3 +139,16 @@ def fake_dist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeDist:
     yield make
     for module in created:
         sys.modules.pop(module, None)
+
+
+def one_error_line(result: object, *pieces: str) -> str:
+    """Exit 2 and one ``error:`` line holding every piece, no "internal error" (a CLI
+    result from ``CliRunner().invoke``)."""
+    output: str = result.output  # type: ignore[attr-defined]
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert result.exit_code == 2, output  # type: ignore[attr-defined]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    assert "internal error" not in lines[0] and "Traceback" not in output
+    for piece in pieces:
+        assert piece in lines[0], lines[0]
+    return lines[0]

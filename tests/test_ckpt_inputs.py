@@ -29,6 +29,7 @@ from ganforge.training.checkpoint_format import (
     read_header,
     read_metadata,
 )
+from tests.conftest import one_error_line
 from tests.test_ckpt_layout import make_checkpoint
 
 
@@ -41,15 +42,6 @@ def run(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_error_line(result, *pieces: str) -> str:
-    """Exit 2 and one ``error:`` line holding every piece, no "internal error"."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "internal error" not in lines[0] and "Traceback" not in result.output
-    for piece in pieces:
-        assert piece in lines[0], lines[0]
-    return lines[0]
 
 
 # -- devices --------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ganforge.errors import PluginError, RecipeError, UsageError
 from ganforge.evaluation.metrics import MAX_IMAGES
 from ganforge.recipe import build_recipe, load_raw
 from ganforge.recipe.loading import MAX_EXTENDS_ENTRIES, MAX_RECIPE_BYTES
+from tests.conftest import one_error_line
 
 QUICKSTART = Path(__file__).parent.parent / "recipes" / "quickstart.toml"
 
@@ -34,15 +35,6 @@ def invoke(*args: object):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_error_line(result, *pieces: str) -> str:
-    """Exit 2 and one ``error:`` line holding every piece, no "internal error"."""
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.output
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "internal error" not in lines[0] and "Traceback" not in result.output
-    for piece in pieces:
-        assert piece in lines[0], lines[0]
-    return lines[0]
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

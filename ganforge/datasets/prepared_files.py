@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..files import read_npy_header
 
 MANIFEST = "manifest.json"
 SOURCE = "source.json"
@@ -120,13 +121,7 @@ def check_shard_header(path: Path, count: int, image_shape: tuple[int, ...],
     where = f"prepared: shard {_shown(path)}"
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                raise ValueError(f"unsupported .npy format version {version}")
+            shape, fortran, dtype = read_npy_header(f)
             start = f.tell()
             actual = f.seek(0, 2)
     except OSError as exc:

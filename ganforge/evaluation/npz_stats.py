@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..files import write_bytes_atomic
+from ..files import read_npy_header, write_bytes_atomic
 
 #: The arrays a statistics file must hold.
 KEYS = ("mu", "sigma")
@@ -82,14 +82,8 @@ def _read_header(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> Header:
     """The shape and dtype in the ``.npy`` header of ``member``, and the bytes of data the
     member holds after it (from the zip entry's size, which bounds what is ever read)."""
     with archive.open(member) as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-        return tuple(shape), dtype, member.file_size - handle.tell()
+        shape, _, dtype = read_npy_header(handle)
+        return shape, dtype, member.file_size - handle.tell()
 
 
 def _check_sizes(headers: dict[str, Header], members: dict[str, zipfile.ZipInfo]) -> None:
