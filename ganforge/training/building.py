@@ -1,0 +1,83 @@
+"""Building networks from a recipe: the device a recipe names, the dataset's image shape
+without reading data, and G and D with seeded initial weights (optionally on the ``meta``
+device, shapes only). Used by :func:`~ganforge.training.assembly.assemble` and by the
+checks that bound a checkpoint's networks before they are built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import torch
+
+from ..errors import UsageError
+from ..interfaces import Discriminator, Generator, ImageSpec
+from ..recipe import Recipe
+from ..registry import Registry
+
+#: The device names ganforge accepts, exactly (no spaces, no other backends).
+_DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]{1,9}))?")
+_ACCEPTED = "auto, cpu, cuda or cuda:N"
+
+
+def resolve_device(name: str, option: str = "run.device") -> torch.device:
+    """``auto`` picks CUDA when present; ``cpu``, ``cuda`` and ``cuda:N`` are taken as they
+    are. Anything else (``mps``, ``"cpu\\n"``), and a CUDA device this machine does not
+    have, is one :class:`UsageError` line naming ``option``, the value and what is accepted.
+    """
+    given = f"{option} {name!r}" if option.startswith("-") else f"{option} = {name!r}"
+    match = _DEVICE.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        raise UsageError(f"{given} is not a device ganforge runs on; use {_ACCEPTED}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise UsageError(f"{given} but CUDA is not available on this machine; use cpu or "
+                         "auto")
+    if match.group(1) is None:
+        return torch.device("cuda")
+    index, count = int(match.group(1)), torch.cuda.device_count()
+    if index >= count:
+        raise UsageError(f"{given} but only {count} CUDA device(s) exist; use cuda:0 to "
+                         f"cuda:{count - 1}, cuda or auto")
+    return torch.device("cuda", index)
+
+
+def dataset_image_spec(recipe: Recipe, registry: Registry) -> ImageSpec:
+    """The image shape (and classes) the recipe's dataset yields, from its params alone (no
+    data read)."""
+    choice = recipe["dataset"]
+    return registry.get("dataset", choice.name).image_spec_for(choice.params)
+
+
+def build_generator(recipe: Recipe, registry: Registry, spec: ImageSpec | None = None,
+                    seed: int | None = None, device: torch.device | str | None = None
+                    ) -> Generator:
+    """Create G alone for ``spec`` (default: the dataset's), seeding its initial weights.
+
+    With ``device="meta"`` no memory is allocated: the network's parameter shapes can be
+    compared with a checkpoint and bounded before the real network is built
+    (:func:`~ganforge.training.size_bounds.check_before_building`)."""
+    spec = spec or dataset_image_spec(recipe, registry)
+    torch.manual_seed(recipe.run.seed if seed is None else seed)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        generator = recipe["generator"].create(registry, image_spec=spec)
+    if not generator.image_spec.same_images(spec):
+        raise UsageError(f"generator {recipe['generator'].name!r} builds "
+                         f"{generator.image_spec.shape()} images, the dataset gives {spec.shape()}")
+    return generator
+
+
+def build_networks(recipe: Recipe, registry: Registry, spec: ImageSpec | None = None,
+                   seed: int | None = None, device: torch.device | str | None = None
+                   ) -> tuple[Generator, Discriminator]:
+    """Create G and D for ``spec`` (default: the dataset's), seeding their initial weights
+    (``device="meta"``: shapes only, no memory)."""
+    spec = spec or dataset_image_spec(recipe, registry)
+    generator = build_generator(recipe, registry, spec, seed, device)
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        discriminator = recipe["discriminator"].create(registry, image_spec=spec)
+    return generator, discriminator
