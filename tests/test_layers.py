@@ -1,4 +1,4 @@
-"""ganforge.layers: the spectral normalization networks share, against torch's, eager and
+"""ganforge.nn.layers: the spectral normalization networks share, against torch's, eager and
 compiled."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from ganforge.layers import spectral
+from ganforge.nn.layers import spectral
 
 
 def _pair(make: type[nn.Module], *args: int) -> tuple[nn.Module, nn.Module]:

@@ -14,8 +14,8 @@ import attrs
 import torch
 from torch import nn
 
-from ..conditioning import class_weights, label_classes
 from ..interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
+from ..nn.conditioning import class_weights, label_classes
 from ..params import param
 from ..registry import Registry
 

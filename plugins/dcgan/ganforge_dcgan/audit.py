@@ -184,7 +184,7 @@ def _spectral_weight(module: nn.Module) -> torch.Tensor | None:
     parametrization or the older forward pre-hook), else None."""
     if parametrize.is_parametrized(module, "weight"):
         chain: Any = module.parametrizations["weight"]  # type: ignore[index]
-        # torch's class, or ganforge.layers.SpectralNorm (a subclass that works compiled)
+        # torch's class, or ganforge.nn.layers.SpectralNorm (a subclass that works compiled)
         from torch.nn.utils.parametrizations import _SpectralNorm
 
         if any(isinstance(p, _SpectralNorm) for p in chain):

@@ -9,14 +9,15 @@ import attrs
 import torch
 from torch import nn
 
-from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import class_weights, label_classes, refuse_labels
+from ganforge import ImageSpec, param
 from ganforge.errors import UsageError
 from ganforge.interfaces import Requirement, requires
-from ganforge.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
+from ganforge.nn.conditioning import class_weights, refuse_labels
+from ganforge.nn.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
+from ganforge.nn.network import NetworkDiscriminator
 
 from .layers import (
-    check_dataset_size,
+    SIZES,
     image_size_validator,
     init_weights,
     num_resolution_steps,
@@ -27,7 +28,7 @@ from .layers import (
 AUX_LOSS = "aux_classifier"
 
 
-class DCGANDiscriminator(Discriminator):
+class DCGANDiscriminator(NetworkDiscriminator):
     """DCGAN's D: LeakyReLU in every block, BatchNorm except on the input block.
 
     Returns raw logits of shape ``(N,)`` (with ``aux_classifier``: ``(N, 1 + classes)``);
@@ -112,12 +113,7 @@ class DCGANDiscriminator(Discriminator):
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
-        self.params = params
-        spec = resolve_image_spec("discriminator", params.image_size, params.channels,
-                                  image_spec)
-        check_dataset_size("discriminator", spec.size)
-        self.image_spec = spec
-        self._classes = label_classes("discriminator", params.conditional, spec.classes)
+        spec = self.setup_network(params, image_spec, SIZES)  # params, image_spec, _classes
         self._aux_classes = aux_classes(params.aux_classifier, spec.classes)
         steps = num_resolution_steps(spec.size)
         kind, slope = params.effective_norm, params.leaky_slope
@@ -141,16 +137,6 @@ class DCGANDiscriminator(Discriminator):
             spectral_all(self.main)  # after init_weights: the initial weights are the paper's
 
     @property
-    def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
-        """True when built with ``conditional = true``: called as ``D(images, y)``."""
-        return self._classes > 0
-
-    @property
-    def classes(self) -> int:
-        """How many classes the labels have (0: unconditional)."""
-        return self._classes
-
-    @property
     def aux_classifier(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
         """True when built with ``aux_classifier = true``: the output is ``(N, 1 +
         classes)``, the adversarial logit then the class logits."""
@@ -158,7 +144,7 @@ class DCGANDiscriminator(Discriminator):
 
     @property
     def effective_norm(self) -> str:
-        """The normalization built, one of ``ganforge.layers.NORMS`` (``batchnorm = false``
+        """The normalization built, one of ``ganforge.nn.layers.NORMS`` (``batchnorm = false``
         reads ``"none"``)."""
         return self.params.effective_norm
 

@@ -6,12 +6,13 @@ import attrs
 import torch
 from torch import nn
 
-from ganforge import Generator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import class_weights, label_classes, refuse_labels, sample_prior
-from ganforge.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
+from ganforge import ImageSpec, param
+from ganforge.nn.conditioning import class_weights, refuse_labels
+from ganforge.nn.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
+from ganforge.nn.network import NetworkGenerator
 
 from .layers import (
-    check_dataset_size,
+    SIZES,
     image_size_validator,
     init_weights,
     num_resolution_steps,
@@ -19,7 +20,7 @@ from .layers import (
 )
 
 
-class DCGANGenerator(Generator):
+class DCGANGenerator(NetworkGenerator):
     """DCGAN's G: ReLU and BatchNorm in every block, Tanh output, no pooling, no FC layers.
 
     The first layer is a 4x4 transposed convolution from the 1x1 latent (the paper's
@@ -92,11 +93,7 @@ class DCGANGenerator(Generator):
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
-        self.params = params
-        self._spec = resolve_image_spec("generator", params.image_size, params.channels,
-                                        image_spec)
-        check_dataset_size("generator", self._spec.size)
-        self._classes = label_classes("generator", params.conditional, self._spec.classes)
+        self.setup_network(params, image_spec, SIZES)  # params, _spec, _classes
         steps = num_resolution_steps(self._spec.size)
         kind = params.effective_norm
         bias = not has_feature_norm(kind)  # a norm's own affine shift makes a bias redundant
@@ -121,32 +118,10 @@ class DCGANGenerator(Generator):
             spectral_all(self.main)  # after init_weights: the initial weights are the paper's
 
     @property
-    def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
-        """True when built with ``conditional = true``: called as ``G(z, y)``."""
-        return self._classes > 0
-
-    @property
-    def classes(self) -> int:
-        """How many classes the labels have (0: unconditional)."""
-        return self._classes
-
-    @property
     def effective_norm(self) -> str:
-        """The normalization built, one of ``ganforge.layers.NORMS`` (``batchnorm = false``
+        """The normalization built, one of ``ganforge.nn.layers.NORMS`` (``batchnorm = false``
         reads ``"none"``)."""
         return self.params.effective_norm
-
-    @property
-    def latent_dim(self) -> int:
-        return self.params.latent_dim
-
-    @property
-    def image_spec(self) -> ImageSpec:
-        return self._spec
-
-    def sample_latent(self, n: int, generator: torch.Generator,
-                      device: torch.device | str | None = None) -> torch.Tensor:
-        return sample_prior(self.params.prior, n, self.params.latent_dim, generator, device)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z``; when conditional, ``y`` gives the classes:

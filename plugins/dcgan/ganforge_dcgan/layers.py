@@ -1,33 +1,24 @@
 """Shared pieces of the DCGAN networks: size arithmetic, normalisation and initialisation
-(the label helpers are ganforge's, in :mod:`ganforge.conditioning`)."""
+(the label helpers are ganforge's, in :mod:`ganforge.nn.conditioning`)."""
 
 from __future__ import annotations
 
 import math
 
-import attrs
 from torch import nn
 
-from ganforge import RecipeError
+from ganforge.nn.network import ImageSizes
 
 #: Image sizes DCGAN supports; the number of blocks follows from the size.
 IMAGE_SIZES = (32, 64, 128)
 
 
-def image_size_validator(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    """Allow ``None`` (take it from the dataset) or one of :data:`IMAGE_SIZES`."""
-    if value is not None and value not in IMAGE_SIZES:
-        raise ValueError(f"'{attribute.name}' must be one of {list(IMAGE_SIZES)}: {value}")
-
-
-def check_dataset_size(network: str, size: int) -> None:
-    """Refuse an image size given by the dataset that DCGAN cannot build, as a recipe error
-    on ``$.dataset.image_size`` (a network's own ``image_size`` param is validated with the
-    recipe, so a size that reaches the network unchecked came from the dataset)."""
-    if size not in IMAGE_SIZES:
-        raise RecipeError.single("$.dataset.image_size",
-                                 f"the dcgan {network} builds images of size "
-                                 f"{', '.join(map(str, IMAGE_SIZES))} only, not {size}")
+#: The sizes and their checks (ganforge's, shared with any network plugin).
+SIZES = ImageSizes("dcgan", IMAGE_SIZES)
+#: attrs validator of ``image_size``: ``None`` (take it from the dataset) or a size above.
+image_size_validator = SIZES.validator
+#: Refuse a dataset's size DCGAN cannot build (a recipe error on ``$.dataset.image_size``).
+check_dataset_size = SIZES.check_dataset_size
 
 
 def num_resolution_steps(image_size: int) -> int:
@@ -40,7 +31,7 @@ OLD_SPELLING = "batchnorm = false is the old spelling of norm = 'none'; set norm
 
 
 def resolve_norm(norm: str, batchnorm: bool) -> str:
-    """The normalization a network builds with, one of :data:`ganforge.layers.NORMS`:
+    """The normalization a network builds with, one of :data:`ganforge.nn.layers.NORMS`:
     ``norm``, except that ``batchnorm = false`` beside the default ``norm = "batch"`` is the
     old spelling of ``"none"``. ``batchnorm = false`` beside any other ``norm`` is a
     ``ValueError``."""

@@ -12,7 +12,7 @@ from torch.nn.utils import parametrize
 
 from ganforge import ImageSpec
 from ganforge.errors import RecipeError
-from ganforge.layers import NORMS, SpectralNorm
+from ganforge.nn.layers import NORMS, SpectralNorm
 from ganforge.recipe import build_recipe
 from ganforge.testing import check_component, plugin_registry
 

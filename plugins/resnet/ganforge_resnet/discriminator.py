@@ -7,23 +7,24 @@ import attrs
 import torch
 from torch import nn
 
-from ganforge import Discriminator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import checked_labels, label_classes, refuse_labels
-from ganforge.layers import norm_validator, spectral_all
+from ganforge import ImageSpec, param
+from ganforge.nn.conditioning import checked_labels, refuse_labels
+from ganforge.nn.layers import norm_validator, spectral_all
+from ganforge.nn.network import NetworkDiscriminator
 
 from .layers import (
     D_LAYOUTS,
+    SIZES,
     DBlock,
     DBlockOptimized,
     channel_widths,
-    check_dataset_size,
     embed,
     image_size_validator,
     xavier,
 )
 
 
-class ResNetDiscriminator(Discriminator):
+class ResNetDiscriminator(NetworkDiscriminator):
     """SNGAN's ResNet D (Miyato et al., 2018, "Spectral Normalization for Generative
     Adversarial Networks"), the D of BigGAN's lineage (Brock et al., 2019).
 
@@ -82,12 +83,7 @@ class ResNetDiscriminator(Discriminator):
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
-        self.params = params
-        spec = resolve_image_spec("discriminator", params.image_size, params.channels,
-                                  image_spec)
-        check_dataset_size("discriminator", spec.size)
-        self.image_spec = spec
-        self._classes = label_classes("discriminator", params.conditional, spec.classes)
+        spec = self.setup_network(params, image_spec, SIZES)  # params, image_spec, _classes
         layout = D_LAYOUTS[spec.size]
         shifts = (layout.first, *(shift for shift, _ in layout.blocks))
         widths = channel_widths("discriminator", params.width or layout.width, shifts,
@@ -105,16 +101,6 @@ class ResNetDiscriminator(Discriminator):
             xavier(self.l_y, 1.0)
         if params.norm == "spectral":
             spectral_all(self)
-
-    @property
-    def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
-        """True when built with ``conditional = true``: called as ``D(images, y)``."""
-        return self._classes > 0
-
-    @property
-    def classes(self) -> int:
-        """How many classes the labels have (0: unconditional)."""
-        return self._classes
 
     def forward(self, images: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """One raw logit per image; when conditional, ``y`` gives the classes (int64

@@ -9,22 +9,23 @@ import attrs
 import torch
 from torch import nn
 
-from ganforge import Generator, ImageSpec, param, resolve_image_spec
-from ganforge.conditioning import checked_labels, label_classes, refuse_labels, sample_prior
-from ganforge.layers import feature_norm, norm_validator, spectral_all
+from ganforge import ImageSpec, param
+from ganforge.nn.conditioning import checked_labels, refuse_labels
+from ganforge.nn.layers import feature_norm, norm_validator, spectral_all
+from ganforge.nn.network import NetworkGenerator
 
 from .layers import (
     G_LAYOUTS,
+    SIZES,
     UPSAMPLE_MODES,
     GBlock,
     channel_widths,
-    check_dataset_size,
     image_size_validator,
     xavier,
 )
 
 
-class ResNetGenerator(Generator):
+class ResNetGenerator(NetworkGenerator):
     """SNGAN's ResNet G (Miyato et al., 2018, "Spectral Normalization for Generative
     Adversarial Networks"), the G of BigGAN's lineage (Brock et al., 2019).
 
@@ -88,12 +89,7 @@ class ResNetGenerator(Generator):
 
     def __init__(self, params: Params, image_spec: ImageSpec | None = None) -> None:
         super().__init__()
-        self.params = params
-        self._spec = resolve_image_spec("generator", params.image_size, params.channels,
-                                        image_spec)
-        size = self._spec.size
-        check_dataset_size("generator", size)
-        self._classes = label_classes("generator", params.conditional, self._spec.classes)
+        size = self.setup_network(params, image_spec, SIZES).size  # params, _spec, _classes
         layout = G_LAYOUTS[size]
         widths = channel_widths("generator", params.width or layout.width, layout.shifts,
                                 size)
@@ -110,28 +106,6 @@ class ResNetGenerator(Generator):
         xavier(self.c_out, 1.0)
         if params.norm == "spectral":
             spectral_all(self)
-
-    @property
-    def conditional(self) -> bool:  # type: ignore[override]  # per instance; base: ClassVar
-        """True when built with ``conditional = true``: called as ``G(z, y)``."""
-        return self._classes > 0
-
-    @property
-    def classes(self) -> int:
-        """How many classes the labels have (0: unconditional)."""
-        return self._classes
-
-    @property
-    def latent_dim(self) -> int:
-        return self.params.latent_dim
-
-    @property
-    def image_spec(self) -> ImageSpec:
-        return self._spec
-
-    def sample_latent(self, n: int, generator: torch.Generator,
-                      device: torch.device | str | None = None) -> torch.Tensor:
-        return sample_prior(self.params.prior, n, self.params.latent_dim, generator, device)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [-1, 1] from latents ``z``; when conditional, ``y`` gives the classes:

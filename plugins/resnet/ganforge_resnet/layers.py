@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ganforge import RecipeError
-from ganforge.layers import feature_norm
+from ganforge.nn.layers import feature_norm
+from ganforge.nn.network import ImageSizes
 
 #: Image sizes the networks are built for (mimicry's SNGAN32, 48, 64 and 128).
 IMAGE_SIZES = (32, 48, 64, 128)
@@ -70,21 +71,13 @@ D_LAYOUTS: dict[int, DiscriminatorLayout] = {
 }
 
 
-def image_size_validator(_instance: object, attribute: attrs.Attribute, value: int | None) -> None:
-    """Allow ``None`` (take it from the dataset) or one of :data:`IMAGE_SIZES`."""
-    if value is not None and value not in IMAGE_SIZES:
-        raise ValueError(f"'{attribute.name}' must be one of {list(IMAGE_SIZES)}: {value}")
-
-
-def check_dataset_size(network: str, size: int) -> None:
-    """Refuse an image size given by the dataset that the networks cannot build, as a
-    recipe error on ``$.dataset.image_size`` (a network's own ``image_size`` param is
-    validated with the recipe, so a size that reaches the network unchecked came from the
-    dataset)."""
-    if size not in IMAGE_SIZES:
-        raise RecipeError.single("$.dataset.image_size",
-                                 f"the resnet {network} builds images of size "
-                                 f"{', '.join(map(str, IMAGE_SIZES))} only, not {size}")
+#: The sizes and their checks (ganforge's, shared with any network plugin).
+SIZES = ImageSizes("resnet", IMAGE_SIZES)
+#: attrs validator of ``image_size``: ``None`` (take it from the dataset) or a size above.
+image_size_validator = SIZES.validator
+#: Refuse a dataset's size the networks cannot build (a recipe error on
+#: ``$.dataset.image_size``).
+check_dataset_size = SIZES.check_dataset_size
 
 
 def channel_widths(network: str, width: int, shifts: tuple[int, ...], size: int) -> list[int]:
@@ -102,7 +95,7 @@ def channel_widths(network: str, width: int, shifts: tuple[int, ...], size: int)
 def embed(embedding: nn.Embedding, y: torch.Tensor) -> torch.Tensor:
     """Rows of ``embedding`` for class indices ``y``, or ``y @ embedding.weight`` for class
     weights (the weight as the layer sees it: spectrally normalised when it is), as
-    :func:`ganforge.conditioning.checked_labels` returns them; for a one-hot row both are the
+    :func:`ganforge.nn.conditioning.checked_labels` returns them; for a one-hot row both are the
     same row."""
     if y.is_floating_point():
         return y @ embedding.weight
@@ -162,7 +155,7 @@ class GBlock(nn.Module):
     """G's upsampling residual block (mimicry's ``GBlock`` with ``upsample=True``).
 
     Residual: norm, ReLU, upsample x2, conv3x3, norm, ReLU, conv3x3. Shortcut: upsample x2,
-    conv1x1. ``norm`` is a :data:`ganforge.layers.NORMS` key (``spectral`` and ``none``
+    conv1x1. ``norm`` is a :data:`ganforge.nn.layers.NORMS` key (``spectral`` and ``none``
     put no layer there); with ``classes > 0`` both norms are
     :class:`ConditionalBatchNorm2d`. The 3x3 convolutions are initialised xavier-uniform
     with gain sqrt(2), the shortcut with gain 1, as in mimicry.

@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 from ganforge import RecipeError
 from ganforge.errors import UsageError
 from ganforge.interfaces import ImageSpec
-from ganforge.layers import NORMS
+from ganforge.nn.layers import NORMS
 
 #: Parameter counts of mimicry's networks (github.com/kwotsin/mimicry at commit
 #: a7fda06c4aff1e6af8dc4c4a35ed6636e434c766), found by building them once with their own
