@@ -84,3 +84,22 @@ def test_network_bases_give_the_repeated_properties() -> None:
         _G(_Params(), ImageSpec(channels=1, size=16))
     with pytest.raises(UsageError, match="conditional = true needs a dataset with classes"):
         _D(_Params(conditional=True), ImageSpec(channels=1, size=8))
+
+
+def test_tracer_groups_layers_and_leaves_the_network_as_found() -> None:
+    from torch import nn
+
+    from ganforge.nn.layers import spectral
+    from ganforge.nn.tracing import group, is_spectral, trace
+
+    net = nn.Sequential(spectral(nn.Conv2d(1, 4, 3)), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 3 * 3, 1))
+    net.train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    structure = group(trace(net, torch.randn(2, 1, 8, 8)))
+    assert [layer.label for layer in structure.layers] == ["0 (Conv2d)", "5 (Linear)"]
+    first = structure.layers[0]
+    assert len(first.batchnorms) == 1 and len(first.activations) == 1
+    assert [call.label for call in structure.resamplers] == ["3 (MaxPool2d)"]
+    assert is_spectral(first.weight.module) and not is_spectral(structure.layers[1].weight.module)
+    assert net.training and all(torch.equal(v, before[k]) for k, v in net.state_dict().items())

@@ -24,12 +24,13 @@ Each guideline is one row of :data:`_RULES` (its name, the networks it judges, i
 the rows read every difference between G and D from the network's :class:`_Role`, and the
 table runs once for G and once for D.
 
-The audit is structure-agnostic: it traces the real execution order of the leaf modules
-of *any* ``nn.Module`` tree with forward hooks during a single forward pass, groups the
-traced leaves into layers (a weight layer plus the norms and activations executed after
-it) and checks those layers. The network is left exactly as it was found: training flags
-are restored, hooks are removed and, since the pass runs in eval mode under
-``torch.no_grad()``, BatchNorm running statistics and parameters are untouched.
+The audit is structure-agnostic: ganforge's tracer (:mod:`ganforge.nn.tracing`) follows
+the real execution order of the leaf modules of *any* ``nn.Module`` tree with forward hooks
+during a single forward pass and groups the traced leaves into layers (a weight layer plus
+the norms and activations executed after it); the rules here check those layers. The
+network is left exactly as it was found: training flags are restored, hooks are removed
+and, since the pass runs in eval mode under ``torch.no_grad()``, BatchNorm running
+statistics and parameters are untouched.
 
 A conditional network (:func:`ganforge.interfaces.is_conditional`) is traced on its
 inputs and class labels, ``network(inputs, labels)``; the labels are concatenated
@@ -42,19 +43,16 @@ module hooks and are therefore reported as missing.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import attrs
 import torch
 from torch import nn
-from torch.nn.modules import activation as _activation_module
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.parameter import UninitializedParameter
-from torch.nn.utils import parametrize
 
 from ganforge.audit import AuditResult
 from ganforge.interfaces import is_conditional
+from ganforge.nn import tracing
 
 __all__ = [
     "AUDITOR",
@@ -81,182 +79,20 @@ _BN_MAX_STD = 0.05
 _MIN_MEAN_TOLERANCE = 0.01
 _ZERO_TOLERANCE = 1e-6
 
-
-def _nn_types(*names: str) -> tuple[type[nn.Module], ...]:
-    """Return the ``torch.nn`` classes among ``names`` that this torch version provides."""
-    return tuple(getattr(nn, name) for name in names if hasattr(nn, name))
-
-
-_CONV_TYPES = _nn_types("Conv1d", "Conv2d", "Conv3d")
-_CONV_TRANSPOSE_TYPES = _nn_types("ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d")
-_WEIGHT_TYPES = (*_CONV_TYPES, *_CONV_TRANSPOSE_TYPES, nn.Linear)
-_UNPOOL_TYPES = _nn_types("MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d")
-_POOL_TYPES = _UNPOOL_TYPES + _nn_types(
-    "MaxPool1d", "MaxPool2d", "MaxPool3d",
-    "AvgPool1d", "AvgPool2d", "AvgPool3d",
-    "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "LPPool1d", "LPPool2d", "LPPool3d",
-    "FractionalMaxPool2d", "FractionalMaxPool3d",
-)  # fmt: skip
-_UPSAMPLE_TYPES = _nn_types("Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d")
-_RESAMPLE_TYPES = (*_POOL_TYPES, *_UPSAMPLE_TYPES)
-_NOOP_TYPES = _nn_types(
-    "Identity", "Flatten", "Unflatten",
-    "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
-)  # fmt: skip
-_OTHER_NORM_TYPES = _nn_types(
-    "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-    "LayerNorm", "GroupNorm", "LocalResponseNorm", "RMSNorm",
-)  # fmt: skip
-_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = tuple(
-    obj
-    for obj in (getattr(_activation_module, name) for name in _activation_module.__all__)
-    if isinstance(obj, type) and issubclass(obj, nn.Module) and obj is not nn.MultiheadAttention
-)
-_TRACE_AS_LEAF = (
-    *_WEIGHT_TYPES,
-    *_RESAMPLE_TYPES,
-    *_NOOP_TYPES,
-    _BatchNorm,
-    *_OTHER_NORM_TYPES,
-    *_ACTIVATION_TYPES,
-)
-
-
-@attrs.frozen
-class _Call:
-    """One traced execution of a leaf module."""
-
-    path: str
-    module: nn.Module
-
-    @property
-    def label(self) -> str:
-        """``"path (ClassName)"``, the way offenders are named in details (the class before
-        any parametrization: ``Conv2d``, not ``ParametrizedConv2d``)."""
-        cls = parametrize.type_before_parametrizations(self.module)
-        return f"{self.path or '<root>'} ({cls.__name__})"
-
-
-@attrs.define
-class _Layer:
-    """A weight layer and the norm / activation modules executed after it."""
-
-    weight: _Call
-    batchnorms: list[_Call] = attrs.field(factory=list)
-    other_norms: list[_Call] = attrs.field(factory=list)
-    activations: list[_Call] = attrs.field(factory=list)
-
-    @property
-    def label(self) -> str:
-        """Label of the layer's weight module."""
-        return self.weight.label
-
-
-@attrs.frozen
-class _Structure:
-    """The traced network: its layers in execution order and any resampling modules."""
-
-    layers: tuple[_Layer, ...]
-    resamplers: tuple[_Call, ...]
-
-
-def _traced_leaves(network: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules to hook: leaves, plus known layer types even if they have children.
-
-    Known layer types (a Conv with ``torch.nn.utils.parametrize`` children, for example)
-    are traced as a whole and their descendants are skipped.
-    """
-    selected: list[tuple[str, nn.Module]] = []
-    prefixes: list[str] = []
-    for path, module in network.named_modules():
-        if any(path.startswith(prefix) for prefix in prefixes):
-            continue
-        if isinstance(module, _TRACE_AS_LEAF) or next(module.children(), None) is None:
-            selected.append((path, module))
-            prefixes.append(f"{path}." if path else "")
-    return selected
-
-
-def _spectral_weight(module: nn.Module) -> torch.Tensor | None:
-    """The weight before spectral normalization when ``module`` has it (torch's
-    parametrization or the older forward pre-hook), else None."""
-    if parametrize.is_parametrized(module, "weight"):
-        chain: Any = module.parametrizations["weight"]  # type: ignore[index]
-        # torch's class, or ganforge.nn.layers.SpectralNorm (a subclass that works compiled)
-        from torch.nn.utils.parametrizations import _SpectralNorm
-
-        if any(isinstance(p, _SpectralNorm) for p in chain):
-            return chain.original
-    from torch.nn.utils.spectral_norm import SpectralNorm
-
-    hooks = getattr(module, "_forward_pre_hooks", {}).values()
-    if any(isinstance(hook, SpectralNorm) for hook in hooks):
-        original = getattr(module, "weight_orig", None)
-        return original if isinstance(original, torch.Tensor) else None
-    return None
-
-
-def _is_spectral(module: nn.Module) -> bool:
-    """True when ``module``'s weight is spectrally normalized."""
-    return _spectral_weight(module) is not None
-
-
-def _make_hook(calls: list[_Call], path: str) -> Callable[[nn.Module, object, object], None]:
-    def hook(module: nn.Module, _args: object, _output: object) -> None:
-        calls.append(_Call(path, module))
-
-    return hook
-
-
-def _trace(network: nn.Module, inputs: torch.Tensor,
-           labels: torch.Tensor | None = None) -> list[_Call]:
-    """Run one eval-mode, no-grad forward pass and return the leaf calls in order.
-
-    The pass is ``network(inputs)``, or ``network(inputs, labels)`` when labels are given.
-    Every module's training flag is restored and every hook removed afterwards, even if
-    the forward pass raises.
-    """
-    calls: list[_Call] = []
-    flags = [(module, module.training) for module in network.modules()]
-    handles = []
-    try:
-        for path, module in _traced_leaves(network):
-            handles.append(module.register_forward_hook(_make_hook(calls, path)))
-        network.eval()
-        with torch.no_grad():
-            if labels is None:
-                network(inputs)
-            else:
-                network(inputs, labels)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in flags:
-            module.training = flag
-    return calls
-
-
-def _group(calls: Iterable[_Call]) -> _Structure:
-    """Group traced leaf calls into weight layers; collect pooling / upsampling calls."""
-    layers: list[_Layer] = []
-    resamplers: list[_Call] = []
-    for call in calls:
-        module = call.module
-        if isinstance(module, _WEIGHT_TYPES):
-            layers.append(_Layer(call))
-        elif isinstance(module, _RESAMPLE_TYPES):
-            resamplers.append(call)
-        elif isinstance(module, _NOOP_TYPES) or not layers:
-            continue
-        elif isinstance(module, _BatchNorm):
-            layers[-1].batchnorms.append(call)
-        elif isinstance(module, _OTHER_NORM_TYPES):
-            layers[-1].other_norms.append(call)
-        elif isinstance(module, _ACTIVATION_TYPES):
-            layers[-1].activations.append(call)
-    return _Structure(tuple(layers), tuple(resamplers))
+# The generic tracer is ganforge's (ganforge.nn.tracing); the rules below read it under
+# these names.
+_CONV_TRANSPOSE_TYPES = tracing.CONV_TRANSPOSE_TYPES
+_CONV_TYPES = tracing.CONV_TYPES
+_POOL_TYPES = tracing.POOL_TYPES
+_UNPOOL_TYPES = tracing.UNPOOL_TYPES
+_Call = tracing.Call
+_Layer = tracing.Layer
+_Structure = tracing.Structure
+_group = tracing.group
+_is_spectral = tracing.is_spectral
+_spectral_weight = tracing.spectral_weight
+_trace = tracing.trace
+_tensor = tracing.usable_tensor
 
 
 @attrs.frozen
@@ -442,16 +278,6 @@ def _activations(role: _Role, structure: _Structure) -> _Verdict:
     return offenders, (
         f"{expected} after {count} of {count} layers before the {role.last} layer; {final}"
     )
-
-
-def _tensor(module: nn.Module, name: str) -> torch.Tensor | None:
-    """Return a usable (initialised, non-empty) parameter ``name`` of ``module``, if any."""
-    value = getattr(module, name, None)
-    if not isinstance(value, torch.Tensor) or isinstance(value, UninitializedParameter):
-        return None
-    if value.numel() == 0:
-        return None
-    return value.detach().float()
 
 
 def _mean_tolerance(numel: int) -> float:
