@@ -12,6 +12,7 @@ import attrs
 import tomli_w
 
 from ..errors import RecipeError, UnknownComponentError
+from ..io.limits import MAX_STEPS
 from ..params import at_most, param
 from ..registry import Registry, split_qualified
 from ..structuring import Problems, key_path, structure_params, unstructure_params
@@ -33,7 +34,6 @@ _non_negative = attrs.validators.ge(0)
 # untrusted input: without a ceiling, num_workers = 10**20 forks until the machine is
 # killed and prefetch_factor = 10**8 fills its memory. Each ceiling lies far above any
 # real use and below the point where the number does harm.
-MAX_STEPS = 10**9
 MAX_BATCH_SIZE = 2**16
 MAX_NUM_WORKERS = 256
 MAX_PREFETCH_FACTOR = 32

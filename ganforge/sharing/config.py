@@ -1,312 +1,39 @@
-"""``config.json`` of an exported model folder: what rebuilds the generator, as attrs
-classes, written by :func:`config_json` and read back without trusting the file by
-:func:`read_config`.
-
-The file is untrusted (it may come from the Hub): it is read only when it is a regular file
-under :data:`MAX_CONFIG_BYTES`, as UTF-8 JSON with no key given twice and no ``NaN``, and
-structured through the project's strict cattrs converter (unknown keys, missing keys, wrong
-types and values out of range are refused, every problem with its path). Each refusal is
-one :class:`~ganforge.errors.CheckpointError` line naming the file.
-"""
+"""Old home of :mod:`ganforge.io.export_config` (``config.json`` of an exported model
+folder), kept so that its imports go on working: this name is that module."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import re
-import stat
-import typing
-from pathlib import Path
-from typing import Any
+import sys
 
-import attrs
-
-from ..errors import RecipeError
-from ..structuring import converter, key_path, structure_params, unknown_key_problems
-from ..training.checkpoint_format import (
-    EMA_PREFIX,
-    DuplicateKey,
-    no_duplicate_keys,
-    quoted,
-    refusal,
+from ..io import export_config as _export_config
+from ..io.export_config import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EMA_WEIGHTS,
+    EXPORTED_FILES,
+    FORMAT,
+    FORMAT_VERSION,
+    MAX_CONFIG_BYTES,
+    RAW_PREFIX,
+    SAMPLES_NAME,
+    WEIGHTS_NAME,
+    ExportConfig,
+    GeneratorConfig,
+    ImageConfig,
+    LatentConfig,
+    PluginPin,
+    WeightsConfig,
+    config_json,
+    decode_config,
+    problems_line,
+    read_config,
 )
 
-#: What ``config.json``'s ``format`` says: a ganforge generator export.
-FORMAT = "ganforge-generator"
-#: The version of the folder layout this ganforge writes and reads.
-FORMAT_VERSION = 1
-#: The files of an exported folder.
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-CARD_NAME = "README.md"
-SAMPLES_NAME = "samples.png"
-EXPORTED_FILES = (WEIGHTS_NAME, SAMPLES_NAME, CARD_NAME, CONFIG_NAME)
-#: Tensor name prefixes in ``model.safetensors``: ``generator.<state_dict key>`` (the raw G)
-#: and ``generator_ema.<state_dict key>`` (the moving average of G, when the run kept one).
-RAW_PREFIX = "generator"
-EMA_WEIGHTS = EMA_PREFIX
-#: A config file larger than this is refused before it is parsed.
-MAX_CONFIG_BYTES = 1024 * 1024
+__all__ = [
+    "CARD_NAME", "CONFIG_NAME", "EMA_WEIGHTS", "EXPORTED_FILES", "FORMAT", "FORMAT_VERSION",
+    "MAX_CONFIG_BYTES", "RAW_PREFIX", "SAMPLES_NAME", "WEIGHTS_NAME", "ExportConfig",
+    "GeneratorConfig", "ImageConfig", "LatentConfig", "PluginPin", "WeightsConfig",
+    "config_json", "decode_config", "problems_line", "read_config",
+]
 
-_QUALIFIED = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}:[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-_TOKEN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
-_DIST = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,59}")
-
-
-def _matches(pattern: re.Pattern[str], what: str) -> Any:
-    def check(_instance: Any, attribute: Any, value: str | None) -> None:
-        if value is not None and not pattern.fullmatch(value):
-            raise ValueError(f"'{attribute.name}' {quoted(value, 40)} is not {what}")
-    return check
-
-
-def _between(low: int, high: int) -> Any:
-    def check(_instance: Any, attribute: Any, value: int) -> None:
-        if not low <= value <= high:
-            raise ValueError(f"'{attribute.name}' must be in [{low}, {high}]: "
-                             f"{quoted(value, 40)}")
-    return check
-
-
-def _one_of(*allowed: str | None) -> Any:
-    def check(_instance: Any, attribute: Any, value: str | None) -> None:
-        if value not in allowed:
-            raise ValueError(f"'{attribute.name}' must be one of {quoted(list(allowed))}: "
-                             f"{quoted(value, 40)}")
-    return check
-
-
-def _version_map(_instance: Any, attribute: Any, value: dict[str, str]) -> None:
-    for key, version in value.items():
-        if not (_TOKEN.fullmatch(key) and isinstance(version, str)
-                and _VERSION.fullmatch(version)):
-            raise ValueError(f"'{attribute.name}' holds {quoted(key, 40)}: "
-                             f"{quoted(version, 40)}, not a name and a version")
-
-
-def _plugin_names(_instance: Any, attribute: Any, value: dict[str, Any]) -> None:
-    for key in value:
-        if not _TOKEN.fullmatch(key):
-            raise ValueError(f"'{attribute.name}' holds {quoted(key, 40)}, not a plugin name")
-
-
-def _an_object(_instance: Any, attribute: Any, value: Any) -> None:
-    # (typed ``Any`` for the converter, which would take a string for a mapping)
-    if not isinstance(value, dict):
-        raise TypeError(f"'{attribute.name}' must be an object, got {type(value).__name__}")
-
-
-@attrs.frozen
-class GeneratorConfig:
-    """The generator component: its qualified name (``plugin:name``) and its params."""
-
-    use: str = attrs.field(validator=_matches(_QUALIFIED, "a qualified component name "
-                                                          "(plugin:name)"))
-    #: A JSON object; structured by the component's own ``Params`` when the folder is loaded.
-    params: Any = attrs.field(validator=_an_object)
-
-
-@attrs.frozen
-class ImageConfig:
-    """The images G draws, and the classes a conditional G is built for (0: none)."""
-
-    channels: int = attrs.field(validator=_between(1, 1024))
-    size: int = attrs.field(validator=_between(1, 65536))
-    classes: int = attrs.field(validator=_between(0, 2**20))
-
-
-@attrs.frozen
-class LatentConfig:
-    """The latents G takes: their size and, where the generator has one, its prior."""
-
-    dim: int = attrs.field(validator=_between(1, 2**24))
-    prior: str | None = attrs.field(validator=_matches(_TOKEN, "a prior name"))
-
-
-@attrs.frozen
-class WeightsConfig:
-    """Which tensors of ``model.safetensors`` hold which weights: ``raw`` the generator
-    as trained, ``ema`` its moving average (``None``: the run kept none). The EMA is what
-    loading gives by default."""
-
-    raw: str = attrs.field(validator=_one_of(RAW_PREFIX))
-    ema: str | None = attrs.field(validator=_one_of(EMA_WEIGHTS, None))
-
-
-@attrs.frozen
-class PluginPin:
-    """The distribution (and its version) that provides a plugin's components."""
-
-    distribution: str = attrs.field(validator=_matches(_DIST, "a distribution name"))
-    version: str = attrs.field(validator=_matches(_VERSION, "a version"))
-
-    def requirement(self) -> str:
-        """``dist==version``, what ``pip install`` takes."""
-        return f"{self.distribution}=={self.version}"
-
-
-@attrs.frozen
-class ExportConfig:
-    """Everything ``config.json`` holds; see ``docs/sharing.md`` for each key."""
-
-    format: str = attrs.field(validator=_one_of(FORMAT))
-    format_version: int = attrs.field(validator=_between(FORMAT_VERSION, FORMAT_VERSION))
-    #: The ganforge that exported the folder.
-    ganforge_version: str = attrs.field(validator=_matches(_VERSION, "a version"))
-    #: The training step of the checkpoint it was exported from.
-    step: int = attrs.field(validator=_between(0, 2**62))
-    generator: GeneratorConfig
-    image: ImageConfig
-    latent: LatentConfig
-    conditional: bool
-    weights: WeightsConfig
-    #: The plugin the generator needs, by plugin name (the qualifier of ``generator.use``):
-    #: at most that one entry.
-    plugins: dict[str, PluginPin] = attrs.field(validator=_plugin_names)
-    #: Versions of ganforge and torch that trained it (as the checkpoint recorded them).
-    trained_with: dict[str, Any] = attrs.field(validator=_version_map)
-
-    @property
-    def plugin(self) -> str:
-        """The plugin of the generator (``dcgan`` for ``dcgan:dcgan``)."""
-        return self.generator.use.rpartition(":")[0]
-
-    @property
-    def has_ema(self) -> bool:
-        return self.weights.ema is not None
-
-
-def config_json(config: ExportConfig) -> str:
-    """The text of ``config.json`` (sorted keys, two-space indent, a final newline)."""
-    # (the converter itself, not ``unstructure_params``: a ``null`` is kept, so that every
-    # key is always present and a missing one can be refused)
-    return json.dumps(converter().unstructure(config), indent=2, sort_keys=True) + "\n"
-
-
-def decode_config(data: Any, source: Path | str) -> ExportConfig:
-    """``data`` (parsed ``config.json``) as an :class:`ExportConfig`, or one
-    :class:`~ganforge.errors.CheckpointError` line naming ``source`` with every problem."""
-    if not isinstance(data, dict):
-        raise refusal(source, f"not a ganforge export config: the file holds "
-                              f"{type(data).__name__}, not a JSON object")
-    if data.get("format") != FORMAT:
-        raise refusal(source, f"not a ganforge export config (format "
-                              f"{quoted(data.get('format'), 40)}, expected {quoted(FORMAT)})")
-    version = data.get("format_version")
-    if version != FORMAT_VERSION or isinstance(version, bool):
-        newer = isinstance(version, int) and not isinstance(version, bool) \
-            and version > FORMAT_VERSION
-        hint = "; it was written by a newer ganforge: upgrade ganforge" if newer else ""
-        raise refusal(source, f"format_version {quoted(version, 20)} is not one this ganforge "
-                              f"reads ({FORMAT_VERSION}){hint}")
-    try:
-        return _structure_config(data)
-    except RecipeError as exc:
-        raise refusal(source, problems_line(exc)) from None
-
-
-def _structure_config(data: dict[str, Any]) -> ExportConfig:
-    """:func:`~ganforge.structuring.structure_params` for each part on its own, so that every
-    problem of the file (an unknown key in ``image`` as much as a wrong ``step``) is
-    reported at once with its path."""
-    attrs.resolve_types(ExportConfig)
-    problems = unknown_key_problems(ExportConfig, data, "$")
-    values: dict[str, Any] = {}
-    for field in attrs.fields(ExportConfig):
-        where = key_path("$", field.name)
-        if field.name not in data:
-            problems.append((where, "required key is missing"))
-            continue
-        value = data[field.name]
-        try:
-            if isinstance(field.type, type) and attrs.has(field.type):
-                values[field.name] = structure_params(field.type, value, where)
-                continue
-            if typing.get_origin(field.type) is dict and not isinstance(value, dict):
-                raise TypeError(f"expected an object, got {type(value).__name__}")
-            if field.name == "plugins":
-                value = {name: structure_params(PluginPin, pin, key_path(where, name))
-                         for name, pin in value.items()}
-            else:
-                value = converter().structure(value, field.type)  # type: ignore[arg-type]
-            if field.validator is not None:
-                field.validator(None, field, value)
-        except RecipeError as exc:
-            problems.extend(exc.problems)
-            continue
-        except (TypeError, ValueError) as exc:
-            problems.append((where, (str(exc).splitlines() or [type(exc).__name__])[0]))
-            continue
-        values[field.name] = value
-    if "plugins" in values and "generator" in values:
-        needed = values["generator"].use.rpartition(":")[0]
-        problems += [(key_path("$.plugins", name), f"the generator's plugin is {needed!r}")
-                     for name in values["plugins"] if name != needed]
-    if problems:
-        raise RecipeError(problems)
-    return ExportConfig(**values)
-
-
-def problems_line(exc: RecipeError, shown: int = 5, chars: int = 200) -> str:
-    """A :class:`RecipeError`'s problems as one bounded line (a hostile file must not turn
-    one error line into megabytes)."""
-    parts = [f"{where}: {message}"[:chars] for where, message in exc.problems[:shown]]
-    more = len(exc.problems) - len(parts)
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text[:30]} is out of a float's range")
-    return value
-
-
-def read_config(path: str | Path) -> ExportConfig:
-    """Read and validate an exported folder's ``config.json``; see the module docstring."""
-    path = Path(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise refusal(path, "no such file; a folder written by ganforge export holds "
-                            f"{CONFIG_NAME}") from None
-    except OSError as exc:
-        raise refusal(path, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise refusal(path, "not a regular file")
-        if info.st_size > MAX_CONFIG_BYTES:
-            raise refusal(path, f"{info.st_size} bytes, over the {MAX_CONFIG_BYTES}-byte limit "
-                                "of a config file")
-        os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb") as f:
-            fd = -1
-            raw = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise refusal(path, f"cannot read: {exc.strerror or exc}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise refusal(path, f"over the {MAX_CONFIG_BYTES}-byte limit of a config file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise refusal(path, f"not UTF-8 text (byte {exc.start})") from None
-    try:
-        data = json.loads(text, object_pairs_hook=no_duplicate_keys,
-                          parse_constant=_no_constant, parse_float=_finite_float)
-    except DuplicateKey as exc:
-        raise refusal(path, f"the key {quoted(exc.args[0])} is given twice") from None
-    except (ValueError, RecursionError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise refusal(path, f"not valid JSON: {first[:200]}") from None
-    return decode_config(data, path)
+sys.modules[__name__] = _export_config

@@ -4,7 +4,7 @@ from the header alone, before the module's memory is allocated) and an optimizer
 (:func:`validate_optimizer_state`).
 
 This module's one job is that comparison; reading the file is
-:mod:`ganforge.training.checkpoint_format`'s. Every mismatch is named key by key, and all of
+:mod:`ganforge.io.checkpoint_files`'. Every mismatch is named key by key, and all of
 them are reported in one :class:`~ganforge.errors.CheckpointError` line naming the file;
 nothing is loaded when anything is wrong.
 """
@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint_format import TensorInfo, is_int, quoted, refusal
+from ..io.refusals import is_int, quoted, refusal
+from ..io.safetensors_read import TensorInfo
 
 
 def _names(keys: list[str]) -> str:
