@@ -2,17 +2,24 @@
 without reading data, and G and D with seeded initial weights (optionally on the ``meta``
 device, shapes only). Used by :func:`~ganforge.training.assembly.assemble` and by the
 checks that bound a checkpoint's networks before they are built.
+
+Datasets, metrics and feature extractors are built here too (:func:`build_dataset`,
+:func:`build_metrics`, :func:`build_extractor`, :func:`extractor_builder`), for training,
+the Python API and the commands alike: nothing else creates them from the registry.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
-from ..errors import UsageError
-from ..interfaces import Discriminator, Generator, ImageSpec
+from ..errors import RecipeError, UnknownComponentError, UsageError
+from ..interfaces import Dataset, Discriminator, Generator, ImageSpec, Metric
 from ..recipe import Recipe
 from ..registry import Registry
 
@@ -81,3 +88,47 @@ def build_networks(recipe: Recipe, registry: Registry, spec: ImageSpec | None = 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         discriminator = recipe["discriminator"].create(registry, image_spec=spec)
     return generator, discriminator
+
+
+def build_dataset(table: Mapping[str, Any], registry: Registry) -> Dataset:
+    """The dataset a table names: ``{"use": name, **params}`` (a recipe's ``[dataset]``)."""
+    params = {key: value for key, value in table.items() if key != "use"}
+    return registry.create("dataset", table["use"], params)
+
+
+def build_metrics(metrics: Mapping[str, Any], registry: Registry
+                  ) -> dict[str, tuple[str, Metric]]:
+    """The metrics by label, each ``(name, metric)`` as the evaluator takes them.
+
+    A value is either ``(name, params table)`` (e.g. ``ganforge eval -m fid``: label and
+    name alike) or a recipe's component choice (``recipe.metrics``: its short name and
+    params)."""
+    built: dict[str, tuple[str, Metric]] = {}
+    for label, spec in metrics.items():
+        if isinstance(spec, tuple):
+            name, params = spec
+            built[label] = (name, registry.create("metric", name, dict(params)))
+        else:
+            built[label] = (spec.short, spec.create(registry))
+    return built
+
+
+def build_extractor(registry: Registry, params: Any, device: torch.device) -> Any:
+    """The feature extractor a metric's ``params`` name (``extractor``, with
+    :meth:`~ganforge.evaluation.metrics.MetricParams.extractor_table`), loaded on
+    ``device``; one line naming the extractor when it is unknown or its params are wrong."""
+    try:
+        extractor = registry.create("extractor", params.extractor, params.extractor_table())
+    except UnknownComponentError as exc:
+        raise UsageError(f"feature extractor: {exc}") from None
+    except RecipeError as exc:
+        raise UsageError(f"feature extractor {params.extractor!r}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    extractor.load(device)
+    return extractor
+
+
+def extractor_builder(registry: Registry, device: torch.device) -> Callable[[Any], Any]:
+    """:func:`build_extractor` bound to ``registry`` and ``device``: what
+    :class:`~ganforge.evaluation.evaluator.Evaluator` takes as ``build_extractor``."""
+    return functools.partial(build_extractor, registry, device=device)
