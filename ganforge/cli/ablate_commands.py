@@ -40,58 +40,61 @@ def ablate(
 ) -> None:
     """Run every variant of a sweep recipe ([sweep] table); resumable: run it again to
     finish an interrupted sweep without redoing finished variants."""
-    from ..sweep.plan import differences, plan_sweep
-    from ..sweep.report import curves_plot, samples_sheet
-    from ..sweep.results import collect
-    from ..sweep.runner import run_plan, run_state
+    from rich.markup import escape
+
+    from ..api.ablate import ablate as run_sweep
+    from ..api.ablate import plan as plan_sweep
 
     plugins = load_plugins_or_warn()
-    plan = plan_sweep(recipe, plugins.registry, overrides or [], out)
     console = Console()
     if not console.is_terminal:  # logs and files: do not squeeze the tables into 80 columns
         console = Console(width=160)
     if dry_run:
-        table = Table(title=f"{recipe}: {len(plan.variants)} variants x "
-                            f"{len(plan.runs) // max(1, len(plan.variants))} seeds "
-                            f"-> {plan.out}")
-        for column in ("variant", "seeds", "state", "differences from the base"):
-            table.add_column(column)
-        for variant in plan.variants:
-            runs = [r for r in plan.runs if r.variant == variant]
-            diff = differences(plan.base, runs[0].recipe)
-            text = "\n".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in diff.items())
-            states = ", ".join(sorted({run_state(r) for r in runs}))
-            table.add_row(variant, ", ".join(str(r.seed) for r in runs), states,
-                          text or "(the base)")
-        console.print(table)
+        _print_plan(console, recipe, plan_sweep(recipe, overrides=overrides or [], out=out,
+                                                plugins=plugins))
         return
     err = stderr()
 
-    from rich.markup import escape
-
-    def on_event(outcome: Any, done: int, total: int) -> None:
+    def on_run(outcome: Any, done: int, total: int) -> None:
         colour = {"finished": "green", "skipped": "cyan", "failed": "red"}[outcome.status]
         extra = f" in {outcome.seconds:.0f} s" if outcome.seconds else ""
         extra += f": {outcome.error}" if outcome.error else ""
         err.print(f"{escape(f'[{done}/{total}]')} [{colour}]{outcome.status}[/{colour}] "
                   f"{escape(f'{outcome.variant} seed {outcome.seed}{extra}')}", markup=True)
 
-    err.print(f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in {plan.out}, "
-              f"{jobs} at a time", markup=False)
-    outcomes = run_plan(plan, jobs, on_event,
-                        source={"recipe": str(recipe), "overrides": overrides or []})
-    _rows, summary = collect(plan, plugins.registry)
-    _print_summary(console, summary)
-    console.print(f"results: {plan.out / 'results.csv'}, {plan.out / 'results.jsonl'}, "
-                  f"{plan.out / 'summary.csv'}", markup=False)
+    result = run_sweep(recipe, overrides=overrides or [], out=out, jobs=jobs, report=report,
+                       on_run=on_run, plugins=plugins,
+                       on_plan=lambda plan: err.print(
+                           f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in "
+                           f"{plan.out}, {jobs} at a time", markup=False))
+    _print_summary(console, result.summary)
+    out_dir = result.plan.out
+    console.print(f"results: {out_dir / 'results.csv'}, {out_dir / 'results.jsonl'}, "
+                  f"{out_dir / 'summary.csv'}", markup=False)
     if report:
-        sheet = samples_sheet(plan, plan.out / "samples.png")
-        curves = curves_plot(plan, plan.out / "curves.png")
-        console.print(f"report: {sheet}, {curves}", markup=False)
-    failed = [o for o in outcomes if o.status == "failed"]
-    if failed:
-        raise TrainingError(f"{len(failed)} of {len(outcomes)} runs failed; run the same "
-                            "command again to retry them")
+        shown = [p for p in result.files if p.name in ("samples.png", "curves.png")]
+        console.print(f"report: {', '.join(str(p) for p in shown)}", markup=False)
+    if result.failed:
+        raise TrainingError(f"{len(result.failed)} of {len(result.outcomes)} runs failed; run "
+                            "the same command again to retry them")
+
+
+def _print_plan(console: Console, recipe: Path, plan: Any) -> None:
+    from ..sweep.plan import differences
+    from ..sweep.runner import run_state
+
+    table = Table(title=f"{recipe}: {len(plan.variants)} variants x "
+                        f"{len(plan.runs) // max(1, len(plan.variants))} seeds -> {plan.out}")
+    for column in ("variant", "seeds", "state", "differences from the base"):
+        table.add_column(column)
+    for variant in plan.variants:
+        runs = [r for r in plan.runs if r.variant == variant]
+        diff = differences(plan.base, runs[0].recipe)
+        text = "\n".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in diff.items())
+        states = ", ".join(sorted({run_state(r) for r in runs}))
+        table.add_row(variant, ", ".join(str(r.seed) for r in runs), states,
+                      text or "(the base)")
+    console.print(table)
 
 
 def _print_summary(console: Console, summary: list[dict[str, Any]]) -> None:

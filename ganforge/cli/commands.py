@@ -40,15 +40,10 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
 ) -> None:
     """Train a recipe; writes samples, metrics, TensorBoard logs and checkpoints."""
-    from ..training import train
+    from ..api.train import train
 
-    plugins = load_plugins_or_warn()
-    resolved = load_recipe_file(recipe, overrides, plugins)
-    # A recipe by name (ganforge:quickstart) runs in runs/quickstart, like its file would.
-    name = recipe.stem if recipe.suffix == ".toml" or ":" not in str(recipe) \
-        else str(recipe).rpartition(":")[2].replace("/", "_")
-    run_dir = out or Path(resolved.run.out or Path("runs") / name)
-    result = train(resolved, plugins, run_dir, resume=resume, progress=not quiet)
+    result = train(recipe, load_plugins_or_warn(), overrides=overrides or [], out=out,
+                   resume=resume, progress=not quiet)
     code = 128 + (result.stop_signal or signal.SIGINT) if result.interrupted else 0
     if os.environ.get("RANK", "0") != "0":
         raise typer.Exit(code)  # under torchrun, rank 0 reports; every rank exits alike
@@ -260,39 +255,18 @@ def sample(
     A conditional generator draws one row per class, the same latents in every row
     (``--class all``, the default), or N images of one class (``--class K``).
     ``--truncation T`` draws the latents under BigGAN's truncation trick."""
-    from ..interfaces import is_conditional
-    from ..sampling import (
-        check_count,
-        check_output_path,
-        check_seed,
-        check_truncation,
-        parse_class,
-        write_grid,
-    )
-    from ..sharing.grid import sample_grid
-    from ..sharing.loading import load_exported
+    from ..api.sample import sample as draw
+    from ..sampling import check_count, check_output_path, check_seed, check_truncation
     from ..training import resolve_device
-    from ..training.assembly import load_experiment
 
-    # Every option is checked before plugins, checkpoint or network are touched.
+    # Every option is checked (and named as typed) before anything is loaded.
     target = check_output_path(out, "--out")
     check_count(n, "--n")
     check_seed(seed)
     check_truncation(truncation)
-    dev = resolve_device(device, "--device")
-    loaded = load_plugins_or_warn()
-    if checkpoint.is_dir():
-        exported = load_exported(checkpoint, loaded.registry, dev, ema=not no_ema)
-        generator, step, classes = exported.generator, exported.step, exported.classes
-        is_ema = exported.is_ema
-    else:
-        experiment = load_experiment(checkpoint, loaded.registry, dev, ema=not no_ema)
-        assert experiment.generator is not None
-        generator, step, classes = experiment.generator, experiment.step, experiment.classes
-        is_ema = experiment.generator_is_ema
-    label = parse_class(class_, classes, is_conditional(generator))
-    drawn = sample_grid(generator, n, seed, classes, label, dev, truncation)
-    write_grid(drawn.grid, target)
-    which = " (EMA)" if is_ema else ""
-    stderr().print(f"wrote {drawn.count} samples{drawn.what} from step {step}{which} to "
-                   f"{target}", markup=False)
+    resolve_device(device, "--device")
+    drawn = draw(checkpoint, n, seed=seed, out=target, truncation=truncation, class_=class_,
+                 ema=not no_ema, device=device, plugins=load_plugins_or_warn())
+    which = " (EMA)" if drawn.is_ema else ""
+    stderr().print(f"wrote {drawn.count} samples{drawn.what} from step {drawn.step}{which} "
+                   f"to {target}", markup=False)

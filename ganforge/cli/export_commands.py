@@ -36,37 +36,26 @@ def export(
 
     ganforge sample DIR and ganforge.load_generator(DIR) use the folder with nothing else
     (no run directory, no dataset)."""
+    from ..api.export import export as export_folder
     from ..errors import UsageError
     from ..sampling import check_count, check_seed
-    from ..sharing import EXPORTED_FILES, export_checkpoint
-    from ..sharing.export import check_out_folder
-    from ..sharing.hub import check_repo_id, hub_api
-    from ..sharing.hub import push_to_hub as push
     from ..training import resolve_device
 
-    # Every option is checked before the checkpoint is read or anything is written.
+    # Every option is checked (and named as typed) before anything is read or written.
     check_count(n, "--n")
     check_seed(seed)
-    dev = resolve_device(device, "--device")
+    resolve_device(device, "--device")
     if private and push_to_hub is None:
         raise UsageError("--private is for --push-to-hub; add --push-to-hub OWNER/NAME")
-    api = None
-    if push_to_hub is not None:
-        check_repo_id(push_to_hub)
-        api = hub_api()
-    check_out_folder(out, force)
-    plugins = load_plugins_or_warn()
-    result = export_checkpoint(checkpoint, out, plugins, device=dev, n=n, seed=seed,
-                               force=force)
-    console = stderr()
+    done = export_folder(checkpoint, out, n=n, seed=seed, force=force,
+                         push_to_hub=push_to_hub, private=private, device=device,
+                         plugins=load_plugins_or_warn())
+    result, console = done.written, stderr()
     for note in result.notes:
         console.print(f"warning: {note}", markup=False)
     which = "and its EMA " if result.config.has_ema else ""
     scores = f", {len(result.scores)} score(s)" if result.scores else ", no scores recorded"
     console.print(f"exported the generator {which}of step {result.config.step} to {out} "
                   f"({', '.join(p.name for p in result.files)}{scores})", markup=False)
-    if push_to_hub is not None:
-        url = push(out, push_to_hub, EXPORTED_FILES, private=private, api=api,
-                   commit_message=f"ganforge export of {checkpoint.name} "
-                                  f"(step {result.config.step})")
-        console.print(f"pushed to {push_to_hub}: {url}", markup=False)
+    if done.hub_url is not None:
+        console.print(f"pushed to {push_to_hub}: {done.hub_url}", markup=False)

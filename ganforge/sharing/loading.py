@@ -20,12 +20,12 @@ import torch
 
 from ..errors import CheckpointError, RecipeError, UnknownComponentError
 from ..interfaces import Generator, ImageSpec, is_conditional
+from ..io.export_config import ExportConfig, read_config
+from ..io.model_folder import CONFIG_NAME, WEIGHTS_NAME, read_weights
+from ..io.refusals import problems_line, quoted, refusal
 from ..training.checkpoint_checks import layout_problems, load_module_state
-from ..training.checkpoint_format import quoted, refusal
 from ..training.run_dir import RunDirectory
 from ..training.size_bounds import built_on_meta, check_network_size, check_sample_size
-from .config import CONFIG_NAME, WEIGHTS_NAME, ExportConfig, problems_line, read_config
-from .weights import read_weights
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -187,14 +187,13 @@ def load_generator(path: str | Path, device: torch.device | str = "cpu", *, ema:
         images = generator(z)  # (16, C, H, W) in [-1, 1]; G(z, labels) when conditional
     """
     from ..training import resolve_device
-    from ..training.assembly import load_generator as load_checkpoint_generator
+    from ..training.experiment_loading import load_experiment
 
     if registry is None:
         from ..plugins import load_plugins
 
         registry = load_plugins().registry
     dev = resolve_device(device, "device") if isinstance(device, str) else device
-    if Path(path).is_dir():
-        return load_exported(path, registry, dev, ema=ema).generator
-    generator, _recipe, _step = load_checkpoint_generator(path, registry, dev, ema=ema)
+    generator = load_experiment(path, registry, dev, ema=ema).generator
+    assert generator is not None  # the generator is always loaded
     return generator

@@ -25,8 +25,8 @@ from ..interfaces import (
     is_conditional,
     loss_takes_labels,
 )
+from ..io.checkpoint_schema import CheckpointContents
 from ..recipe import Recipe
-from .checkpoint_format import CheckpointContents
 from .ema import GeneratorEMA
 from .speed import SpeedSettings
 
@@ -37,7 +37,8 @@ class Experiment:
     ``torch.compile`` wrap them in the training step, never here); a part a command did not
     ask for is None."""
 
-    recipe: Recipe
+    #: The recipe it was assembled from (``None`` for an exported folder: see ``recipe``).
+    recipe_or_none: Recipe | None = attrs.field(alias="recipe")
     device: torch.device
     speed: SpeedSettings
     dataset: Dataset | None = None
@@ -67,6 +68,17 @@ class Experiment:
     generator_is_ema: bool = False
     #: The step of the checkpoint it was loaded from (0 for a fresh assembly).
     step: int = 0
+    #: Where it was loaded from (a checkpoint or an exported folder); None when assembled.
+    source: Path | None = None
+
+    @property
+    def recipe(self) -> Recipe:
+        """The recipe it was assembled from. An exported folder holds the generator alone,
+        without a recipe: asking for it is one :class:`UsageError` line."""
+        if self.recipe_or_none is None:
+            raise UsageError(f"{self.source}: an exported folder holds the generator alone, "
+                             "not its recipe; use the run's checkpoint for what needs one")
+        return self.recipe_or_none
 
     @property
     def classes(self) -> int:

@@ -19,14 +19,16 @@ import torch
 
 from ..errors import CheckpointError, DataError, RecipeError, UsageError
 from ..interfaces import Dataset, Generator
+from ..io.checkpoint_files import read_checkpoint, read_header
+from ..io.checkpoint_schema import EMA_PREFIX
 from ..recipe import Recipe, apply_overrides, build_recipe, parse_override
 from ..registry import Registry
 from .assembly import assemble
-from .building import build_generator, build_networks
+from .building import build_generator, build_networks, resolve_device
 from .checkpoint_checks import load_module_state
-from .checkpoint_format import EMA_PREFIX, read_checkpoint, read_header
 from .experiment import Experiment
 from .size_bounds import check_before_building
+from .speed import SpeedSettings
 
 #: ``<distribution> <version>`` as a checkpoint records a plugin's origin.
 _PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}( [A-Za-z0-9][A-Za-z0-9.+!_-]{0,59})?")
@@ -38,17 +40,20 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
                     note: Callable[[str], None] | None = None,
                     ema: bool = True) -> Experiment:
     """The trained networks among ``parts`` (``generator``, ``discriminator``) of a
-    checkpoint, in eval mode, with its recipe and step; ``dataset`` among ``parts`` adds the
-    checkpoint's dataset (:func:`checkpoint_dataset`, changed by ``dataset_overrides``;
-    ``note`` is told which folder it reads). The generator holds the EMA weights when the
-    run kept an average of G (``[ema]``), unless ``ema`` is False (``--no-ema``);
-    ``generator_is_ema`` says which it got.
+    checkpoint, in eval mode, with its recipe and step; or the generator of a folder
+    written by ``ganforge export`` (which holds nothing else, and no recipe). ``dataset``
+    among ``parts`` adds the checkpoint's dataset (:func:`checkpoint_dataset`, changed by
+    ``dataset_overrides``; ``note`` is told which folder it reads). The generator holds
+    the EMA weights when the run kept an average of G (``[ema]``), unless ``ema`` is False
+    (``--no-ema``); ``generator_is_ema`` says which it got.
 
     Networks are built on the ``meta`` device first, compared with the tensor shapes in
     the checkpoint's header and bounded in size (:mod:`.size_bounds`): a small file whose
     embedded recipe asks for a huge network is refused before any memory is allocated and
     before the tensors are read. A network not asked for is never built for real."""
     path = Path(path)
+    if path.is_dir():
+        return _exported_folder(path, registry, device, parts, ema)
     header = read_header(path)
     recipe = embedded_recipe(path, header.recipe_table, registry, header.versions)
     networks = [n for n in ("generator", "discriminator") if n in parts]
@@ -76,7 +81,26 @@ def load_experiment(path: str | Path, registry: Registry, device: torch.device |
         module.eval()
     built.step = contents.step
     built.generator_is_ema = use_ema and "generator" in networks
+    built.source = path
     return built
+
+
+def _exported_folder(folder: Path, registry: Registry, device: torch.device | str,
+                     parts: Collection[str], ema: bool) -> Experiment:
+    """The generator of a folder written by ``ganforge export`` as an :class:`Experiment`
+    (no recipe, no D, no dataset: the folder holds none of them)."""
+    from ..sharing.loading import load_exported  # exported folders are sharing's format
+
+    others = sorted(set(parts) - {"generator"})
+    if others:
+        raise UsageError(f"{folder}: an exported folder holds the generator alone, not "
+                         f"{' or '.join(others)}; give the run's checkpoint instead")
+    dev = resolve_device(device, "device") if isinstance(device, str) else device
+    exported = load_exported(folder, registry, dev, ema=ema)
+    generator = exported.generator
+    return Experiment(None, dev, SpeedSettings(False, False, False), generator=generator,
+                      spec=generator.image_spec, generator_is_ema=exported.is_ema,
+                      step=exported.step, source=folder)
 
 
 def load_generator(path: str | Path, registry: Registry, device: torch.device | str = "cpu",
