@@ -23,17 +23,22 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff over the sources, plugins, tests and benchmarks."""
+    """ruff over the sources (the plugin template's too), plugins, tests and benchmarks."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "ganforge", "plugins", "tests", "noxfile.py")
+    session.run("ruff", "check", "ganforge", "ganforge/templates/plugin", "plugins", "tests",
+                "noxfile.py")
 
 
 @nox.session(python="3.11")
 def typecheck(session: nox.Session) -> None:
-    """mypy over ganforge and the shipped plugins (settings in pyproject.toml)."""
+    """mypy over ganforge, the shipped plugins and the plugin template's sources (settings in
+    pyproject.toml). The template is checked on its own: its package is no part of
+    ganforge's (``ganforge new plugin`` renames it)."""
     session.install(*PACKAGES, "mypy>=1.10")
     session.run("mypy", "ganforge", "plugins/dcgan/ganforge_dcgan",
                 "plugins/resnet/ganforge_resnet")
+    session.run("mypy", "ganforge/templates/plugin/ganforge_plugin",
+                "ganforge/templates/plugin/tests")
 
 
 @nox.session(python="3.11")

@@ -18,7 +18,10 @@ from typer.testing import CliRunner
 from ganforge.cli import app
 from ganforge.cli.plugin_template import KINDS
 
-ALL_KINDS = ",".join(KINDS)
+#: The kinds the template had first; the later ones (regularizer, augment, extractor) are
+#: generated and checked in tests/test_new_plugin_kinds.py.
+FIRST_KINDS = ("generator", "discriminator", "loss", "optimizer", "scheduler", "dataset")
+ALL_KINDS = ",".join(FIRST_KINDS)
 
 
 def new_plugin(*args: str):
@@ -44,13 +47,13 @@ def test_generated_plugin_passes_its_own_tests(tmp_path: Path) -> None:
     assert project["name"] == "ganforge-kitgen" and project["dependencies"] == ["ganforge"]
     assert project["entry-points"]["ganforge"] == {"kitgen": "ganforge_kitgen.plugin"}
     for kind in KINDS:
-        assert (out / "ganforge_kitgen" / f"{kind}.py").is_file()
+        assert (out / "ganforge_kitgen" / f"{kind}.py").is_file() == (kind in FIRST_KINDS)
     # Importable from the folder alone: nothing is installed into the shared environment.
     env = {**os.environ, "PYTHONPATH": str(out), "GANFORGE_CACHE_DIR": str(tmp_path / "cache")}
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                          cwd=out, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "8 passed" in run.stdout
+    assert "9 passed" in run.stdout  # 6 components, their list, settings + hook, the recipe
 
 
 def test_default_kinds_and_a_recipe_that_borrows_networks(tmp_path: Path,

@@ -26,13 +26,15 @@ def plugin(
     kinds: str | None = typer.Option(
         None, "--kinds", "-k",
         help="Comma-separated kinds to write one example of: generator, discriminator, loss, "
-             "optimizer, scheduler, dataset (default: generator,discriminator,loss)."),
+             "optimizer, scheduler, regularizer, augment, dataset, extractor (default: "
+             "generator,discriminator,loss)."),
 ) -> None:
     """Write a new plugin distribution to start from.
 
     It holds pyproject.toml with the ganforge entry point, the package with one working
-    component of each kind asked for, a recipe, contract tests (ganforge.testing) and a
-    README. Nothing is installed."""
+    component of each kind asked for, the plugin's settings table and an observer hook, a
+    recipe, contract tests (ganforge.testing) and a README, from the template shipped in
+    ganforge/templates/plugin/. Nothing is installed."""
     from .plugin_template import name_problem, parse_kinds, render
 
     problem = name_problem(name) or taken_problem(name)
