@@ -1,21 +1,23 @@
 """``ganforge eval --seeds 0,1,2``: each metric scored once per evaluation seed (the
 metric's ``seed`` param: the generated latents and the real-image selection), reported as
-mean ± standard deviation (n - 1) over the seeds, as mimicry reports its scores."""
+mean ± standard deviation (n - 1) over the seeds, as mimicry reports its scores. The
+scoring is :func:`ganforge.api.evaluate.evaluate`'s; here the option is parsed and the
+summaries printed."""
 
 from __future__ import annotations
 
 import json
-import statistics
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from ..api.evaluate import MAX_SEEDS
 from ..errors import UsageError
+from ..evaluation.results import aggregate_seeds as aggregate
 from ..sampling import check_seed
 
-#: Most seeds one ``--seeds`` takes: every seed is a full evaluation.
-MAX_SEEDS = 100
+__all__ = ["MAX_SEEDS", "aggregate", "parse_seeds", "print_aggregate"]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -31,24 +33,6 @@ def parse_seeds(text: str) -> list[int]:
         raise UsageError(f"--seeds {text!r}: give 2 to {MAX_SEEDS} different seeds (a "
                          "standard deviation needs two)")
     return seeds
-
-
-def aggregate(runs: list[tuple[int, list[Any]]]) -> list[dict[str, Any]]:
-    """One summary per metric of ``runs`` ((seed, MetricResults) per seed): ``value`` (the
-    mean), ``std`` (sample standard deviation, n - 1), ``seeds`` and ``per_seed`` (each
-    seed's value, extras and protocol)."""
-    summaries: dict[str, dict[str, Any]] = {}
-    for seed, results in runs:
-        for r in results:
-            entry = summaries.setdefault(r.label, {"metric": r.label, "per_seed": []})
-            entry["per_seed"].append({"seed": seed, "value": r.value, **r.extra,
-                                      "protocol": r.protocol})
-    for entry in summaries.values():
-        values = [s["value"] for s in entry["per_seed"]]
-        entry["value"] = statistics.fmean(values)
-        entry["std"] = statistics.stdev(values)
-        entry["seeds"] = [s["seed"] for s in entry["per_seed"]]
-    return list(summaries.values())
 
 
 def print_aggregate(summaries: list[dict[str, Any]], title: str, as_json: bool) -> None:

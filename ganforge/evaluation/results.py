@@ -1,9 +1,12 @@
 """What an evaluation returns: one metric's score with its protocol
 (:class:`MetricResult`), a metric scored class by class (:class:`ClassResults`), and the
-warning for a score that used fewer images than the protocol it claims."""
+warning for a score that used fewer images than the protocol it claims, and the mean ± std
+of scores over several evaluation seeds (:func:`aggregate_seeds`)."""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -85,3 +88,21 @@ class ClassResults:
         return (f"intra-class {self.label} {self.value:.4f}, mean of {p['classes']} classes "
                 f"({each} fake and real images per class, {p['extractor']}, resize "
                 f"{p['resize']}, dataset {p['dataset']['use']})")
+
+
+def aggregate_seeds(runs: Sequence[tuple[int, Sequence[MetricResult]]]) -> list[dict[str, Any]]:
+    """One summary per metric of ``runs`` ((seed, MetricResults) per seed): ``value`` (the
+    mean), ``std`` (sample standard deviation, n - 1), ``seeds`` and ``per_seed`` (each
+    seed's value, extras and protocol)."""
+    summaries: dict[str, dict[str, Any]] = {}
+    for seed, results in runs:
+        for r in results:
+            entry = summaries.setdefault(r.label, {"metric": r.label, "per_seed": []})
+            entry["per_seed"].append({"seed": seed, "value": r.value, **r.extra,
+                                      "protocol": r.protocol})
+    for entry in summaries.values():
+        values = [s["value"] for s in entry["per_seed"]]
+        entry["value"] = statistics.fmean(values)
+        entry["std"] = statistics.stdev(values)
+        entry["seeds"] = [s["seed"] for s in entry["per_seed"]]
+    return list(summaries.values())
