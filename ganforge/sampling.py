@@ -14,8 +14,8 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from .errors import UsageError
-from .files import writing
 from .interfaces import Generator, is_conditional
+from .io.files import writing
 
 #: Most images one command draws into one grid or sheet (a 64 x 64 grid): more is
 #: unreadable as a picture and only costs memory.

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UsageError
-from ..files import read_npy_header
+from ..io.files import read_npy_header
 
 MANIFEST = "manifest.json"
 SOURCE = "source.json"

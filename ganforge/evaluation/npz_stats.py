@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
-from ..files import read_npy_header, write_bytes_atomic
+from ..io.files import read_npy_header, write_bytes_atomic
 
 #: The arrays a statistics file must hold.
 KEYS = ("mu", "sigma")

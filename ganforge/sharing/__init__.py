@@ -3,7 +3,7 @@ the Hugging Face Hub layout (``model.safetensors``, ``config.json``, ``README.md
 ``samples.png``), :func:`load_generator` and ``ganforge sample DIR`` read it back with
 nothing else, and :func:`push_to_hub` uploads it. See ``docs/sharing.md``."""
 
-from .config import (
+from ..io.export_config import (
     CARD_NAME,
     CONFIG_NAME,
     EXPORTED_FILES,

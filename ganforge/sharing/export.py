@@ -15,13 +15,10 @@ import torch
 
 from .._version import __version__
 from ..errors import UsageError
-from ..files import write_bytes_atomic, write_text_atomic, writing
 from ..interfaces import Generator, is_conditional
-from ..plugins import Plugins
-from ..structuring import unstructure_params
-from ..training.assembly import load_experiment
-from ..training.checkpoint_format import EMA_PREFIX, CheckpointHeader, read_header
-from .config import (
+from ..io.checkpoint_files import read_header
+from ..io.checkpoint_schema import EMA_PREFIX, CheckpointHeader
+from ..io.export_config import (
     CARD_NAME,
     CONFIG_NAME,
     EXPORTED_FILES,
@@ -39,10 +36,14 @@ from .config import (
     config_json,
     decode_config,
 )
+from ..io.files import write_bytes_atomic, write_text_atomic, writing
+from ..io.model_folder import weights_bytes
+from ..plugins import Plugins
+from ..structuring import unstructure_params
+from ..training.assembly import load_experiment
 from .grid import png_bytes, sample_grid
 from .model_card import CardInputs, model_card
 from .scores import Score, recorded_scores
-from .weights import weights_bytes
 
 _PIN = re.compile(r"([A-Za-z0-9][A-Za-z0-9._-]{0,99}) ([A-Za-z0-9][A-Za-z0-9.+!_-]{0,59})")
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 
-from .config import SAMPLES_NAME, ExportConfig
+from ..io.export_config import ExportConfig
+from ..io.model_folder import SAMPLES_NAME
 from .scores import Score
 
 

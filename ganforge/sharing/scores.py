@@ -24,10 +24,11 @@ from typing import Any, TypeGuard
 import attrs
 
 from ..errors import StorageError
-from ..files import read_jsonl
+from ..io.checkpoint_names import EVALUATIONS_SUFFIX
+from ..io.checkpoint_schema import CheckpointHeader
+from ..io.files import read_jsonl
 from ..recipe import Recipe
 from ..structuring import unstructure_params
-from ..training.checkpoint_format import EVALUATIONS_SUFFIX, CheckpointHeader
 from ..training.run_dir import RunDirectory
 
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..files import read_jsonl
+from ..io.files import read_jsonl
 from ..training.run_dir import RunDirectory
 from .plan import PlannedRun, SweepPlan
 

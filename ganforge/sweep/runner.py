@@ -30,8 +30,8 @@ from typing import Any
 import attrs
 
 from ..errors import RunDirectoryBusy
-from ..files import write_text_atomic
-from ..training.checkpoint_format import latest_checkpoint
+from ..io.checkpoint_names import latest_checkpoint
+from ..io.files import write_text_atomic
 from ..training.run_dir import FolderLock, RunDirectory
 from .plan import PlannedRun, SweepPlan
 

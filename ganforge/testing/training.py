@@ -61,9 +61,9 @@ def train_and_resume(recipe: Mapping[str, Any] | str | Path | None = None, *,
     ``resume_at`` with ``resume=True`` (as after a kill); the two final checkpoints must
     hold identical tensors (weights, optimizer states, RNG states, component state) and
     metadata. Raises ``AssertionError`` naming what differs."""
+    from ..io.checkpoint_names import checkpoint_step
     from ..recipe.model import build_recipe
     from ..training import read_checkpoint, train
-    from ..training.checkpoint_format import checkpoint_step
 
     plugins = as_plugins(registry)
     table = training_table(recipe, overrides, steps, resume_at)

@@ -68,7 +68,7 @@ def read_run_id(run_dir: Path, plugin: str) -> str | None:
 
 def write_run_id(run_dir: Path, plugin: str, run_id: str) -> None:
     """Keep the tracker's run id in the run directory (written atomically)."""
-    from ..files import write_text_atomic
+    from ..io.files import write_text_atomic
 
     write_text_atomic(run_id_path(run_dir, plugin), run_id + "\n")
 

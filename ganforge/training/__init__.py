@@ -1,5 +1,7 @@
 """Training: assembly, the training step, the trainer, checkpoints and the run directory."""
 
+from ..io.checkpoint_files import read_checkpoint
+from ..io.checkpoint_names import latest_checkpoint
 from .assembly import (
     Experiment,
     assemble,
@@ -8,7 +10,6 @@ from .assembly import (
     load_experiment,
     resolve_device,
 )
-from .checkpoint_format import latest_checkpoint, read_checkpoint
 from .run_dir import RunDirectory
 from .trainer import Trainer, TrainResult, train
 

@@ -9,7 +9,7 @@ from typing import TextIO
 
 import torch
 
-from ..files import read_jsonl, write_text_atomic, writing
+from ..io.files import read_jsonl, write_text_atomic, writing
 
 
 def open_jsonl(path: Path, start_step: int,

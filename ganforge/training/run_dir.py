@@ -14,8 +14,8 @@ from pathlib import Path
 import attrs
 
 from ..errors import RunDirectoryBusy
-from ..files import TEMPORARY_SUFFIX, writing
-from .checkpoint_format import checkpoint_name, latest_checkpoint, rotate
+from ..io.checkpoint_names import checkpoint_name, latest_checkpoint, rotate
+from ..io.files import TEMPORARY_SUFFIX, writing
 
 #: The lock file inside a locked folder; it holds the holder's PID (for the message only:
 #: the lock itself is the kernel's, released when the holder dies).

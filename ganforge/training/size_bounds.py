@@ -20,8 +20,9 @@ import torch
 
 from ..errors import GanforgeError
 from ..interfaces import Generator, is_conditional
+from ..io.refusals import refusal
+from ..io.safetensors_read import TensorInfo
 from .checkpoint_checks import check_module_layout
-from .checkpoint_format import TensorInfo, refusal
 
 #: Most values (parameters and buffers) one network may hold: 8 GiB in float32, far above
 #: any GAN (BigGAN's G holds about 70 million).
