@@ -276,7 +276,7 @@ def _claimed_protocols(checkpoint: Path, names: list[str]) -> dict[str, dict[str
     and notes a different pipeline. Nothing when the header does not read (the checkpoint
     is refused with its own message later)."""
     from ..errors import GanforgeError
-    from ..training.checkpoint_format import read_header
+    from ..io.checkpoint_files import read_header
 
     try:
         table = read_header(checkpoint).recipe_table

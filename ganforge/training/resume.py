@@ -17,18 +17,12 @@ import attrs
 import torch
 
 from ..errors import CheckpointError, RecipeError, UsageError
+from ..io.checkpoint_files import optimizer_from_flat, optimizer_to_flat, read_checkpoint
+from ..io.checkpoint_schema import EMA_PREFIX, GradScalerState, TrainerMeta
 from ..recipe import Recipe, build_recipe
 from ..registry import Registry
 from ..seeds import derive_seed
 from .checkpoint_checks import load_module_state, validate_optimizer_state
-from .checkpoint_format import (
-    EMA_PREFIX,
-    GradScalerState,
-    TrainerMeta,
-    optimizer_from_flat,
-    optimizer_to_flat,
-    read_checkpoint,
-)
 from .rng import capture_rng, restore_rng, rng_state_problems
 from .run_dir import RunDirectory
 from .step import NETWORK_INDEX

@@ -23,8 +23,9 @@ import torch
 from .._version import __version__
 from ..datasets.policy import ImageBatch
 from ..errors import TrainingError, UsageError
-from ..files import write_text_atomic, writing
 from ..interfaces import is_conditional
+from ..io.checkpoint_files import write_checkpoint
+from ..io.files import write_text_atomic, writing
 from ..plugins import Plugins
 from ..recipe import Recipe
 from ..sampling import (
@@ -38,7 +39,6 @@ from ..sampling import (
 from ..seeds import derive_seed
 from .assembly import Experiment, assemble, resolve_device
 from .callbacks import DivergencePolicy, LossMeter, default_callbacks
-from .checkpoint_format import write_checkpoint
 from .data import real_batches, shutdown_workers
 from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch
