@@ -24,6 +24,7 @@ _EXPORTS = {
     "Dataset": "interfaces",
     "Metric": "interfaces",
     "FeatureExtractor": "interfaces",
+    "Callback": "interfaces",
     "ImageSpec": "interfaces",
     "resolve_image_spec": "interfaces",
     "is_conditional": "interfaces",
@@ -53,6 +54,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (
         Augment,
+        Callback,
         Component,
         ComponentState,
         Dataset,

@@ -15,6 +15,7 @@ import attrs
 import torch
 from torch import nn
 
+from .callback import Callback
 from .errors import UsageError
 from .params import at_most, param
 
@@ -548,4 +549,5 @@ BASE_CLASSES: dict[str, type] = {
     "dataset": Dataset,
     "metric": Metric,
     "extractor": FeatureExtractor,
+    "callback": Callback,
 }

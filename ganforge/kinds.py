@@ -5,4 +5,5 @@ from __future__ import annotations
 
 #: Every kind, in the order the CLI lists them.
 KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "scheduler",
-                          "regularizer", "augment", "dataset", "metric", "extractor")
+                          "regularizer", "augment", "dataset", "metric", "extractor",
+                          "callback")
