@@ -18,6 +18,7 @@ from ..registry import Registry, split_qualified
 from ..structuring import Problems, key_path, structure_params, unstructure_params
 from ..suggest import did_you_mean
 from .loading import Table, apply_overrides, load_raw, merge
+from .tables import COMPONENT_TABLES, DEFAULTS, LABEL, PER_NETWORK, TOP_LEVEL, build_labelled
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
@@ -192,34 +193,10 @@ class ComponentChoice:
         return {"use": self.name, **unstructure_params(self.params)}
 
 
-#: Recipe table path -> component kind.
-COMPONENT_TABLES: dict[str, str] = {
-    "dataset": "dataset",
-    "generator": "generator",
-    "discriminator": "discriminator",
-    "loss": "loss",
-    "optimizer.generator": "optimizer",
-    "optimizer.discriminator": "optimizer",
-    "schedule.generator": "scheduler",
-    "schedule.discriminator": "scheduler",
-    "augment": "augment",
-}
-
-#: Tables filled in when a recipe leaves them out.
-DEFAULTS: Table = {
-    "loss": {"use": "bce"},
-    "optimizer": {"generator": {"use": "adam"}, "discriminator": {"use": "adam"}},
-    "schedule": {"generator": {"use": "constant"}, "discriminator": {"use": "constant"}},
-    "augment": {"use": "none"},
-}
-
-_TOP_LEVEL = ("run", "eval", "ema", "dataset", "generator", "discriminator", "loss",
-              "optimizer", "schedule", "augment", "regularizers", "plugins")
-#: What a ``[regularizers.<label>]`` label may look like: it names the logged value
-#: (``reg/<label>``) and the component's checkpoint state.
-REGULARIZER_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
-#: Tables with one sub-table per network.
-_PER_NETWORK = ("optimizer", "schedule")
+# The recipe's tables live in .tables (re-exported here under their old names).
+_TOP_LEVEL = TOP_LEVEL
+REGULARIZER_LABEL = LABEL
+_PER_NETWORK = PER_NETWORK
 
 
 @attrs.frozen
@@ -247,6 +224,12 @@ class Recipe:
     def regularizers(self) -> dict[str, ComponentChoice]:
         """``[regularizers.<label>]`` tables by label, in recipe order."""
         prefix = "regularizers."
+        return {k[len(prefix):]: v for k, v in self.components.items() if k.startswith(prefix)}
+
+    @property
+    def callbacks(self) -> dict[str, ComponentChoice]:
+        """``[callbacks.<label>]`` tables by label, in recipe order."""
+        prefix = "callbacks."
         return {k[len(prefix):]: v for k, v in self.components.items() if k.startswith(prefix)}
 
     @property
@@ -355,7 +338,9 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
                 kind, name, registry.structure(kind, name, params, path), path)
         except RecipeError as exc:
             problems.extend(exc.problems)
-    _build_regularizers(table.get("regularizers", {}), registry, components, problems)
+    for section in ("regularizers", "callbacks"):
+        components.update(build_labelled(section, table.get(section, {}), registry, problems,
+                                         ComponentChoice))
     evaluation = _build_eval(table.get("eval", {}), registry, components, problems)
     plugins = _build_plugin_settings(table.get("plugins", {}), registry, problems)
     if problems:
@@ -415,33 +400,6 @@ def _build_plugin_settings(data: Any, registry: Registry, problems: Problems) ->
         except RecipeError as exc:
             problems.extend(exc.problems)
     return settings
-
-
-def _build_regularizers(data: Any, registry: Registry, components: dict[str, ComponentChoice],
-                        problems: Problems) -> None:
-    """Structure the ``[regularizers.<label>]`` tables, one regularizer component each."""
-    if not isinstance(data, Mapping):
-        problems.append(("$.regularizers", "expected a table of [regularizers.<label>] tables"))
-        return
-    for label, table in data.items():
-        path = key_path("$.regularizers", label)
-        if not isinstance(label, str) or not REGULARIZER_LABEL.fullmatch(label):
-            problems.append((path, "a regularizer label is a letter, then letters, digits or "
-                                   "_ (at most 64): it names the logged reg/<label>"))
-            continue
-        if not isinstance(table, Mapping) or not isinstance(table.get("use"), str):
-            problems.append((f"{path}.use", "required: the registered regularizer name"))
-            continue
-        try:
-            name = registry.qualified("regularizer", table["use"])
-            params = {k: v for k, v in table.items() if k != "use"}
-            components[f"regularizers.{label}"] = ComponentChoice(
-                "regularizer", name, registry.structure("regularizer", name, params, path),
-                path)
-        except UnknownComponentError as exc:
-            problems.append((f"{path}.use", str(exc)))
-        except RecipeError as exc:
-            problems.extend(exc.problems)
 
 
 def _check_extractor(params: Any, registry: Registry, path: str, problems: Problems) -> None:
