@@ -2,7 +2,10 @@
 
 A plugin is a module (found through the ``ganforge`` entry-point group) that implements
 some of these functions, decorated with :data:`ganforge.hookimpl`. Only
-``ganforge_register`` is needed to add components; the others observe runs.
+``ganforge_register`` is needed to add components; the others observe runs. The trainer
+broadcasts the observer hooks from a built-in callback
+(:class:`~ganforge.training.callbacks.ObserverBroadcast`); code that keeps state or steers
+a run is a :class:`~ganforge.callback.Callback` instead (``docs/callbacks.md``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """What a checkpoint holds of a run and how a run continues from one: capturing the whole
 state, restoring it exactly, and refusing (or noting) what would make a resume inexact.
 
-A resumed run may change only how long and how it runs (``[run]`` and ``[eval]``, except
-:data:`RESUME_FIXED_RUN_KEYS`), never what it computes. CPU thread counts and the precision
-``run.precision = "auto"`` resolves to are recorded, and a change is noted.
+A resumed run may change only how long and how it runs (``[run]``, ``[eval]`` and
+``[callbacks.*]``, except :data:`RESUME_FIXED_RUN_KEYS`), never what it computes. CPU
+thread counts and the precision ``run.precision = "auto"`` resolves to are recorded, and a
+change is noted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..io.checkpoint_schema import EMA_PREFIX, GradScalerState, TrainerMeta
 from ..recipe import Recipe, build_recipe
 from ..registry import Registry
 from ..seeds import derive_seed
+from .callbacks import split_callback_state
 from .checkpoint_checks import load_module_state, validate_optimizer_state
 from .rng import capture_rng, restore_rng, rng_state_problems
 from .run_dir import RunDirectory
@@ -37,13 +39,14 @@ RESUME_FIXED_RUN_KEYS = ("seed", "batch_size", "d_steps", "sample_count", "preci
 def recipe_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
                        registry: Registry | None = None) -> list[str]:
     """The tables and ``[run]`` keys in which two resolved recipes (as tables) differ in
-    what they compute: every table but ``[run]`` and ``[eval]``, and
+    what they compute: every table but ``[run]``, ``[eval]`` and ``[callbacks.*]``, and
     :data:`RESUME_FIXED_RUN_KEYS`. With ``registry``, ``saved`` is resolved again first, so
     tables and params added since it was written (at their defaults, which compute what
     the old version did) do not count as differences."""
     saved = resolved_again(saved, registry)
     differing = sorted(k for k in set(saved) | set(current)
-                       if k not in ("run", "eval", "plugins") and saved.get(k) != current.get(k))
+                       if k not in ("run", "eval", "plugins", "callbacks")
+                       and saved.get(k) != current.get(k))
     differing += _plugin_differences(saved.get("plugins"), current.get("plugins"), registry)
     saved_run, current_run = saved.get("run", {}), current.get("run", {})
     saved_run = saved_run if isinstance(saved_run, Mapping) else {}
@@ -108,6 +111,9 @@ def capture_state(trainer: Trainer
     tensors.update(trainer.losses.state())
     component_tensors, components = trainer.experiment.component_states()
     tensors.update(component_tensors)
+    callback_tensors, callback_values = trainer.callbacks.states()
+    tensors.update(callback_tensors)
+    components.update(callback_values)
     return tensors, optimizers, components
 
 
@@ -145,7 +151,13 @@ def restore_state(trainer: Trainer, path: str | Path) -> None:
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: optimizer, RNG or trainer state does not load: "
                               f"{exc}") from None
-    trainer.notes.extend(trainer.experiment.load_component_states(contents, path))
+    # The callbacks' state (``callbacks.<key>``) goes to the callbacks, the rest to the
+    # experiment's components.
+    (callback_tensors, callback_values), (tensors, values) = split_callback_state(
+        contents.tensors, contents.components)
+    trainer.notes.extend(trainer.experiment.load_component_states(
+        attrs.evolve(contents, tensors=tensors, components=values), path))
+    trainer.notes.extend(trainer.callbacks.load_states(callback_tensors, callback_values, path))
     meta = contents.trainer
     trainer.step = contents.step
     trainer.batches_seen = (meta.batches_seen if meta.batches_seen is not None

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import attrs
 import torch
 
 from .._version import __version__
+from ..callback import Callback
 from ..datasets.policy import ImageBatch
 from ..errors import TrainingError, UsageError
 from ..interfaces import is_conditional
@@ -38,7 +39,7 @@ from ..sampling import (
 )
 from ..seeds import derive_seed
 from .assembly import Experiment, assemble, resolve_device
-from .callbacks import DivergencePolicy, LossMeter, default_callbacks
+from .callbacks import LossMeter, RunContext, run_callbacks
 from .data import real_batches, shutdown_workers
 from .distributed import init_distributed, is_main_process
 from .divergence import DivergenceWatch
@@ -49,7 +50,7 @@ from .resume_point import resume_checkpoint
 from .run_dir import RunDirectory
 from .shape_check import check_network_shapes
 from .step import GANStep, forward_module
-from .stopping import StopRequest, StopVote
+from .stopping import StopRequest
 
 
 @attrs.frozen
@@ -65,15 +66,19 @@ class TrainResult:
     skipped_images: int = 0
     #: The signal that stopped the run (SIGINT or SIGTERM), when ``interrupted``.
     stop_signal: int | None = None
+    #: Why a callback ended the run early (``ctx.request_stop``), else None.
+    stopped_by: str | None = None
 
 
 class Trainer:
     """Trains one recipe in one run directory. Create, optionally :meth:`restore`, then
-    :meth:`fit`. ``notify(hook, **kwargs)`` broadcasts observer hooks (default: none)."""
+    :meth:`fit`. ``notify(hook, **kwargs)`` broadcasts observer hooks (default: the
+    plugins'); ``callbacks`` run after the built-in periodic work (``docs/callbacks.md``)."""
 
     def __init__(self, recipe: Recipe, plugins: Plugins, run_dir: str | Path, *,
                  progress: bool = True,
-                 notify: Callable[..., Any] | None = None) -> None:
+                 notify: Callable[..., Any] | None = None,
+                 callbacks: Sequence[Callback] = ()) -> None:
         self.recipe = recipe
         self.registry = plugins.registry
         loaded = [r for r in plugins.records if r.status == "loaded" and r.version]
@@ -125,6 +130,9 @@ class Trainer:
         self._elapsed_before = 0.0
         self._session_start: float | None = None
         self._last_checkpoint: Path | None = None
+        #: Every callback of the run, and the context they are given (never the trainer).
+        self.callbacks = run_callbacks(recipe, self.registry, callbacks)
+        self.context = RunContext(self)
 
     # The assembled parts, by the names the rest of the trainer uses.
     generator = property(lambda self: self.experiment.generator)
@@ -162,53 +170,43 @@ class Trainer:
     # -- the loop ---------------------------------------------------------------------------
 
     def fit(self) -> TrainResult:
-        """Train from the current step to ``run.steps``. Ctrl-C or SIGTERM stops after the
-        current step with a checkpoint (a second one aborts at once); see ``stopping.py``."""
-        run, start, stop = self.recipe.run, self.step, StopRequest()
+        """Train from the current step to ``run.steps``, running the callbacks on the steps
+        where they are due. Ctrl-C or SIGTERM stops after the current step with a checkpoint
+        (a second one aborts at once); see ``stopping.py``. So does a callback's
+        ``ctx.request_stop``."""
+        run, start, stop, ctx = self.recipe.run, self.step, StopRequest(), self.context
         with contextlib.ExitStack() as stack:
             self._open_outputs(stack, start)
             next_real = functools.partial(self.next_real, self._real_batches(stack))
             stack.enter_context(stop)
             self.stop_requested = lambda: stop.requested
-            vote = StopVote(self.dist)
-            stack.callback(vote.close)
-            self.notify("ganforge_run_started", run_dir=self.dirs.root,
-                        recipe=self.recipe.to_dict(), step=start)
-            progress = stack.enter_context(TrainingProgress(
-                run.steps, start, enabled=self.show_progress and self.dist.is_main))
+            progress = TrainingProgress(run.steps, start,
+                                        enabled=self.show_progress and self.dist.is_main)
+            ctx.begin(stack, progress, stop)
+            self.callbacks.start(ctx)
+            stack.enter_context(progress)
             self._session_start = time.perf_counter()
             for message in self.notes if self.dist.is_main else ():
                 progress.warn(message)
-            callbacks, divergence = default_callbacks(self, start), DivergencePolicy()
-            while self.step < run.steps:
+            if ctx.stop_asked:  # asked before any step (the same on every rank: restored)
+                ctx.agree_stop(None)
+            while self.step < run.steps and not ctx.stopping:
                 self.experiment.on_step(self.step + 1)
                 self.losses.add(*self.train_step(next_real, self.step + 1))
                 self.step += 1
                 progress.advance(self.step)
-                due = [c for c in callbacks if c.due(self.step, self.step == run.steps)]
-                if due and divergence.rolled_back(self, progress):  # a sync paid for anyway
-                    for callback in callbacks:
-                        callback.restart(self.step)
-                    continue
-                for callback in due:
-                    callback(self, progress)
-                if self.logged:  # losses and evaluation of this step: one ganforge_log call
-                    self.notify("ganforge_log", step=self.step, metrics=dict(self.logged))
-                    self.logged.clear()
-                # One process stops at once; many stop after the same step (stopping.py).
-                if agreed := vote.vote(stop.signum):
-                    stop.agree(agreed)
-                    break
-            if agreed := vote.finish():  # a vote still in flight when the loop ended
-                stop.agree(agreed)
-            if stop.requested and self.step > start and (
+                self.callbacks.step_end(ctx, self.step, self.step == run.steps)
+            if (stop.requested or ctx.stopping) and self.step > start and (
                     self._last_checkpoint != self.dirs.checkpoint_path(self.step)):
-                progress.note(f"interrupted: checkpoint {self.save_checkpoint()} written")
-        if not stop.requested:
-            self.notify("ganforge_run_finished", run_dir=self.dirs.root, step=self.step)
+                what = "interrupted" if stop.requested else f"stopped ({ctx.stop_reason})"
+                progress.note(f"{what}: checkpoint {self.save_checkpoint()} written")
+            elif ctx.stopping and not stop.requested:
+                progress.note(f"stopped at step {self.step}: {ctx.stop_reason}")
+            self.callbacks.end(ctx, stop.requested)
         return TrainResult(self.dirs.root, self.step,
                            self._last_checkpoint or self.dirs.latest_checkpoint(),
-                           stop.requested, self.metrics, self.skipped_count, stop.signum)
+                           stop.requested, self.metrics, self.skipped_count, stop.signum,
+                           ctx.stop_reason if ctx.stopping and not stop.requested else None)
 
     def next_real(self, batches: Iterator[ImageBatch]
                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -269,7 +267,7 @@ class Trainer:
         with writing(path):
             path = write_grid(grid, path)
         self.log.image_grid(self.step, grid)
-        self.notify("ganforge_sample_written", step=self.step, path=path)
+        self.callbacks.sample_written(self.context, path)
         return path
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
@@ -305,7 +303,7 @@ class Trainer:
                          trainer=self.counters(), components=components)
         if rotating:
             self.dirs.rotate_checkpoints(self.recipe.run.keep_last, protect=(path,))
-        self.notify("ganforge_checkpoint_saved", step=self.step, path=path)
+        self.callbacks.checkpoint_saved(self.context, path)
         return path
 
     # -- state ------------------------------------------------------------------------------
@@ -337,6 +335,20 @@ class Trainer:
         checked before anything is loaded where the checkpoint alone tells)."""
         restore_state(self, path)
 
+    def roll_back(self, checkpoint: Path) -> None:
+        """Continue from ``checkpoint`` after a divergence (the divergence policy decides):
+        with the counters that describe the whole run kept, past the batches that
+        diverged, with latents the failed attempt did not use (and, under torchrun,
+        different on every rank)."""
+        batches_seen, rollbacks, best = self.batches_seen, self.rollbacks, self.best
+        self.restore(checkpoint)
+        self.rollbacks, self.best = rollbacks + 1, best
+        self._session_start = time.perf_counter()  # restore() reloaded the elapsed time
+        self.losses.reset()
+        self.batches_seen = batches_seen
+        self.latent_rng.manual_seed(derive_seed(self.recipe.run.seed, "rollback",
+                                                self.rollbacks, self.dist.rank))
+
 
 class _NullLog:
     """Stands in for the metrics log on ranks that write no files."""
@@ -355,13 +367,14 @@ class _NullLog:
 
 
 def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool = False,
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train ``recipe`` in ``run_dir``: a new run, or with ``resume`` the continuation of
     the newest complete checkpoint there (from step 0 when there is none yet, so the same
     command line serves a first launch and every requeue). An existing run is never
     overwritten, nor a folder of other files (one a run would overwrite), and one process
     at a time trains in a run directory (an OS lock held for the whole run, see
-    :class:`RunDirectory`)."""
+    :class:`RunDirectory`). ``callbacks`` run after the built-in periodic work, with their
+    state saved in every checkpoint (pass the same ones again to resume)."""
     dirs = RunDirectory(Path(run_dir))
     if is_main_process() and not dirs.has_run():
         # Before the lock, whose file would be the first thing written into a user's folder.
@@ -384,7 +397,7 @@ def train(recipe: Recipe, plugins: Plugins, run_dir: str | Path, *, resume: bool
         elif dirs.has_run():
             raise UsageError(f"run directory {dirs.root} already holds a run; pass --resume "
                              "to continue it or --out for a new directory")
-        trainer = Trainer(recipe, plugins, dirs.root, progress=progress)
+        trainer = Trainer(recipe, plugins, dirs.root, progress=progress, callbacks=callbacks)
         trainer.notes.extend(notes + recipe.notes())
         if checkpoint is not None:
             trainer.restore(checkpoint)
