@@ -52,6 +52,7 @@ CHECKED = [
     ("metric", "ganforge:mode_kl", None),
     ("metric", "ganforge:digits_is", {"splits": 2}),
     ("metric", "ganforge:class_accuracy", None),
+    ("callback", "ganforge:stop_at_metric", {"metric": "loss_d", "target": 0.5}),
 ]
 #: Extractors that need weights (a download): their Params are checked here, their
 #: features in their own test modules.

@@ -9,7 +9,7 @@ from ..registry import Registry
 @hookimpl
 def ganforge_register(registry: Registry) -> None:
     """Register the built-in losses, optimizers, schedules, regularizers, augmentations,
-    datasets, metrics and feature extractors."""
+    datasets, metrics, feature extractors and callbacks."""
     from ..datasets.digits import DigitsDataset, StackedDigitsDataset
     from ..datasets.image_folder import ImageFolderDataset
     from ..datasets.lsun import LSUNDataset
@@ -20,6 +20,7 @@ def ganforge_register(registry: Registry) -> None:
     from ..evaluation.manifold import Coverage, Density, Precision, Recall
     from ..evaluation.metrics import FID, KID, InceptionScore
     from .augmentations import AdaptiveAugment, DiffAugment, NoAugment
+    from .callbacks import StopAtMetric
     from .extractors import DigitFeatures, InceptionFeatures, PixelFeatures
     from .losses import (
         AuxClassifierLoss,
@@ -78,3 +79,4 @@ def ganforge_register(registry: Registry) -> None:
     registry.register("extractor", "inception", InceptionFeatures)
     registry.register("extractor", "digits", DigitFeatures)
     registry.register("extractor", "pixels", PixelFeatures)
+    registry.register("callback", "stop_at_metric", StopAtMetric)

@@ -52,6 +52,7 @@ CHECKS: dict[str, tuple[str, ...]] = {
                "component_state", "figures"),
     "extractor": ("params", "validators", "features", "determinism", "component_state",
                   "figures"),
+    "callback": ("params", "validators", "state_dict"),
 }
 #: Kinds trained end to end by default (``train=None``).
 TRAINED_BY_DEFAULT = ("generator", "discriminator", "loss", "optimizer", "scheduler",
@@ -175,7 +176,7 @@ def run_checks(kind: str, name: str, *, registry: RegistryLike = None, params: A
         {"generator": case.network, "discriminator": case.network, "loss": case.loss,
          "optimizer": case.optimizer, "scheduler": case.scheduler, "dataset": case.dataset,
          "metric": case.metric, "extractor": case.extractor,
-         "regularizer": case.regularizer,
+         "regularizer": case.regularizer, "callback": case.callback,
          "augment": case.augment}[kind](list(sizes), list(channels), classes, compile_backend)
     return report
 
@@ -342,6 +343,31 @@ class _Case:
         run("features", self.fresh(lambda e: cc.check_extractor_features(e, sizes, channels)))
         run("determinism", cc.check_extractor_determinism, self.make, sizes[0], channels[-1])
         self.state(self.make, cc.exercise_extractor)
+
+    def callback(self, *_: Any) -> None:
+        self.runner.run("state_dict", _check_callback_state, self.make)
+
+
+def _check_callback_state(make: Callable[[], Any]) -> None:
+    """A callback's ``state_dict()`` survives JSON (tensors aside) and a fresh instance
+    given it through ``load_state_dict`` returns the same."""
+    import json
+
+    state = make().state_dict()
+    if not state:
+        raise SkipCheck("stateless (state_dict() is empty)")
+    values = {k: v for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    try:
+        json.dumps(values, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise CheckFailed(f"state_dict() values are not JSON-able: {error}") from error
+    fresh = make()
+    fresh.load_state_dict(state)
+    back = fresh.state_dict()
+    if back.keys() != state.keys() or any(
+            not torch.equal(back[k], v) if isinstance(v, torch.Tensor) else back[k] != v
+            for k, v in state.items()):
+        raise CheckFailed("state does not round-trip through load_state_dict(state_dict())")
 
 
 def _checked_items(cls: type, params: Any, given: bool, spec: ImageSpec) -> Any:
