@@ -39,8 +39,8 @@ def train(recipe: str | Path | Recipe | Mapping[str, Any], plugins: Plugins | No
                                 out="runs/try")
         print(result.step, result.checkpoint)
     """
+    from .. import training  # (looked up when called: a test may replace training.train)
     from ..errors import UsageError
-    from ..training.trainer import train as train_in
 
     if run_dir is not None and out is not None:
         raise UsageError("give the run directory once: run_dir or out, not both")
@@ -48,6 +48,6 @@ def train(recipe: str | Path | Recipe | Mapping[str, Any], plugins: Plugins | No
     resolved = recipe_from(recipe, plugins, overrides)
     where = Path(out or run_dir or default_run_dir(recipe, resolved))
     if callbacks:
-        return train_in(resolved, plugins, where, resume=resume, progress=progress,
-                        callbacks=list(callbacks))
-    return train_in(resolved, plugins, where, resume=resume, progress=progress)
+        return training.train(resolved, plugins, where, resume=resume, progress=progress,
+                              callbacks=list(callbacks))
+    return training.train(resolved, plugins, where, resume=resume, progress=progress)
