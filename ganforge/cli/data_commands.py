@@ -9,7 +9,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UsageError
 from .app import app, reports_errors, stderr
 from .shared import SetOption, load_plugins_or_warn
 
@@ -25,33 +24,21 @@ SourceArgument = typer.Argument(..., metavar="RECIPE_OR_DATASET", show_default=F
 
 def dataset_source(source: str, overrides: list[str] | None,
                    plugins: Plugins) -> tuple[dict[str, Any], int]:
-    """The dataset table ``{"use": name, **params}`` (validated) and the recipe's seed.
+    """The dataset table ``{"use": name, **params}`` (validated) and the recipe's seed
+    (:func:`ganforge.training.building.dataset_source`).
 
     With a recipe, ``--set`` takes recipe paths (``dataset.image_size=64``); with a dataset
     name, it takes that dataset's params (``image_size=64``).
     """
-    from ..recipe import apply_overrides, load_raw
-    from ..structuring import structure_params, unstructure_params
+    from ..training.building import dataset_source as resolve_source
 
-    path = Path(source)
-    if path.suffix == ".toml" or path.is_file():
-        table = apply_overrides(load_raw(path), overrides or [])
-        data = dict(table.get("dataset") or {})
-        if "use" not in data:
-            raise UsageError(f"{source}: the recipe has no [dataset] table with use = \"...\"")
-        seed = table.get("run", {}).get("seed", 0)
-    else:
-        data = {"use": source, **apply_overrides({}, overrides or [])}
-        seed = 0
-    name = data.pop("use")
-    cls = plugins.registry.get("dataset", name)
-    params = structure_params(cls.Params, data, "$.dataset")
-    return {"use": name, **unstructure_params(params)}, int(seed)
+    return resolve_source(source, overrides, plugins.registry)
 
 
 def _build(table: dict[str, Any], plugins: Plugins) -> Any:
-    params = {k: v for k, v in table.items() if k != "use"}
-    return plugins.registry.create("dataset", table["use"], params)
+    from ..training.building import build_dataset
+
+    return build_dataset(table, plugins.registry)
 
 
 @data_app.command("prepare")

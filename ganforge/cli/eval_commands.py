@@ -24,17 +24,6 @@ def _say(note: str) -> None:
     stderr().print(note, markup=False)
 
 
-def check_image_counts(*options: tuple[str, int | None]) -> None:
-    """Refuse (one line naming the option) an image count over the metrics' ceiling
-    (:data:`~ganforge.evaluation.metrics.MAX_IMAGES`); None is an option not given."""
-    from ..evaluation.metrics import MAX_IMAGES
-    from ..sampling import check_count
-
-    for option, value in options:
-        if value is not None:
-            check_count(value, option, limit=MAX_IMAGES, low=2)
-
-
 #: ``--set`` of eval: the checkpoint's dataset table only.
 EvalSetOption = typer.Option(
     None, "--set", "-s", metavar="dataset.KEY=VALUE",
@@ -108,191 +97,54 @@ def evaluate(
     the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set). The moving
     average of G is scored when the run kept one (--no-ema: the raw G).
     """
-    from ..errors import UsageError
-    from ..evaluation.evaluator import Evaluator
-    from ..interfaces import is_conditional
-    from ..training import load_experiment, resolve_device
-    from ..training.assembly import dataset_override_keys
-    from .eval_seeds import aggregate, parse_seeds, print_aggregate
+    from ..api.evaluate import evaluate as evaluate_checkpoint
+    from .eval_seeds import parse_seeds, print_aggregate
 
-    check_image_counts(("--n", n), ("--n-real", n_real), ("--n-per-class", n_per_class))
-    seed_list = parse_seeds(seeds) if seeds is not None else None
-    if seed_list is not None and (per_class or save_reference_stats is not None):
-        raise UsageError("--seeds scores the whole set once per seed; it does not go with "
-                         "--per-class or --save-reference-stats")
-    if n_per_class is not None and not per_class:
-        raise UsageError("--n-per-class is for --per-class scores; add --per-class")
-    plugins = load_plugins_or_warn()
-    overrides = list(overrides or [])
-    dataset_override_keys(overrides)  # a wrong --set is refused before anything is loaded
-    dev = resolve_device(device)
-    params: dict[str, object] = {}
-    for key, value in (("n_fake", n), ("n_real", n_real), ("extractor", extractor),
-                       ("inception_weights", str(weights) if weights else None),
-                       ("resize", resize), ("protocol_images", protocol_images)):
-        if value is not None:
-            params[key] = value
-    if download:
-        params["download"] = True
-    if extractor_param:
-        from ..errors import RecipeError
-        from ..recipe.loading import parse_override
-
-        table: dict[str, Any] = {}
-        for text in extractor_param:
-            try:
-                parts, value = parse_override(text)
-            except RecipeError:
-                raise UsageError(f"--extractor-param: expected KEY=VALUE, got {text!r}") \
-                    from None
-            if len(parts) != 1:
-                raise UsageError(f"--extractor-param {text!r}: one key, no dots")
-            table[parts[0]] = value
-        params["extractor_params"] = table
-    if resize is not None and (extractor or "inception") not in ("inception",
-                                                                  "ganforge:inception"):
-        raise UsageError(f"--resize is the Inception network's; extractor {extractor!r} "
-                         "resizes images its own way")
-    if reference_stats is not None:
-        bad = [name for name in metric if name not in ("fid", "ganforge:fid")]
-        if bad:
-            raise UsageError(f"--reference-stats is for fid; {', '.join(bad)} need the "
-                             "dataset's images (score them in another call)")
-        params["reference_stats"] = str(reference_stats)
-    if save_reference_stats is not None:
-        if reference_stats is not None or per_class:
-            raise UsageError("--save-reference-stats writes the statistics of the dataset's "
-                             "images; it does not go with --reference-stats or --per-class")
-        if save_reference_stats.suffix != ".npz" or save_reference_stats.is_dir() or \
-                not save_reference_stats.parent.is_dir():
-            raise UsageError(f"--save-reference-stats {save_reference_stats}: not a .npz file "
-                             "in an existing folder (pytorch-fid reads only .npz)")
-    claimed = _claimed_protocols(checkpoint, metric)
-    metrics = {}
-    for name in metric:
-        own = dict(params)
-        if "protocol_images" not in own and claimed.get(name, {}).get("protocol_images"):
-            own["protocol_images"] = claimed[name]["protocol_images"]
-        metrics[name] = (name, plugins.registry.create("metric", name, own))
-        for key in ("extractor", "resize"):
-            theirs = claimed.get(name, {}).get(key)
-            ours = getattr(metrics[name][1].params, key)
-            inception = metrics[name][1].params.extractor in ("inception",
-                                                              "ganforge:inception")
-            if theirs is not None and theirs != ours and (key == "extractor" or inception):
-                _say(f"note: the run's {name} protocol uses {key} = {theirs!r}; this score "
-                     f"uses {ours!r} (--{key} {theirs} to match it)")
-    for _name, m in metrics.values():
-        _check_extractor(plugins.registry, m.params)
-        m.reference_file()  # a bad --reference-stats file: one line, before any image
-    if save_reference_stats is not None and \
-            not any(m.uses_real_images() for _, m in metrics.values()):
-        raise UsageError("--save-reference-stats: none of these metrics reads real images")
-    if per_class:  # refused before the checkpoint is read
-        for name, m in metrics.values():
-            if not m.uses_real_images():
-                raise UsageError(f"--per-class: metric {name!r} compares with no real images; "
-                                 "intra-class scores are for metrics such as fid and kid")
-    needs_data = any(m.uses_real_images() for _, m in metrics.values())  # IS: none
-    experiment = load_experiment(checkpoint, plugins.registry, dev, dataset_overrides=overrides,
-                                 parts={"generator", "dataset"} if needs_data else
-                                 {"generator"}, note=_say, ema=not no_ema)
-    generator, step, dataset = experiment.generator, experiment.step, experiment.dataset
-    assert generator is not None
-    table = experiment.recipe["dataset"].to_table()
-    if "download" in table:
-        table["download"] = False
-    evaluator = Evaluator(metrics, dataset, table, dev, classes=experiment.classes,
-                          registry=plugins.registry)
-    which = "ema" if experiment.generator_is_ema else "raw"
-    scored = ("the EMA of G (the run's [ema]; --no-ema for the raw G)" if which == "ema" else
-              "the raw G (--no-ema)" if no_ema else "the raw G (the run kept no EMA)")
-    if per_class:  # refused in one line for an unconditional G or an unlabelled dataset
-        _print_per_class(evaluator.run_per_class(generator, step, n_per_class=n_per_class,
-                                                 generator_label=which),
-                         checkpoint, step, table, scored, as_json)
+    result = evaluate_checkpoint(
+        checkpoint, metric, n=n, n_real=n_real, extractor=extractor,
+        extractor_params=_extractor_table(extractor_param) if extractor_param else None,
+        resize=resize, reference_stats=reference_stats, protocol_images=protocol_images,
+        save_reference_stats=save_reference_stats, inception_weights=weights,
+        download=download, per_class=per_class, n_per_class=n_per_class, ema=not no_ema,
+        dataset_overrides=overrides or (), device=device,
+        seeds=parse_seeds(seeds) if seeds is not None else None,
+        registry=lambda: load_plugins_or_warn().registry, note=_say)
+    step, table = result.step, result.dataset
+    if seeds is not None:
+        print_aggregate(list(result.per_seed), f"{checkpoint} (step {step})", as_json)
         return
-    if seed_list is not None:
-        runs = []
-        for s in seed_list:
-            evaluator.metrics = {label: (name, plugins.registry.create(
-                "metric", name, {**_params_of(m), "seed": s}))
-                for label, (name, m) in metrics.items()}
-            runs.append((s, evaluator.run(generator, step, generator_label=which)))
-        print_aggregate(aggregate(runs), f"{checkpoint} (step {step})", as_json)
+    scored = ("the EMA of G (the run's [ema]; --no-ema for the raw G)"
+              if result.generator == "ema" else "the raw G (--no-ema)" if no_ema else
+              "the raw G (the run kept no EMA)")
+    if per_class:
+        _print_per_class(list(result.per_class), checkpoint, step, table, scored, as_json)
         return
-    results = evaluator.run(generator, step, generator_label=which)
-    for r in results:
-        for warning in r.warnings:
-            _say(f"warning: {warning}")
-    _print_results(results, checkpoint, step, table, scored, as_json,
-                   is_conditional(generator))
-    _record(checkpoint, step, results)
-    if save_reference_stats is not None:  # after the scores are shown
-        from ..evaluation.npz_stats import save_reference_npz
-
-        mu, sigma, n_images = evaluator.real_statistics()
-        save_reference_npz(save_reference_stats, mu.numpy(), sigma.numpy())
-        _say(f"wrote the reference statistics of {n_images} real images to "
-             f"{save_reference_stats}")
+    for warning in (w for r in result.results for w in r.warnings):
+        _say(f"warning: {warning}")
+    _print_results(list(result.results), checkpoint, step, table, scored, as_json,
+                   result.conditional)
+    _say(f"recorded the scores in {result.recorded}" if result.recorded is not None else
+         f"warning: {result.record_problem}")
+    if result.reference_stats is not None:  # after the scores are shown
+        _say(f"wrote the reference statistics of {result.reference_images} real images to "
+             f"{result.reference_stats}")
 
 
-def _params_of(metric: Any) -> dict[str, Any]:
-    """A metric's params as the table that made it."""
-    from ..structuring import unstructure_params
+def _extractor_table(texts: list[str]) -> dict[str, Any]:
+    """``--extractor-param KEY=VALUE`` (TOML values) as the extractor's params table."""
+    from ..errors import RecipeError, UsageError
+    from ..recipe.loading import parse_override
 
-    return dict(unstructure_params(metric.params))
-
-
-def _record(checkpoint: Path, step: int, results: list[Any]) -> None:
-    """Record the scores beside the checkpoint (its model card shows them); a file that
-    cannot be written is a warning, the scores being printed already."""
-    from ..errors import StorageError
-    from ..sharing.scores import record_evaluations
-
-    try:
-        _say(f"recorded the scores in {record_evaluations(checkpoint, step, results)}")
-    except StorageError as exc:
-        _say(f"warning: {exc}")
-
-
-def _check_extractor(registry: Any, params: Any) -> None:
-    """The metric's extractor is registered and its params structure: one line if not."""
-    from ..errors import RecipeError, UnknownComponentError, UsageError
-
-    try:
-        registry.structure("extractor", params.extractor, params.extractor_table(),
-                           "--extractor-param")
-    except UnknownComponentError as exc:
-        raise UsageError(f"--extractor: {exc}") from None
-    except RecipeError as exc:
-        raise UsageError(str(exc).splitlines()[0]) from None
-
-
-def _claimed_protocols(checkpoint: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    """What the checkpoint's recipe says of each metric named (its ``[eval.metrics.*]``
-    table with that ``use``): ``protocol_images``, ``extractor`` and ``resize`` as the
-    recipe sets them, so ``ganforge eval`` warns about fewer images than the run's protocol
-    and notes a different pipeline. Nothing when the header does not read (the checkpoint
-    is refused with its own message later)."""
-    from ..errors import GanforgeError
-    from ..io.checkpoint_files import read_header
-
-    try:
-        table = read_header(checkpoint).recipe_table
-    except (GanforgeError, OSError, ValueError):
-        return {}
-    evaluation = table.get("eval")
-    tables = evaluation.get("metrics") if isinstance(evaluation, dict) else None
-    claimed: dict[str, dict[str, Any]] = {}
-    for metric in tables.values() if isinstance(tables, dict) else ():
-        if not isinstance(metric, dict) or not isinstance(metric.get("use"), str):
-            continue
-        for name in names:
-            if metric["use"] in (name, f"ganforge:{name}") and name not in claimed:
-                claimed[name] = {key: metric[key] for key in
-                                 ("protocol_images", "extractor", "resize") if key in metric}
-    return claimed
+    table: dict[str, Any] = {}
+    for text in texts:
+        try:
+            parts, value = parse_override(text)
+        except RecipeError:
+            raise UsageError(f"--extractor-param: expected KEY=VALUE, got {text!r}") from None
+        if len(parts) != 1:
+            raise UsageError(f"--extractor-param {text!r}: one key, no dots")
+        table[parts[0]] = value
+    return table
 
 
 def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[str, Any],
@@ -411,46 +263,17 @@ def probe(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Linear probe of D's features (DCGAN §5.1): trained D against a random D."""
-    from ..evaluation.probe import run_probe
-    from ..training import assemble, load_experiment, resolve_device
-    from ..training.assembly import dataset_override_keys
-    from .data_commands import dataset_source
+    from ..api.probe import probe as probe_checkpoint
 
-    plugins = load_plugins_or_warn()
-    registry = plugins.registry
-    overrides = list(overrides or [])
-    if dataset is None:  # then --set changes the checkpoint's own dataset table
-        dataset_override_keys(overrides)
-    dev = resolve_device(device)
-    experiment = load_experiment(
-        checkpoint, registry, "cpu", parts={"discriminator", "dataset"} if dataset is None
-        else {"discriminator"}, dataset_overrides=overrides if dataset is None else (),
-        note=_say)
-    trained = experiment.discriminator
-    random_d = assemble(experiment.recipe, registry, "cpu", parts={"discriminator"},
-                        seed=baseline_seed, training=False).discriminator
-    assert trained is not None and random_d is not None
-    spec: Any = getattr(trained, "image_spec", None)
-    data: Any
-    if dataset is None:
-        data = experiment.dataset
-        table = experiment.recipe["dataset"].to_table()
-    else:
-        sets = list(overrides)
-        is_name = not (dataset.endswith(".toml") or Path(dataset).is_file())
-        if is_name and spec is not None:
-            given = {s.split("=", 1)[0].strip() for s in sets}
-            sets = [f"{k}={v}" for k, v in (("image_size", spec.size),
-                                            ("channels", spec.channels)) if k not in given] + sets
-        table, _ = dataset_source(dataset, sets, plugins)
-        data = registry.create("dataset", table["use"],
-                               {k: v for k, v in table.items() if k != "use"})
-    results = run_probe(trained, random_d, data, labels_per_class, seed, test_size, dev)
-    fixed_class = next((r.fixed_class for r in results if r.fixed_class is not None), None)
+    probed = probe_checkpoint(checkpoint, labels_per_class, dataset=dataset,
+                              overrides=overrides or (), seed=seed, test_size=test_size,
+                              baseline_seed=baseline_seed, device=device,
+                              registry=lambda: load_plugins_or_warn().registry, note=_say)
+    results, fixed_class, table = probed.results, probed.conditional_class, probed.dataset
     note = (f"the discriminator is conditional: every image was given class {fixed_class}, "
             "D(images, y), and so was the random one, so their features carry no label")
     if as_json:
-        typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": experiment.step,
+        typer.echo(json.dumps({"checkpoint": str(checkpoint), "step": probed.step,
                                "dataset": table, "labels_per_class": labels_per_class,
                                "seed": seed, "conditional_class": fixed_class,
                                "results": [
@@ -460,7 +283,7 @@ def probe(
                                    for r in results]}, indent=1))
         return
     out = Table(title=f"linear probe: {table['use']}, {labels_per_class} labels per class "
-                      f"(step {experiment.step})")
+                      f"(step {probed.step})")
     for column in ("features", "accuracy", "error", "C (cross-validated)", "dims", "train",
                    "test"):
         out.add_column(column)

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,6 +89,33 @@ def build_networks(recipe: Recipe, registry: Registry, spec: ImageSpec | None = 
     with torch.device(device) if device is not None else contextlib.nullcontext():
         discriminator = recipe["discriminator"].create(registry, image_spec=spec)
     return generator, discriminator
+
+
+def dataset_source(source: str | Path, overrides: Sequence[str] | None, registry: Registry
+                   ) -> tuple[dict[str, Any], int]:
+    """The dataset table ``{"use": name, **params}`` (validated) of a recipe file or a
+    dataset name, and the recipe's seed (0 for a name).
+
+    With a recipe, ``overrides`` take recipe paths (``dataset.image_size=64``); with a
+    dataset name, that dataset's params (``image_size=64``).
+    """
+    from ..recipe import apply_overrides, load_raw
+    from ..structuring import structure_params, unstructure_params
+
+    path = Path(source)
+    if path.suffix == ".toml" or path.is_file():
+        table = apply_overrides(load_raw(path), list(overrides or []))
+        data = dict(table.get("dataset") or {})
+        if "use" not in data:
+            raise UsageError(f"{source}: the recipe has no [dataset] table with use = \"...\"")
+        seed = table.get("run", {}).get("seed", 0)
+    else:
+        data = {"use": str(source), **apply_overrides({}, list(overrides or []))}
+        seed = 0
+    name = data.pop("use")
+    cls = registry.get("dataset", name)
+    params = structure_params(cls.Params, data, "$.dataset")
+    return {"use": name, **unstructure_params(params)}, int(seed)
 
 
 def build_dataset(table: Mapping[str, Any], registry: Registry) -> Dataset:
