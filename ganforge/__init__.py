@@ -42,15 +42,31 @@ _EXPORTS = {
     "Recipe": "recipe",
     "load_recipe": "recipe",
     "Trainer": "training",
-    "train": "training",
     "load_generator": "sharing",
+    "load_experiment": "training.experiment_loading",
+    # The Python API (docs/api.md): what every command does, as functions.
+    "train": "api.train",
+    "evaluate": "api.evaluate",
+    "sample": "api.sample",
+    "export": "api.export",
+    "ablate": "api.ablate",
+    "interpolate": "api.latent",
+    "arithmetic": "api.latent",
+    "UsageError": "errors",
+    "CheckpointError": "errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .api.ablate import ablate
+    from .api.evaluate import evaluate
+    from .api.export import export
+    from .api.latent import arithmetic, interpolate
+    from .api.sample import sample
+    from .api.train import train
     from .audit import AuditResult
-    from .errors import GanforgeError, RecipeError
+    from .errors import CheckpointError, GanforgeError, RecipeError, UsageError
     from .hookspecs import hookimpl, hookspec
     from .interfaces import (
         Augment,
@@ -76,7 +92,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .recipe import Recipe, load_recipe
     from .registry import Registry
     from .sharing import load_generator
-    from .training import Trainer, train
+    from .training import Trainer
+    from .training.experiment_loading import load_experiment
 
 
 def __getattr__(name: str) -> Any:
