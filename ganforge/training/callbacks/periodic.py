@@ -95,14 +95,14 @@ class Evaluate(Callback):
         to log (``eval/<label>``, ``eval/seconds``), or nothing when ``should_stop``
         (asked between batches) interrupted the evaluation."""
         from ...evaluation.evaluator import EvaluationInterrupted, Evaluator
+        from ..building import build_metrics, extractor_builder
 
         experiment, recipe, step = ctx.experiment, ctx.recipe, ctx.step
         if self._evaluator is None:
-            metrics = {label: (choice.short, choice.create(ctx.registry))
-                       for label, choice in recipe.metrics.items()}
-            self._evaluator = Evaluator(metrics, experiment.dataset,
-                                        recipe["dataset"].to_table(), experiment.device,
-                                        classes=experiment.classes, registry=ctx.registry)
+            self._evaluator = Evaluator(
+                build_metrics(recipe.metrics, ctx.registry), experiment.dataset,
+                recipe["dataset"].to_table(), experiment.device, classes=experiment.classes,
+                build_extractor=extractor_builder(ctx.registry, experiment.device))
         started = time.perf_counter()
         try:
             results = self._evaluator.run(
