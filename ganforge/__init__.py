@@ -12,33 +12,33 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 _EXPORTS = {
-    "Component": "interfaces",
-    "Generator": "interfaces",
-    "Discriminator": "interfaces",
-    "Loss": "interfaces",
-    "Optimizer": "interfaces",
-    "Scheduler": "interfaces",
-    "Regularizer": "interfaces",
-    "Augment": "interfaces",
-    "ComponentState": "interfaces",
-    "Dataset": "interfaces",
-    "Metric": "interfaces",
-    "FeatureExtractor": "interfaces",
-    "Callback": "interfaces",
-    "ImageSpec": "interfaces",
-    "resolve_image_spec": "interfaces",
-    "is_conditional": "interfaces",
-    "loss_takes_labels": "interfaces",
-    "KINDS": "kinds",
-    "AuditResult": "audit",
-    "param": "params",
-    "Registry": "registry",
-    "hookimpl": "hookspecs",
-    "hookspec": "hookspecs",
+    "Component": "core.interfaces",
+    "Generator": "core.interfaces",
+    "Discriminator": "core.interfaces",
+    "Loss": "core.interfaces",
+    "Optimizer": "core.interfaces",
+    "Scheduler": "core.interfaces",
+    "Regularizer": "core.interfaces",
+    "Augment": "core.interfaces",
+    "ComponentState": "core.interfaces",
+    "Dataset": "core.interfaces",
+    "Metric": "core.interfaces",
+    "FeatureExtractor": "core.interfaces",
+    "Callback": "core.interfaces",
+    "ImageSpec": "core.interfaces",
+    "resolve_image_spec": "core.interfaces",
+    "is_conditional": "core.interfaces",
+    "loss_takes_labels": "core.interfaces",
+    "KINDS": "core.kinds",
+    "AuditResult": "core.audit",
+    "param": "core.params",
+    "Registry": "core.registry",
+    "hookimpl": "core.hookspecs",
+    "hookspec": "core.hookspecs",
     "load_plugins": "plugins",
     "Plugins": "plugins",
-    "GanforgeError": "errors",
-    "RecipeError": "errors",
+    "GanforgeError": "core.errors",
+    "RecipeError": "core.errors",
     "Recipe": "recipe",
     "load_recipe": "recipe",
     "Trainer": "training",
@@ -52,8 +52,8 @@ _EXPORTS = {
     "ablate": "api.ablate",
     "interpolate": "api.latent",
     "arithmetic": "api.latent",
-    "UsageError": "errors",
-    "CheckpointError": "errors",
+    "UsageError": "core.errors",
+    "CheckpointError": "core.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -65,10 +65,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api.latent import arithmetic, interpolate
     from .api.sample import sample
     from .api.train import train
-    from .audit import AuditResult
-    from .errors import CheckpointError, GanforgeError, RecipeError, UsageError
-    from .hookspecs import hookimpl, hookspec
-    from .interfaces import (
+    from .core.audit import AuditResult
+    from .core.errors import CheckpointError, GanforgeError, RecipeError, UsageError
+    from .core.hookspecs import hookimpl, hookspec
+    from .core.interfaces import (
         Augment,
         Callback,
         Component,
@@ -86,11 +86,11 @@ if TYPE_CHECKING:  # pragma: no cover
         loss_takes_labels,
         resolve_image_spec,
     )
-    from .kinds import KINDS
-    from .params import param
+    from .core.kinds import KINDS
+    from .core.params import param
+    from .core.registry import Registry
     from .plugins import Plugins, load_plugins
     from .recipe import Recipe, load_recipe
-    from .registry import Registry
     from .sharing import load_generator
     from .training import Trainer
     from .training.experiment_loading import load_experiment

@@ -1,18 +1,11 @@
-"""The user cache directory: ``$GANFORGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/ganforge``,
-else ``~/.cache/ganforge``. Never the current directory."""
+"""Moved to :mod:`ganforge.core.cache`; this old path keeps working (the same module)."""
 
-from __future__ import annotations
+import sys
+from typing import TYPE_CHECKING
 
-import os
-from pathlib import Path
+from .core import cache as _module
 
+if TYPE_CHECKING:
+    from .core.cache import *  # noqa: F403
 
-def user_cache_dir(*parts: str) -> Path:
-    """A folder under the user cache directory (not created)."""
-    base = os.environ.get("GANFORGE_CACHE_DIR")
-    if base:
-        root = Path(base)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg) if xdg else Path.home() / ".cache") / "ganforge"
-    return root.joinpath(*parts)
+sys.modules[__name__] = _module

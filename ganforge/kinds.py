@@ -1,9 +1,11 @@
-"""The fixed component kinds. Adding a kind means adding its base class here and in
-:mod:`ganforge.interfaces`; nothing else in the registry changes."""
+"""Moved to :mod:`ganforge.core.kinds`; this old path keeps working (the same module)."""
 
-from __future__ import annotations
+import sys
+from typing import TYPE_CHECKING
 
-#: Every kind, in the order the CLI lists them.
-KINDS: tuple[str, ...] = ("generator", "discriminator", "loss", "optimizer", "scheduler",
-                          "regularizer", "augment", "dataset", "metric", "extractor",
-                          "callback")
+from .core import kinds as _module
+
+if TYPE_CHECKING:
+    from .core.kinds import *  # noqa: F403
+
+sys.modules[__name__] = _module

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .interfaces import Generator, ImageSpec
+from .core.interfaces import Generator, ImageSpec
 
 
 def weights_init(m: nn.Module) -> None:

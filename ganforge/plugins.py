@@ -1,7 +1,7 @@
 """Plugin discovery: built-ins and entry points, through one pluggy manager.
 
 :func:`load_plugins` builds the per-process :class:`Plugins` object: the pluggy manager,
-the filled :class:`~ganforge.registry.Registry`, and a record of every plugin's fate.
+the filled :class:`~ganforge.core.registry.Registry`, and a record of every plugin's fate.
 Environment switches: ``GANFORGE_STRICT_PLUGINS=1`` turns any plugin problem into a hard
 failure; ``GANFORGE_DISABLE_PLUGINS=a,b`` blocks plugins by entry-point name;
 ``GANFORGE_PLUGIN_IMPORT_TIMEOUT`` (seconds, default 30) limits each plugin's import.
@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 import pluggy
 
-from . import hookspecs
-from .errors import PluginError, UsageError
-from .registry import SHIPPED_DISTRIBUTIONS, Registry
-from .suggest import did_you_mean
+from .core import hookspecs
+from .core.errors import PluginError, UsageError
+from .core.registry import SHIPPED_DISTRIBUTIONS, Registry
+from .core.suggest import did_you_mean
 
 ENTRY_POINT_GROUP = "ganforge"
 BUILTIN_PLUGIN = "builtins"
@@ -174,7 +174,7 @@ DEFAULT_IMPORT_TIMEOUT_S = 30.0
 
 def import_timeout() -> float:
     """``GANFORGE_PLUGIN_IMPORT_TIMEOUT`` in seconds (a positive number), else the
-    default; a bad value is one :class:`~ganforge.errors.UsageError` line."""
+    default; a bad value is one :class:`~ganforge.core.errors.UsageError` line."""
     text = os.environ.get("GANFORGE_PLUGIN_IMPORT_TIMEOUT", "").strip()
     if not text:
         return DEFAULT_IMPORT_TIMEOUT_S

@@ -1,16 +1,11 @@
-"""Progress bars for long work (indexing, preparing, scanning): rich on a terminal, silent
-otherwise (logs and captured output get the command's one-line summary instead)."""
+"""Moved to :mod:`ganforge.core.progress_bars`; this old path keeps working (the same module)."""
 
-from __future__ import annotations
+import sys
+from typing import TYPE_CHECKING
 
-from typing import Any
+from .core import progress_bars as _module
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+if TYPE_CHECKING:
+    from .core.progress_bars import *  # noqa: F403
 
-
-def progress_bar(label: str, enabled: bool = True, **kwargs: Any) -> Progress:
-    """A stderr progress bar ``label [####    ] n/N ETA``; disabled off a terminal."""
-    console = Console(stderr=True)
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=console, disable=not (enabled and console.is_terminal), **kwargs)
+sys.modules[__name__] = _module

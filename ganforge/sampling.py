@@ -1,7 +1,7 @@
 """Sample grids: images from a generator laid out and written as image files.
 
 Also the bounds every sampling command checks before it loads anything: image counts,
-seeds and output paths, each refused with one :class:`~ganforge.errors.UsageError` line.
+seeds and output paths, each refused with one :class:`~ganforge.core.errors.UsageError` line.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from .errors import UsageError
-from .interfaces import Generator, is_conditional
+from .core.errors import UsageError
+from .core.interfaces import Generator, is_conditional
 from .io.files import writing
 
 #: Most images one command draws into one grid or sheet (a 64 x 64 grid): more is

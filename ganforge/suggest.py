@@ -1,12 +1,11 @@
-"""'Did you mean ...' suggestions for misspelt names and keys."""
+"""Moved to :mod:`ganforge.core.suggest`; this old path keeps working (the same module)."""
 
-from __future__ import annotations
+import sys
+from typing import TYPE_CHECKING
 
-import difflib
-from collections.abc import Iterable
+from .core import suggest as _module
 
+if TYPE_CHECKING:
+    from .core.suggest import *  # noqa: F403
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """Return ``", did you mean 'x'?"`` for the closest candidate, or ``""`` if none is close."""
-    matches = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
-    return f", did you mean '{matches[0]}'?" if matches else ""
+sys.modules[__name__] = _module

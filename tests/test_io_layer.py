@@ -31,7 +31,8 @@ from ganforge.io import (
 
 IO_DIR = Path(ganforge.io.__file__).parent
 #: What a module of ganforge.io may import from ganforge.
-ALLOWED = ("ganforge.errors", "ganforge.structuring", "ganforge.suggest", "ganforge.io")
+ALLOWED = ("ganforge.core.errors", "ganforge.core.structuring", "ganforge.core.suggest",
+           "ganforge.io")
 
 
 def ganforge_imports(path: Path) -> set[str]:

@@ -57,10 +57,10 @@ def ablate(recipe: str | Path, *, overrides: Sequence[str] = (), out: str | Path
     ``runs/<recipe name>``), then write results.csv, results.jsonl, summary.csv and
     summary.md there, and with ``report`` samples.png and curves.png. Resumable: calling it
     again finishes an interrupted sweep without redoing finished runs. Failed runs are in
-    ``result.failed``; problems with the recipe raise :class:`~ganforge.errors.RecipeError`.
+    ``result.failed``; problems with the recipe raise :class:`~ganforge.core.errors.RecipeError`.
     ``on_plan`` is told the plan before the first run starts, ``on_run`` of each run as it
     ends."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..sweep.report import curves_plot, samples_sheet
     from ..sweep.results import collect
     from ..sweep.runner import run_plan

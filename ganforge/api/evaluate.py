@@ -6,7 +6,7 @@ changed with ``dataset_overrides`` (``"dataset.root=PATH"``), and ``note`` is to
 folder is read (:func:`ganforge.training.experiment_loading.checkpoint_dataset`).
 
 Every argument is checked before the registry is loaded or the checkpoint read. Errors
-are ganforge's (:class:`~ganforge.errors.UsageError`, ...); the messages name the options
+are ganforge's (:class:`~ganforge.core.errors.UsageError`, ...); the messages name the options
 of ``ganforge eval`` (``--n``, ``--seeds``), which the arguments mirror.
 """
 
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .common import Note
 
 if TYPE_CHECKING:
+    from ..core.interfaces import Metric
+    from ..core.registry import Registry
     from ..evaluation.results import ClassResults, MetricResult
-    from ..interfaces import Metric
-    from ..registry import Registry
 
 #: Most seeds one evaluation takes: every seed is a full evaluation.
 MAX_SEEDS = 100
@@ -78,7 +78,7 @@ def registry_of(registry: Registry | Callable[[], Registry] | None) -> Registry:
     """The registry an API function was given: a registry, a function giving one (called
     once the arguments are checked; the command line loads the plugins this way, warning
     about broken ones), or None: the installed plugins."""
-    from ..registry import Registry
+    from ..core.registry import Registry
 
     if registry is None:
         from ..plugins import load_plugins
@@ -134,9 +134,9 @@ def evaluate(source: str | Path, metrics: Sequence[str] | None = None, *,
     ``save_reference_stats`` writes the real images' mu and sigma to a .npz. ``ema`` False
     scores the raw G rather than its moving average. ``note`` receives the messages a
     command line prints (the dataset folder read, a protocol that differs from the run's)."""
+    from ..core.interfaces import is_conditional
     from ..evaluation.evaluator import Evaluator
     from ..evaluation.results import aggregate_seeds
-    from ..interfaces import is_conditional
     from ..training.building import build_metrics, extractor_builder, resolve_device
     from ..training.experiment_loading import dataset_override_keys, load_experiment
 
@@ -278,7 +278,7 @@ def _metrics(checkpoint: Path, names: list[str], params: dict[str, Any], registr
 
 def _params_of(metric: Any) -> dict[str, Any]:
     """A metric's params as the table that made it."""
-    from ..structuring import unstructure_params
+    from ..core.structuring import unstructure_params
 
     return dict(unstructure_params(metric.params))
 
@@ -286,7 +286,7 @@ def _params_of(metric: Any) -> dict[str, Any]:
 def _record(checkpoint: Path, step: int, results: list[Any]) -> tuple[Path | None, str | None]:
     """Record the scores beside the checkpoint (its model card shows them): the file, or
     why it could not be written (the scores are kept either way)."""
-    from ..errors import StorageError
+    from ..core.errors import StorageError
     from ..sharing.scores import record_evaluations
 
     try:
@@ -297,7 +297,7 @@ def _record(checkpoint: Path, step: int, results: list[Any]) -> tuple[Path | Non
 
 def _check_extractor(registry: Registry, params: Any) -> None:
     """The metric's extractor is registered and its params structure: one line if not."""
-    from ..errors import RecipeError, UnknownComponentError
+    from ..core.errors import RecipeError, UnknownComponentError
 
     try:
         registry.structure("extractor", params.extractor, params.extractor_table(),
@@ -314,7 +314,7 @@ def _claimed_protocols(checkpoint: Path, names: list[str]) -> dict[str, dict[str
     recipe sets them, so an evaluation warns about fewer images than the run's protocol
     and notes a different pipeline. Nothing when the header does not read (the checkpoint
     is refused with its own message later)."""
-    from ..errors import GanforgeError
+    from ..core.errors import GanforgeError
     from ..io.checkpoint_files import read_header
 
     try:

@@ -35,7 +35,7 @@ def export(checkpoint: str | Path, out: str | Path, *, n: int = 64, seed: int = 
     nothing else touched). ``push_to_hub="owner/name"`` then uploads the folder (needs
     huggingface_hub and a token; ``private`` creates the repository private). Every
     argument is checked before the checkpoint is read or anything is written."""
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..sampling import check_count, check_seed
     from ..sharing import EXPORTED_FILES, export_checkpoint
     from ..sharing.export import check_out_folder

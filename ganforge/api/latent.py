@@ -4,7 +4,7 @@ checkpoint's generator, what ``ganforge interpolate`` and ``ganforge arithmetic`
 
 The pieces are :mod:`ganforge.evaluation.latent`'s. Every argument is checked before the
 registry is loaded or the checkpoint read; errors are ganforge's
-(:class:`~ganforge.errors.UsageError`, ...), and their messages name the options of the
+(:class:`~ganforge.core.errors.UsageError`, ...), and their messages name the options of the
 commands (``--rows``, ``--sheet``), which the arguments mirror.
 """
 
@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .evaluate import registry_of
 
 if TYPE_CHECKING:
     import torch
 
-    from ..registry import Registry
+    from ..core.registry import Registry
     from ..training.experiment import Experiment
 
 #: Longest GIF frame: Pillow stores durations in 16 bits of 10 ms.
@@ -90,6 +90,7 @@ def interpolate(source: str | Path, rows: int = 8, steps: int = 8, *,
     draws each walk's class from the seed (None or ``"all"``)."""
     import torch
 
+    from ..core.interfaces import is_conditional
     from ..evaluation.latent import (
         interpolation_latents,
         parse_walk_classes,
@@ -100,7 +101,6 @@ def interpolate(source: str | Path, rows: int = 8, steps: int = 8, *,
         walk_row_classes,
         write_gif,
     )
-    from ..interfaces import is_conditional
     from ..sampling import (
         MAX_IMAGES,
         check_count,
@@ -213,6 +213,7 @@ def _write_sheet(source: str | Path, sheet: Path, n: int, seed: int, class_: str
                  ema: bool, device: str,
                  registry: Registry | Callable[[], Registry] | None) -> ArithmeticResult:
     """Step 1: the numbered sheet and its JSON record."""
+    from ..core.interfaces import is_conditional
     from ..evaluation.latent import (
         label_sheet,
         sheet_class,
@@ -221,7 +222,6 @@ def _write_sheet(source: str | Path, sheet: Path, n: int, seed: int, class_: str
         sheet_record_path,
         write_sheet_record,
     )
-    from ..interfaces import is_conditional
     from ..io.files import writing
     from ..sampling import class_labels, generate
 
@@ -250,6 +250,7 @@ def _write_figure(source: str | Path, sheet: Path, n: int | None, seed: int | No
     """Step 2: the arithmetic on the sheet's latents and its figure."""
     import torch
 
+    from ..core.interfaces import is_conditional
     from ..evaluation.latent import (
         arithmetic_figure,
         arithmetic_latent,
@@ -265,7 +266,6 @@ def _write_figure(source: str | Path, sheet: Path, n: int | None, seed: int | No
         sheet_latents,
         sheet_record_path,
     )
-    from ..interfaces import is_conditional
     from ..io.files import writing
     from ..sampling import MAX_IMAGES, SEED_LIMIT, class_labels, generate
 

@@ -14,8 +14,8 @@ from .common import Note
 from .evaluate import registry_of
 
 if TYPE_CHECKING:
+    from ..core.registry import Registry
     from ..evaluation.probe import ProbeResult
-    from ..registry import Registry
 
 
 @attrs.frozen

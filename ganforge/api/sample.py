@@ -39,8 +39,8 @@ def sample(source: str | Path, n: int = 64, *, seed: int = 0, out: str | Path | 
     (``class_`` None or ``"all"``) or ``n`` images of class ``class_``; ``truncation``
     draws the latents under the truncation trick; ``ema`` False takes the raw generator
     rather than its moving average. Every argument is checked before anything is loaded;
-    errors are ganforge's (:class:`~ganforge.errors.UsageError`, ...)."""
-    from ..interfaces import is_conditional
+    errors are ganforge's (:class:`~ganforge.core.errors.UsageError`, ...)."""
+    from ..core.interfaces import is_conditional
     from ..sampling import (
         check_count,
         check_output_path,

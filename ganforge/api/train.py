@@ -30,7 +30,7 @@ def train(recipe: str | Path | Recipe | Mapping[str, Any], plugins: Plugins | No
     newest complete checkpoint there. ``callbacks`` are :class:`~ganforge.Callback`
     instances called as the run goes (their state is checkpointed). Returns the
     :class:`~ganforge.training.trainer.TrainResult`; raises ganforge's errors
-    (:class:`~ganforge.errors.GanforgeError`), never exits.
+    (:class:`~ganforge.core.errors.GanforgeError`), never exits.
 
     ``plugins`` and ``run_dir`` keep the older call ``train(recipe, plugins, run_dir)``
     working; ``plugins`` defaults to the installed ones. For example::
@@ -40,7 +40,7 @@ def train(recipe: str | Path | Recipe | Mapping[str, Any], plugins: Plugins | No
         print(result.step, result.checkpoint)
     """
     from .. import training  # (looked up when called: a test may replace training.train)
-    from ..errors import UsageError
+    from ..core.errors import UsageError
 
     if run_dir is not None and out is not None:
         raise UsageError("give the run directory once: run_dir or out, not both")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..hookspecs import hookimpl
-from ..registry import Registry
+from ..core.hookspecs import hookimpl
+from ..core.registry import Registry
 
 
 @hookimpl

@@ -19,8 +19,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..interfaces import Augment, ComponentState
-from ..params import at_most, param
+from ..core.interfaces import Augment, ComponentState
+from ..core.params import at_most, param
 
 
 class NoAugment(Augment):

@@ -8,9 +8,9 @@ from typing import Any
 
 import attrs
 
-from ..callback import Callback, CallbackContext
-from ..interfaces import Requirement, requires
-from ..params import param
+from ..core.callback import Callback, CallbackContext
+from ..core.interfaces import Requirement, requires
+from ..core.params import param
 
 
 class StopAtMetric(Callback):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
+from ..core.interfaces import FeatureExtractor
+from ..core.params import param
 from ..evaluation.digit_classifier import CLASSIFIER_NAME, GRID, DigitClassifier
 from ..evaluation.features import InceptionExtractor, PixelExtractor
 from ..evaluation.resize import RESIZE_MODES
-from ..interfaces import FeatureExtractor
-from ..params import param
 
 
 class InceptionFeatures(FeatureExtractor):

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..interfaces import Loss, Requirement, requires
-from ..params import param
+from ..core.interfaces import Loss, Requirement, requires
+from ..core.params import param
 
 
 def logits(discriminator: nn.Module, images: torch.Tensor,

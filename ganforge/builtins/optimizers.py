@@ -7,8 +7,8 @@ from typing import Any
 import attrs
 import torch
 
-from ..interfaces import Optimizer
-from ..params import param
+from ..core.interfaces import Optimizer
+from ..core.params import param
 
 _positive = attrs.validators.gt(0.0)
 _non_negative = attrs.validators.ge(0.0)

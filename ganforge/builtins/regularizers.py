@@ -3,7 +3,7 @@
 Each is a ``[regularizers.<label>]`` table; the training step adds ``weight * every *
 penalty`` to D's loss on every ``every``-th step (lazy regularization, Karras et al. 2020,
 StyleGAN2 §B) and logs the unweighted penalty as ``reg/<label>``. Penalties are computed in
-fp32 through the plain discriminator (see :class:`ganforge.interfaces.Regularizer`).
+fp32 through the plain discriminator (see :class:`ganforge.core.interfaces.Regularizer`).
 
 - ``gradient_penalty`` (Gulrajani et al. 2017, WGAN-GP): ``E (‖∇D(x̂)‖ - 1)²`` on
   interpolates ``x̂ = ε x + (1 - ε) G(z)``.
@@ -23,8 +23,8 @@ import attrs
 import torch
 from torch import nn
 
-from ..interfaces import Regularizer, RegularizerParams, Requirement, requires
-from ..params import param
+from ..core.interfaces import Regularizer, RegularizerParams, Requirement, requires
+from ..core.params import param
 
 
 def adversarial(logits: torch.Tensor) -> torch.Tensor:

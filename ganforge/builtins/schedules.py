@@ -8,8 +8,8 @@ import math
 
 import attrs
 
-from ..interfaces import Scheduler
-from ..params import at_most, param
+from ..core.interfaces import Scheduler
+from ..core.params import at_most, param
 
 _MAX_STEPS = 10**9
 _warmup = [attrs.validators.ge(0), at_most(_MAX_STEPS)]

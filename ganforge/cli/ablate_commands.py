@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import TrainingError
+from ..core.errors import TrainingError
 from .app import app, reports_errors, stderr
 from .shared import RecipeArgument, SetOption, load_plugins_or_warn
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._version import __version__
-from ..errors import Aborted, GanforgeError
+from ..core.errors import Aborted, GanforgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .app import app, reports_errors, stderr
 from .shared import (
     ClassOption,
@@ -94,7 +94,7 @@ def components(
     pattern: str = typer.Option("*", "--pattern", "-p", help="Shell-style name filter."),
 ) -> None:
     """List registered components, or show one component's parameters."""
-    from ..kinds import KINDS
+    from ..core.kinds import KINDS
 
     plugins = load_plugins_or_warn()
     args = args or []
@@ -126,7 +126,7 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
     import attrs
     from rich.markup import escape
 
-    from ..params import param_doc
+    from ..core.params import param_doc
 
     entry = plugins.registry.entry(kind, name)
     params_cls = entry.cls.Params
@@ -156,7 +156,7 @@ def _show_component(plugins: Plugins, kind: str, name: str) -> None:
 @reports_errors
 def plugins() -> None:
     """List plugins with their distribution, status and the components they registered."""
-    from ..kinds import KINDS
+    from ..core.kinds import KINDS
 
     loaded = load_plugins_or_warn()
     counts: dict[str, int] = {}

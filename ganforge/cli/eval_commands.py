@@ -132,7 +132,7 @@ def evaluate(
 
 def _extractor_table(texts: list[str]) -> dict[str, Any]:
     """``--extractor-param KEY=VALUE`` (TOML values) as the extractor's params table."""
-    from ..errors import RecipeError, UsageError
+    from ..core.errors import RecipeError, UsageError
     from ..recipe.loading import parse_override
 
     table: dict[str, Any] = {}

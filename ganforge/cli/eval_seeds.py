@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..api.evaluate import MAX_SEEDS
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..evaluation.results import aggregate_seeds as aggregate
 from ..sampling import check_seed
 

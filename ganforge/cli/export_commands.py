@@ -37,7 +37,7 @@ def export(
     ganforge sample DIR and ganforge.load_generator(DIR) use the folder with nothing else
     (no run directory, no dataset)."""
     from ..api.export import export as export_folder
-    from ..errors import UsageError
+    from ..core.errors import UsageError
     from ..sampling import check_count, check_seed
     from ..training import resolve_device
 

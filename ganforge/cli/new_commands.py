@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .app import app, reports_errors, stderr
 
 new_app = typer.Typer(help="Start something new from a template.", no_args_is_help=True)
@@ -60,7 +60,7 @@ def taken_problem(name: str) -> str | None:
     when it is free. A copy under a taken name would shadow that plugin, or be shadowed."""
     from importlib import metadata
 
-    from ..registry import SHIPPED_DISTRIBUTIONS
+    from ..core.registry import SHIPPED_DISTRIBUTIONS
 
     dist = f"ganforge-{name}"
     if dist in SHIPPED_DISTRIBUTIONS:

@@ -8,8 +8,8 @@ from pathlib import Path
 import attrs
 import torch
 
-from ..interfaces import Dataset
-from ..params import at_most
+from ..core.interfaces import Dataset
+from ..core.params import at_most
 from .augment import random_hflip
 from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
 from .policy import Item, Skipped

@@ -27,7 +27,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 #: Images larger than this are refused as decompression bombs (8192 x 8192, 192 MiB as RGB;
 #: below Pillow's own limit, so the bound holds whatever ``Image.MAX_IMAGE_PIXELS`` is).

@@ -7,8 +7,8 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from ..interfaces import Dataset, ImageSpec
-from ..params import param
+from ..core.interfaces import Dataset, ImageSpec
+from ..core.params import param
 from .common import channels_validator, image_size_validator
 
 
@@ -76,7 +76,7 @@ class StackedDigitsDataset(Dataset):
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
-        from ..seeds import derive_seed
+        from ..core.seeds import derive_seed
 
         digits = DigitsDataset(DigitsDataset.Params(image_size=params.image_size, channels=1))
         #: The digits' images, (1797, S, S) in [-1, 1].

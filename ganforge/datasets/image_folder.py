@@ -9,9 +9,9 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import DataError
-from ..interfaces import ImageSpec
-from ..params import param
+from ..core.errors import DataError
+from ..core.interfaces import ImageSpec
+from ..core.params import param
 from .common import MAX_CLASSES, EncodedImageDataset, channels_validator, image_size_validator
 from .policy import on_error_validator
 

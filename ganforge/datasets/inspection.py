@@ -11,7 +11,7 @@ import attrs
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from ..interfaces import Dataset
+from ..core.interfaces import Dataset
 from .decoding import BadImage, to_unit_range
 from .policy import Skipped
 from .prepared import dataset_classes, uint8_item, uint8_labelled_item
@@ -60,7 +60,7 @@ def _as_list(items: Sequence[Any]) -> list[Any]:
 def scan_dataset(dataset: Dataset, limit: int = 0, workers: int | None = None,
                  progress: bool = True) -> ScanReport:
     """Decode the first ``limit`` images (0: all) on all cores and collect the bad ones."""
-    from ..progress_bars import progress_bar
+    from ..core.progress_bars import progress_bar
 
     count = len(dataset)
     scanned = min(limit, count) if limit else count

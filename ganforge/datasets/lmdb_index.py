@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..cache import user_cache_dir
-from ..errors import DataError
+from ..core.cache import user_cache_dir
+from ..core.errors import DataError
 
 if TYPE_CHECKING:  # numpy is imported where used: the indexing child starts without it
     import numpy as np
@@ -201,7 +201,7 @@ def _read_keys(lmdb_path: Path, entries: int,
                progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """The keys of ``lmdb_path`` in lmdb's order, as (bytes end to end, offsets), walked in
     a child process with a progress bar here."""
-    from ..progress_bars import progress_bar
+    from ..core.progress_bars import progress_bar
 
     label = lmdb_path.name
     data = lmdb_path / "data.mdb"

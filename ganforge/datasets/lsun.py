@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import DataError
-from ..interfaces import ImageSpec
-from ..params import param
+from ..core.errors import DataError
+from ..core.interfaces import ImageSpec
+from ..core.params import param
 from .common import EncodedImageDataset
 from .lmdb_index import KeyIndex, lmdb_read_error, load_key_index, open_lmdb
 from .policy import on_error_validator

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import torch
 
-from ..errors import DataError
-from ..seeds import derive_seed
+from ..core.errors import DataError
+from ..core.seeds import derive_seed
 
 
 class EpochBatchSampler:

@@ -40,9 +40,9 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch.utils.data import DataLoader, Subset
 
-from ..errors import DataError
-from ..interfaces import Dataset, ImageSpec
-from ..params import param
+from ..core.errors import DataError
+from ..core.interfaces import Dataset, ImageSpec
+from ..core.params import param
 from .common import Uint8ImageDataset, channels_validator, classes_validator, image_size_validator
 from .decoding import BadImage, to_uint8
 from .policy import Skipped, split_item
@@ -169,7 +169,7 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
     same ``out`` resumes: finished shards are kept; a folder prepared from a different
     source is refused. A labelled dataset's labels are stored beside its images.
     """
-    from ..progress_bars import progress_bar
+    from ..core.progress_bars import progress_bar
 
     started = time.perf_counter()
     spec = dataset.image_spec

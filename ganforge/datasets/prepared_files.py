@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError, UsageError
+from ..core.errors import DataError, UsageError
 from ..io.files import read_npy_header
 
 MANIFEST = "manifest.json"

@@ -7,9 +7,9 @@ import functools
 import attrs
 import torch
 
-from ..interfaces import Dataset, ImageSpec
-from ..params import at_most, param
-from ..seeds import derive_seed
+from ..core.interfaces import Dataset, ImageSpec
+from ..core.params import at_most, param
+from ..core.seeds import derive_seed
 from .common import image_size_validator
 from .policy import Item
 

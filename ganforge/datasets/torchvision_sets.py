@@ -16,9 +16,9 @@ import attrs
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ..errors import DataError
-from ..interfaces import ImageSpec
-from ..params import param
+from ..core.errors import DataError
+from ..core.interfaces import ImageSpec
+from ..core.params import param
 from .common import Uint8ImageDataset, channels_validator, image_size_validator
 from .decoding import resize_center_crop
 

@@ -3,7 +3,7 @@
 PyTorch re-raises an exception from a worker in the main process as the same type, but
 with a message of its own: ``"Caught BadImage in DataLoader worker process 0.\\nOriginal
 Traceback (most recent call last): ..."`` followed by the worker's whole traceback. The
-command line prints a :class:`~ganforge.errors.GanforgeError` one line per message line,
+command line prints a :class:`~ganforge.core.errors.GanforgeError` one line per message line,
 so a bad image would print twenty lines of traceback instead of the one line naming it.
 :class:`WorkerErrorsUnwrapped` restores the original message; the worker's traceback stays
 available to ``--debug`` as the exception's cause (:class:`WorkerTraceback`).
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
-from ..errors import DataError, GanforgeError
+from ..core.errors import DataError, GanforgeError
 
 T = TypeVar("T")
 

@@ -26,9 +26,9 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import UsageError
-from ..interfaces import Metric
-from ..params import param
+from ..core.errors import UsageError
+from ..core.interfaces import Metric
+from ..core.params import param
 from .digit_classifier import DIGITS
 from .features import FeatureSet
 from .metrics import MetricParams, image_count

@@ -12,7 +12,7 @@ A stop request (``should_stop``, asked between batches) ends an evaluation with
 :class:`EvaluationInterrupted`; nothing partial is cached.
 
 **Classes.** Items of a labelled dataset are ``(image, label)`` pairs; the real features
-use their images. A conditional generator (:func:`~ganforge.interfaces.is_conditional`) is
+use their images. A conditional generator (:func:`~ganforge.core.interfaces.is_conditional`) is
 given fake labels drawn uniformly over the classes from a generator of their own, seeded
 with ``derive_seed(seed, "eval labels")`` from the metric's seed: the latents are drawn
 from ``seed`` exactly as for an unconditional generator, whose features are unchanged.
@@ -36,10 +36,10 @@ from typing import Any
 
 import torch
 
-from ..errors import UsageError
-from ..interfaces import Dataset, Generator, Metric, is_conditional
-from ..registry import Registry
-from ..structuring import unstructure_params
+from ..core.errors import UsageError
+from ..core.interfaces import Dataset, Generator, Metric, is_conditional
+from ..core.registry import Registry
+from ..core.structuring import unstructure_params
 from .feature_cache import (
     CACHE_VERSION,
     EvaluationInterrupted,

@@ -20,14 +20,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from ..cache import user_cache_dir
+from ..core.cache import user_cache_dir
+from ..core.errors import DataError, StorageError, UsageError
+from ..core.interfaces import Dataset, Generator, is_conditional
+from ..core.seeds import derive_seed
 from ..datasets.decoding import BadImage
 from ..datasets.policy import Skipped, split_item
-from ..errors import DataError, StorageError, UsageError
-from ..interfaces import Dataset, Generator, is_conditional
 from ..io.files import write_bytes_atomic, writing
 from ..sampling import generate
-from ..seeds import derive_seed
 from .features import ExtractorLike, FeatureSet
 
 #: 2: keyed by the dataset's identity (absolute paths and content fingerprint).

@@ -11,59 +11,21 @@ silently.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
-import attrs
 import torch
 import torch.nn.functional as F
 
-from ..errors import UsageError
+from ..core.errors import UsageError
+from ..core.metric_kinds import FeatureSet  # noqa: F401  (its old home: re-exported)
 
 T = TypeVar("T")
 
 
-@attrs.frozen(eq=False)
-class FeatureSet:
-    """Features (and, when the extractor has them, class logits) of a set of images.
-
-    Compared by identity, and with a memo for what metrics derive from it: the metrics of
-    one evaluation get the same ``head(n)`` object, so what one computes (k-NN radii,
-    say) the next one reuses (:meth:`memoized`)."""
-
-    features: torch.Tensor
-    logits: torch.Tensor | None = None
-    #: The class each generated image was drawn with (a conditional generator's labels),
-    #: else None.
-    labels: torch.Tensor | None = None
-    _memo: dict[Any, Any] = attrs.field(factory=dict, init=False, repr=False)
-
-    def __len__(self) -> int:
-        return self.features.shape[0]
-
-    def head(self, n: int) -> FeatureSet:
-        """The first ``n`` images' features (the same object for the same ``n``)."""
-        if n >= len(self):
-            return self
-
-        def first() -> FeatureSet:
-            logits = None if self.logits is None else self.logits[:n]
-            labels = None if self.labels is None else self.labels[:n]
-            return FeatureSet(self.features[:n], logits, labels)
-
-        return self.memoized(("head", n), first)
-
-    def memoized(self, key: Any, compute: Callable[[], T]) -> T:
-        """``compute()``, once per ``key`` for this set (features are never changed)."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        return self._memo[key]
-
-
 class ExtractorLike(Protocol):
     """What the evaluator calls: maps images in [-1, 1] (NCHW) to features and optional
-    logits. The ``extractor`` components (:class:`ganforge.interfaces.FeatureExtractor`)
+    logits. The ``extractor`` components (:class:`ganforge.core.interfaces.FeatureExtractor`)
     and the engines below are such objects."""
 
     #: Recorded in every score's protocol, and part of reference-statistics cache keys.

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from .features import FeatureSet
 from .metrics import MAX_IMAGES
 

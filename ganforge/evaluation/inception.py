@@ -40,8 +40,8 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models.inception import InceptionA, InceptionC, InceptionE
 
-from ganforge.cache import user_cache_dir
-from ganforge.errors import CheckpointError, UsageError
+from ganforge.core.cache import user_cache_dir
+from ganforge.core.errors import CheckpointError, UsageError
 
 __all__ = [
     "FEATURE_DIM",

@@ -43,9 +43,9 @@ from collections.abc import Iterator
 import attrs
 import torch
 
-from ..errors import UsageError
-from ..interfaces import Metric
-from ..params import at_most, param
+from ..core.errors import UsageError
+from ..core.interfaces import Metric
+from ..core.params import at_most, param
 from .features import FeatureSet
 from .metrics import MetricParams
 

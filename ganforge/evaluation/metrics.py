@@ -6,9 +6,9 @@ from typing import Any
 
 import attrs
 
-from ..errors import UsageError
-from ..interfaces import Metric
-from ..params import at_most, param
+from ..core.errors import UsageError
+from ..core.interfaces import Metric
+from ..core.params import at_most, param
 from .features import FeatureSet
 from .resize import RESIZE_MODES
 from .statistics import (

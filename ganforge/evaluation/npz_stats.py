@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 from ..io.files import read_npy_header, write_bytes_atomic
 
 #: The arrays a statistics file must hold.
@@ -155,7 +155,7 @@ def load_reference_npz(path: str | Path, dim: int | None = None
     """Read ``mu`` ``(D,)`` and ``sigma`` ``(D, D)`` as float64 from a pytorch-fid or
     clean-fid statistics file; ``dim``, when given, is the D the caller's extractor has.
 
-    Refuses, as one :class:`~ganforge.errors.UsageError` line naming the file: a missing
+    Refuses, as one :class:`~ganforge.core.errors.UsageError` line naming the file: a missing
     file, a file that is not an ``.npz`` (zip) archive, object (pickled) arrays, missing
     keys (naming those present), members besides ``mu.npy`` and ``sigma.npy`` (a shadowing
     ``sigma``, a name given twice, anything else), non-numeric dtypes, wrong or mismatched
@@ -202,7 +202,7 @@ def save_reference_npz(path: str | Path, mu: np.ndarray | torch.Tensor,
     ``np.savez`` under the keys pytorch-fid and clean-fid read, atomically (a temporary
     file beside it, then a rename). The name must end in ``.npz``: pytorch-fid takes only
     such paths for statistics. The arrays pass the checks :func:`load_reference_npz` makes;
-    a failure to write is a :class:`~ganforge.errors.StorageError` naming the file."""
+    a failure to write is a :class:`~ganforge.core.errors.StorageError` naming the file."""
     path = Path(path)
     if path.suffix != ".npz":
         raise _refuse(path, "the name must end in .npz (pytorch-fid reads statistics only "

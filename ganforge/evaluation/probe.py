@@ -7,7 +7,7 @@ runs on a randomly initialised D of the same architecture as the baseline. The f
 used raw (no per-feature standardisation, as in the paper); the SVM's C is chosen by
 stratified cross-validation on the labelled images only, separately for each D.
 
-A **conditional** D (:func:`~ganforge.interfaces.is_conditional`) is called as ``D(images,
+A **conditional** D (:func:`~ganforge.core.interfaces.is_conditional`) is called as ``D(images,
 y)`` with one fixed class, :data:`PROBE_CLASS`, for every image, and so is the random
 baseline. Given each image's true label instead, its features would carry the label itself
 (the DCGAN plugin concatenates it to the input: a random conditional D then scores 100%),
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import DataError, UsageError
+from ..core.interfaces import is_conditional
 from ..datasets.policy import Skipped, image_of
-from ..errors import DataError, UsageError
-from ..interfaces import is_conditional
 
 #: The class a conditional D is given for every image in the probe (so its features carry
 #: no label information).

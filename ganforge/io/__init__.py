@@ -1,7 +1,7 @@
 """The file layer, at the bottom of ganforge: everything about reading and writing files.
 
 - :mod:`.files`: atomic writes, JSON-lines logs that survive a torn last line, ``.npy``
-  headers, ``OSError`` -> one :class:`~ganforge.errors.StorageError` line.
+  headers, ``OSError`` -> one :class:`~ganforge.core.errors.StorageError` line.
 - :mod:`.safetensors_read`: the hardened safetensors reader (regular files only, header
   bounded and checked before the library sees it, the very bytes checked are loaded).
 - :mod:`.checkpoint_schema`, :mod:`.checkpoint_files`, :mod:`.checkpoint_names`: a
@@ -10,9 +10,10 @@
 - :mod:`.model_folder`, :mod:`.export_config`: an exported model folder's files.
 - :mod:`.refusals`, :mod:`.limits`: one-line refusals of a file, ceilings on its numbers.
 
-Modules here import only the standard library, third-party packages, ``ganforge.errors``,
-``ganforge.structuring``, ``ganforge.suggest`` and each other. The names below are imported
-lazily, so ``import ganforge.io.files`` does not import torch.
+Modules here import only the standard library, third-party packages,
+``ganforge.core.errors``, ``ganforge.core.structuring``, ``ganforge.core.suggest`` and each
+other. The names below are imported lazily, so ``import ganforge.io.files`` does not import
+torch.
 """
 
 from __future__ import annotations

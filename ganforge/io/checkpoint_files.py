@@ -20,7 +20,7 @@ Reading never trusts the file (:mod:`ganforge.io.safetensors_read`): the header 
 ganforge metadata are checked before any tensor is read, the integrity hashes once the
 tensors are read (:mod:`ganforge.io.integrity`), and the RNG states before anyone can
 restore them (:mod:`ganforge.io.rng_states`). Every refusal is one
-:class:`~ganforge.errors.CheckpointError` line naming the file and the problem.
+:class:`~ganforge.core.errors.CheckpointError` line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from safetensors.torch import save as save_bytes
 
-from ..errors import RecipeError
-from ..structuring import unstructure_params
+from ..core.errors import RecipeError
+from ..core.structuring import unstructure_params
 from . import integrity
 from .checkpoint_schema import (
     FORMAT_VERSION,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from .checkpoint_files import read_header
 
 _NAME = re.compile(r"^step-(\d{7,})\.safetensors$")

@@ -11,7 +11,7 @@ tensors are named ``state/<table>/<name>``) and ``ganforge.integrity``
 :func:`decode_metadata` decodes and validates all of it before any tensor is read: the
 trainer's counters through the project's cattrs converter, the embedded recipe as TOML
 whose top-level values are tables. Every refusal is one
-:class:`~ganforge.errors.CheckpointError` line naming the file and the problem.
+:class:`~ganforge.core.errors.CheckpointError` line naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import RecipeError
-from ..structuring import key_path, structure_params
+from ..core.errors import RecipeError
+from ..core.structuring import key_path, structure_params
 from . import integrity
 from .limits import MAX_BATCHES, MAX_ROLLBACKS, MAX_STEPS, MAX_THREADS
 from .refusals import DuplicateKey, is_int, kind, no_duplicate_keys, problems_line, quoted, refusal
@@ -279,9 +279,9 @@ def _decode_trainer(path: Path, metadata: Mapping[str, str]) -> TrainerMeta:
 
 def decode_trainer(data: Mapping[str, Any]) -> TrainerMeta:
     """The trainer's counters from their JSON form, through the project's strict cattrs
-    converter (:func:`~ganforge.structuring.structure_params`): unknown keys, wrong types and
+    converter (:func:`~ganforge.core.structuring.structure_params`): unknown keys, wrong types and
     values out of range are refused, every problem at once with its path
-    (``ganforge.trainer.best.step``), as a :class:`~ganforge.errors.RecipeError`."""
+    (``ganforge.trainer.best.step``), as a :class:`~ganforge.core.errors.RecipeError`."""
     problems: list[tuple[str, str]] = []
     rest = {k: v for k, v in data.items() if k != "best"}
     meta = TrainerMeta()

@@ -7,7 +7,7 @@ The file is untrusted (it may come from the Hub): it is read by
 :data:`MAX_CONFIG_BYTES`, UTF-8 JSON with no key given twice and no ``NaN``), and structured
 here through the project's strict cattrs converter (unknown keys, missing keys, wrong types
 and values out of range are refused, every problem with its path). Each refusal is one
-:class:`~ganforge.errors.CheckpointError` line naming the file.
+:class:`~ganforge.core.errors.CheckpointError` line naming the file.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any
 
 import attrs
 
-from ..errors import RecipeError
-from ..structuring import converter, key_path, structure_params, unknown_key_problems
+from ..core.errors import RecipeError
+from ..core.structuring import converter, key_path, structure_params, unknown_key_problems
 from .limits import MAX_CONFIG_BYTES
 from .model_folder import (
     CARD_NAME,
@@ -185,7 +185,7 @@ def config_json(config: ExportConfig) -> str:
 
 def decode_config(data: Any, source: Path | str) -> ExportConfig:
     """``data`` (parsed ``config.json``) as an :class:`ExportConfig`, or one
-    :class:`~ganforge.errors.CheckpointError` line naming ``source`` with every problem."""
+    :class:`~ganforge.core.errors.CheckpointError` line naming ``source`` with every problem."""
     if not isinstance(data, dict):
         raise refusal(source, f"not a ganforge export config: the file holds "
                               f"{type(data).__name__}, not a JSON object")
@@ -206,7 +206,7 @@ def decode_config(data: Any, source: Path | str) -> ExportConfig:
 
 
 def _structure_config(data: dict[str, Any]) -> ExportConfig:
-    """:func:`~ganforge.structuring.structure_params` for each part on its own, so that every
+    """:func:`~ganforge.core.structuring.structure_params` for each part on its own, so that every
     problem of the file (an unknown key in ``image`` as much as a wrong ``step``) is
     reported at once with its path."""
     attrs.resolve_types(ExportConfig)

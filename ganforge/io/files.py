@@ -6,7 +6,7 @@
 - :func:`read_jsonl`: a JSON-lines log whose last line was torn by a crash or a full disk
   (half an object, NUL bytes) still reads; the torn tail is reported, not fatal.
 - :func:`writing`: an ``OSError`` while writing (full disk, read-only folder) becomes one
-  :class:`~ganforge.errors.StorageError` line naming the file.
+  :class:`~ganforge.core.errors.StorageError` line naming the file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import StorageError
+from ..core.errors import StorageError
 
 #: Suffix of every temporary file ganforge writes; :func:`temporary_path` names them
 #: ``.<final name>.<pid>.<random>.tmp``.

@@ -9,7 +9,7 @@ is read with the checkpoint reader's checks (:mod:`ganforge.io.safetensors_read`
 ``config.json`` is read as untrusted JSON by :func:`read_config_json`: only a regular file
 under :data:`MAX_CONFIG_BYTES`, UTF-8, no key given twice and no ``NaN``; what it means is
 :mod:`ganforge.io.export_config`'s. Each refusal is one
-:class:`~ganforge.errors.CheckpointError` line naming the file.
+:class:`~ganforge.core.errors.CheckpointError` line naming the file.
 """
 
 from __future__ import annotations

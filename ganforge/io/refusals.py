@@ -3,7 +3,7 @@
 A name or value taken from an untrusted file (a checkpoint, an exported folder's
 ``config.json``) is shown through :func:`quoted`: escaped and cut short, so a terminal escape
 or a megabyte-long key cannot turn an error into something else. :func:`refusal` makes the
-one :class:`~ganforge.errors.CheckpointError` line naming the file; the JSON helpers refuse a
+one :class:`~ganforge.core.errors.CheckpointError` line naming the file; the JSON helpers refuse a
 key given twice (parsers disagree on which one wins).
 """
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, RecipeError
+from ..core.errors import CheckpointError, RecipeError
 
 # Every character ``str.splitlines`` breaks on, shown escaped so an error stays one line.
 _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
@@ -81,7 +81,7 @@ def library_problem(exc: BaseException) -> str:
 
 
 def problems_line(exc: RecipeError, shown: int = 5, chars: int = 200) -> str:
-    """A :class:`~ganforge.errors.RecipeError`'s problems as one bounded line: at most
+    """A :class:`~ganforge.core.errors.RecipeError`'s problems as one bounded line: at most
     ``shown`` problems of at most ``chars`` characters each (a hostile file must not turn
     one error line into megabytes)."""
     parts = [f"{where}: {message}"[:chars] for where, message in exc.problems[:shown]]

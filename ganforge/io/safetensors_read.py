@@ -11,7 +11,7 @@ dtype in :data:`DTYPES` (:func:`parse_safetensors_header`). The rest of the head
 types, sizes against shapes and dtypes, offsets that tile the data section exactly, no data
 after the last tensor) is checked by safetensors itself, when :func:`library_entries` opens
 the file and when :func:`read_verified` loads the very bytes it checked, before any tensor
-is made. Every refusal is one :class:`~ganforge.errors.CheckpointError` line naming the
+is made. Every refusal is one :class:`~ganforge.core.errors.CheckpointError` line naming the
 file and the problem.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 #: The latent priors a generator may offer.
 PRIORS: tuple[str, ...] = ("uniform", "normal")

@@ -25,8 +25,8 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import RecipeError
-from ..interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
+from ..core.errors import RecipeError
+from ..core.interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
 from .conditioning import label_classes, sample_prior
 
 __all__ = ["ImageSizes", "NetworkDiscriminator", "NetworkGenerator"]

@@ -14,9 +14,9 @@ from importlib.machinery import ModuleSpec, PathFinder
 from pathlib import Path
 from typing import Any
 
-from ..errors import RecipeError
-from ..structuring import key_path
-from ..suggest import did_you_mean
+from ..core.errors import RecipeError
+from ..core.structuring import key_path
+from ..core.suggest import did_you_mean
 
 Table = dict[str, Any]
 

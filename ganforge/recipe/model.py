@@ -11,12 +11,12 @@ from typing import Any
 import attrs
 import tomli_w
 
-from ..errors import RecipeError, UnknownComponentError
+from ..core.errors import RecipeError, UnknownComponentError
+from ..core.params import at_most, param
+from ..core.registry import Registry, split_qualified
+from ..core.structuring import Problems, key_path, structure_params, unstructure_params
+from ..core.suggest import did_you_mean
 from ..io.limits import MAX_STEPS
-from ..params import at_most, param
-from ..registry import Registry, split_qualified
-from ..structuring import Problems, key_path, structure_params, unstructure_params
-from ..suggest import did_you_mean
 from .loading import Table, apply_overrides, load_raw, merge
 from .tables import COMPONENT_TABLES, DEFAULTS, LABEL, PER_NETWORK, TOP_LEVEL, build_labelled
 
@@ -43,7 +43,7 @@ MAX_KEEP_LAST = 10_000
 MAX_D_STEPS = 100
 MAX_ROLLBACKS = 1000
 #: Seeds are below 2**32: NumPy's legacy seeding takes no more. Every stream a run draws
-#: from is seeded by :func:`ganforge.seeds.derive_seed`, which maps any seed into
+#: from is seeded by :func:`ganforge.core.seeds.derive_seed`, which maps any seed into
 #: ``torch.Generator.manual_seed``'s range.
 SEED_LIMIT = 2**32
 
@@ -209,7 +209,7 @@ class Recipe:
     eval: EvalParams = attrs.field(factory=EvalParams)
     ema: EMAParams = attrs.field(factory=EMAParams)
     #: ``[plugins.<name>]`` tables: each plugin's own settings, structured by the Params
-    #: class it registered (:meth:`~ganforge.registry.Registry.register_settings`).
+    #: class it registered (:meth:`~ganforge.core.registry.Registry.register_settings`).
     plugins: dict[str, Any] = attrs.field(factory=dict)
     #: Unmet requirements that components declared as warnings (one line each).
     warnings: tuple[str, ...] = ()

@@ -8,9 +8,9 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import RecipeError, UnknownComponentError
-from ..registry import Registry
-from ..structuring import Problems, key_path
+from ..core.errors import RecipeError, UnknownComponentError
+from ..core.registry import Registry
+from ..core.structuring import Problems, key_path
 from .loading import Table
 
 #: Recipe table path -> component kind.

@@ -14,8 +14,9 @@ import attrs
 import torch
 
 from .._version import __version__
-from ..errors import UsageError
-from ..interfaces import Generator, is_conditional
+from ..core.errors import UsageError
+from ..core.interfaces import Generator, is_conditional
+from ..core.structuring import unstructure_params
 from ..io.checkpoint_files import read_header
 from ..io.checkpoint_schema import EMA_PREFIX, CheckpointHeader
 from ..io.export_config import (
@@ -39,7 +40,6 @@ from ..io.export_config import (
 from ..io.files import write_bytes_atomic, write_text_atomic, writing
 from ..io.model_folder import weights_bytes
 from ..plugins import Plugins
-from ..structuring import unstructure_params
 from ..training.assembly import load_experiment
 from .grid import png_bytes, sample_grid
 from .model_card import CardInputs, model_card

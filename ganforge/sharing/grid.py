@@ -10,7 +10,7 @@ import attrs
 import torch
 from torchvision.utils import save_image
 
-from ..interfaces import Generator, is_conditional
+from ..core.interfaces import Generator, is_conditional
 from ..sampling import (
     class_grid_inputs,
     class_labels,

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from ..errors import CheckpointError, RecipeError, UnknownComponentError
-from ..interfaces import Generator, ImageSpec, is_conditional
+from ..core.errors import CheckpointError, RecipeError, UnknownComponentError
+from ..core.interfaces import Generator, ImageSpec, is_conditional
 from ..io.export_config import ExportConfig, read_config
 from ..io.model_folder import CONFIG_NAME, WEIGHTS_NAME, read_weights
 from ..io.refusals import problems_line, quoted, refusal
@@ -28,7 +28,7 @@ from ..training.run_dir import RunDirectory
 from ..training.size_bounds import built_on_meta, check_network_size, check_sample_size
 
 if TYPE_CHECKING:
-    from ..registry import Registry
+    from ..core.registry import Registry
 
 
 @attrs.frozen

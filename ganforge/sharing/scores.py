@@ -23,12 +23,12 @@ from typing import Any, TypeGuard
 
 import attrs
 
-from ..errors import StorageError
+from ..core.errors import StorageError
+from ..core.structuring import unstructure_params
 from ..io.checkpoint_names import EVALUATIONS_SUFFIX
 from ..io.checkpoint_schema import CheckpointHeader
 from ..io.files import read_jsonl
 from ..recipe import Recipe
-from ..structuring import unstructure_params
 from ..training.run_dir import RunDirectory
 
 

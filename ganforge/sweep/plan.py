@@ -34,12 +34,12 @@ from typing import Any
 
 import attrs
 
-from ..errors import RecipeError
-from ..params import param
+from ..core.errors import RecipeError
+from ..core.params import param
+from ..core.registry import Registry
+from ..core.structuring import key_path, structure_params
 from ..recipe import Recipe, apply_overrides, apply_settings, build_recipe, load_raw
 from ..recipe.model import SEED_LIMIT
-from ..registry import Registry
-from ..structuring import key_path, structure_params
 
 #: What a variant id may look like: it names a folder under the sweep's directory, so it
 #: is one plain, readable path component (never ``/``, ``..``, ``~``, a leading ``.`` or

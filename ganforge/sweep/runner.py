@@ -29,7 +29,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import RunDirectoryBusy
+from ..core.errors import RunDirectoryBusy
 from ..io.checkpoint_names import latest_checkpoint
 from ..io.files import write_text_atomic
 from ..training.run_dir import FolderLock, RunDirectory

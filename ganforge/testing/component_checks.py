@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..interfaces import (
+from ..core.interfaces import (
     LABEL_KEYWORDS_FIX,
     ComponentState,
     ImageSpec,
@@ -74,7 +74,7 @@ def check_component_state(make: Callable[[], Any], exercise: Callable[[Any], Any
 def check_figures(make: Callable[[], Any], exercise: Callable[[Any], Any]) -> None:
     """A component that overrides ``figures()`` returns, after some use, a mapping of
     non-empty names to finite numbers or one-element tensors."""
-    from ..interfaces import Component
+    from ..core.interfaces import Component
 
     component = make()
     if getattr(type(component), "figures", None) is Component.figures:
@@ -421,7 +421,7 @@ def _item(dataset: Any, index: int, spec: ImageSpec) -> tuple[torch.Tensor, int 
 def build_dataset(cls: type, params: Any, given: bool) -> Any:
     """``cls(params)``; without params of the caller's, a dataset that cannot be built from
     its defaults (it needs files) is skipped rather than failed."""
-    from ..errors import GanforgeError
+    from ..core.errors import GanforgeError
 
     try:
         return cls(params)

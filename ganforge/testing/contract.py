@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..interfaces import ImageSpec, is_conditional, loss_takes_labels
+from ..core.interfaces import ImageSpec, is_conditional, loss_takes_labels
 from ..plugins import Plugins
 from . import augment_checks as ac
 from . import component_checks as cc

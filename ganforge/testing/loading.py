@@ -10,9 +10,9 @@ from typing import Any
 
 import pluggy
 
-from .. import hookspecs
+from ..core import hookspecs
+from ..core.registry import Entry, Registry
 from ..plugins import Plugins, load_plugins
-from ..registry import Entry, Registry
 
 #: ``registry`` arguments of the kit accept any of these (None: the installed plugins).
 RegistryLike = Registry | Plugins | None
@@ -96,7 +96,7 @@ def same_plugin(a: str, b: str) -> bool:
 
 def plugin_entries(registry: Registry, plugin: str) -> list[Entry]:
     """Every entry ``plugin`` registered, kind by kind."""
-    from ..kinds import KINDS
+    from ..core.kinds import KINDS
 
     return [e for kind in KINDS for e in registry.list(kind)
             if same_plugin(entry_plugin(e), plugin)]

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import GanforgeError
-from ..interfaces import ImageSpec, is_conditional
+from ..core.errors import GanforgeError
+from ..core.interfaces import ImageSpec, is_conditional
 from .report import SkipCheck, fail, one_line
 
 #: Images per batch in the network checks (more than 1: BatchNorm in training mode).

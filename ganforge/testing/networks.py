@@ -14,10 +14,10 @@ import attrs
 import torch
 from torch import nn
 
-from ..interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
+from ..core.interfaces import Discriminator, Generator, ImageSpec, resolve_image_spec
+from ..core.params import param
+from ..core.registry import Registry
 from ..nn.conditioning import class_weights, label_classes
-from ..params import param
-from ..registry import Registry
 
 #: The plugin name (qualifier) and short name the kit registers its partner networks as,
 #: and the name a recipe uses for them.

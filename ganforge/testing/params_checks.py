@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 
-from ..errors import GanforgeError
-from ..params import is_params_class, param_doc
-from ..registry import Registry
+from ..core.errors import GanforgeError
+from ..core.params import is_params_class, param_doc
+from ..core.registry import Registry
 from .loading import describe
 from .report import SkipCheck, fail
 
@@ -76,7 +76,7 @@ def structure(registry: Registry, kind: str, name: str, given: Any) -> Any:
 
 def params_mapping(given: Any) -> dict[str, Any]:
     """``given`` (None, a mapping or a Params instance) as a recipe table's params."""
-    from ..structuring import unstructure_params
+    from ..core.structuring import unstructure_params
 
     if given is None:
         return {}

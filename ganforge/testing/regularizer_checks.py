@@ -30,7 +30,7 @@ def _penalty(regularizer: Any, seed: int = 0) -> tuple[LossCase, Any]:
 def check_penalty(regularizer: Any) -> None:
     """``penalty(...)`` returns None (a constraint) or a finite float scalar that requires
     grad; a penalty's params have a numeric ``weight`` and an integer ``every`` >= 1 (subclass
-    :class:`ganforge.interfaces.RegularizerParams`); ``after_update(D)`` runs."""
+    :class:`ganforge.core.interfaces.RegularizerParams`); ``after_update(D)`` runs."""
     case, value = _penalty(regularizer)
     regularizer.after_update(case.D)
     if value is None:
@@ -41,7 +41,7 @@ def check_penalty(regularizer: Any) -> None:
     if isinstance(weight, bool) or not isinstance(weight, int | float) \
             or isinstance(every, bool) or not isinstance(every, int) or every < 1:
         raise fail("a penalty's Params need weight (a number) and every (an int >= 1): "
-                   "subclass ganforge.interfaces.RegularizerParams")
+                   "subclass ganforge.core.interfaces.RegularizerParams")
 
 
 def check_penalty_gradients(regularizer: Any) -> None:

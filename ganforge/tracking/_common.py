@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
 
-from ..errors import PluginError
+from ..core.errors import PluginError
 
 T = TypeVar("T")
 
@@ -39,7 +39,7 @@ def import_tracker(plugin: str, module: str) -> ModuleType:
 def enabled_settings(recipe: Mapping[str, Any], plugin: str, settings_cls: type[T]) -> T | None:
     """The plugin's settings from the resolved recipe table ``ganforge_run_started``
     receives, or None when its ``[plugins.<plugin>]`` table is absent or not enabled."""
-    from ..structuring import structure_params
+    from ..core.structuring import structure_params
 
     table = (recipe.get("plugins") or {}).get(plugin)
     if not table or not table.get("enabled", False):

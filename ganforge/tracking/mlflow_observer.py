@@ -21,9 +21,9 @@ from urllib.parse import urlparse
 
 import attrs
 
-from ..hookspecs import hookimpl
-from ..params import param
-from ..registry import Registry
+from ..core.hookspecs import hookimpl
+from ..core.params import param
+from ..core.registry import Registry
 from ._common import (
     enabled_settings,
     flat_params,

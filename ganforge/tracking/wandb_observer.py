@@ -17,9 +17,9 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..hookspecs import hookimpl
-from ..params import param
-from ..registry import Registry
+from ..core.hookspecs import hookimpl
+from ..core.params import param
+from ..core.registry import Registry
 from ._common import enabled_settings, import_tracker, read_run_id, recipe_toml, write_run_id
 
 PLUGIN = "wandb"

@@ -18,9 +18,9 @@ from collections.abc import Collection
 
 import torch
 
-from ..interfaces import Dataset
+from ..core.interfaces import Dataset
+from ..core.registry import Registry
 from ..recipe import Recipe
-from ..registry import Registry
 from .building import (
     build_generator,
     build_networks,

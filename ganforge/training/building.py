@@ -19,10 +19,10 @@ from typing import Any
 
 import torch
 
-from ..errors import RecipeError, UnknownComponentError, UsageError
-from ..interfaces import Dataset, Discriminator, Generator, ImageSpec, Metric
+from ..core.errors import RecipeError, UnknownComponentError, UsageError
+from ..core.interfaces import Dataset, Discriminator, Generator, ImageSpec, Metric
+from ..core.registry import Registry
 from ..recipe import Recipe
-from ..registry import Registry
 
 #: The device names ganforge accepts, exactly (no spaces, no other backends).
 _DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]{1,9}))?")
@@ -99,8 +99,8 @@ def dataset_source(source: str | Path, overrides: Sequence[str] | None, registry
     With a recipe, ``overrides`` take recipe paths (``dataset.image_size=64``); with a
     dataset name, that dataset's params (``image_size=64``).
     """
+    from ..core.structuring import structure_params, unstructure_params
     from ..recipe import apply_overrides, load_raw
-    from ..structuring import structure_params, unstructure_params
 
     path = Path(source)
     if path.suffix == ".toml" or path.is_file():

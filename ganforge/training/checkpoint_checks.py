@@ -5,7 +5,7 @@ from the header alone, before the module's memory is allocated) and an optimizer
 
 This module's one job is that comparison; reading the file is
 :mod:`ganforge.io.checkpoint_files`'. Every mismatch is named key by key, and all of
-them are reported in one :class:`~ganforge.errors.CheckpointError` line naming the file;
+them are reported in one :class:`~ganforge.core.errors.CheckpointError` line naming the file;
 nothing is loaded when anything is wrong.
 """
 

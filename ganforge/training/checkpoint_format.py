@@ -17,7 +17,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
-from ..errors import CheckpointError, RecipeError
+from ..core.errors import CheckpointError, RecipeError
+from ..core.structuring import key_path, structure_params, unstructure_params
 from ..io import (
     checkpoint_files,
     checkpoint_names,
@@ -70,7 +71,6 @@ from ..io.safetensors_read import (
     parse_safetensors_header,
     read_header_bytes,
 )
-from ..structuring import key_path, structure_params, unstructure_params
 
 __all__ = [
     "DTYPES", "EMA_PREFIX", "EVALUATIONS_SUFFIX", "FORMAT_VERSION", "MAX_BATCHES",

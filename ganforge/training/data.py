@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..core.interfaces import Dataset
+from ..core.seeds import derive_seed
 from ..datasets.decoding import to_unit_range
 from ..datasets.order import EpochBatchSampler
 from ..datasets.policy import ImageBatch, collate_images
 from ..datasets.worker_errors import WorkerErrorsUnwrapped
-from ..interfaces import Dataset
-from ..seeds import derive_seed
 
 
 def seed_worker(worker_id: int) -> None:

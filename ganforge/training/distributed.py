@@ -16,7 +16,7 @@ import attrs
 import torch
 import torch.distributed as dist
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 #: How long a collective may wait: rank 0 alone evaluates and writes checkpoints while the
 #: others wait at their next collective, which can take long.

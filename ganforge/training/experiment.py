@@ -9,8 +9,8 @@ from typing import Any
 import attrs
 import torch
 
-from ..errors import CheckpointError, UsageError
-from ..interfaces import (
+from ..core.errors import CheckpointError, UsageError
+from ..core.interfaces import (
     LABEL_KEYWORDS_FIX,
     Augment,
     Component,

@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, DataError, RecipeError, UsageError
-from ..interfaces import Dataset, Generator
+from ..core.errors import CheckpointError, DataError, RecipeError, UsageError
+from ..core.interfaces import Dataset, Generator
+from ..core.registry import Registry
 from ..io.checkpoint_files import read_checkpoint, read_header
 from ..io.checkpoint_schema import EMA_PREFIX
 from ..recipe import Recipe, apply_overrides, build_recipe, parse_override
-from ..registry import Registry
 from .assembly import assemble
 from .building import build_generator, build_networks, resolve_device
 from .checkpoint_checks import load_module_state

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import torch
 
-from ..errors import CheckpointError, RecipeError, UsageError
+from ..core.errors import CheckpointError, RecipeError, UsageError
+from ..core.registry import Registry
+from ..core.seeds import derive_seed
 from ..io.checkpoint_files import optimizer_from_flat, optimizer_to_flat, read_checkpoint
 from ..io.checkpoint_schema import EMA_PREFIX, GradScalerState, TrainerMeta
 from ..recipe import Recipe, build_recipe
-from ..registry import Registry
-from ..seeds import derive_seed
 from .callbacks import split_callback_state
 from .checkpoint_checks import load_module_state, validate_optimizer_state
 from .rng import capture_rng, restore_rng, rng_state_problems

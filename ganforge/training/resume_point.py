@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 from ..io.checkpoint_files import read_header
 from ..io.checkpoint_names import checkpoint_step
 
@@ -22,7 +22,7 @@ def resume_checkpoint(folder: Path) -> Path | None:
     """The newest file in ``folder`` named like a checkpoint (``step-N.safetensors``),
     its header and metadata checked (:func:`~ganforge.io.checkpoint_files.read_header`); ``None``
     only when there is no such file. When that newest file is refused, its refusal is
-    raised as one :class:`~ganforge.errors.CheckpointError` line naming it, with what to
+    raised as one :class:`~ganforge.core.errors.CheckpointError` line naming it, with what to
     do about it."""
     if not folder.is_dir():
         return None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from ..errors import RunDirectoryBusy
+from ..core.errors import RunDirectoryBusy
 from ..io.checkpoint_names import checkpoint_name, latest_checkpoint, rotate
 from ..io.files import TEMPORARY_SUFFIX, writing
 

@@ -19,12 +19,12 @@ import attrs
 import torch
 from torch import nn
 
-from ..errors import RecipeError
-from ..interfaces import Discriminator, Generator, ImageSpec, is_conditional
+from ..core.errors import RecipeError
+from ..core.interfaces import Discriminator, Generator, ImageSpec, is_conditional
 
 if TYPE_CHECKING:
+    from ..core.registry import Registry
     from ..recipe import Recipe
-    from ..registry import Registry
 
 #: Images per probe batch: two, so a BatchNorm in training mode would still work.
 PROBE_BATCH = 2

@@ -6,7 +6,7 @@ Everything here runs on the ``meta`` device, where tensors have shapes but no me
 before the real network is built. The checks never pass by default: a network that cannot
 be built on ``meta`` (an overflowing size, a plugin that does not support it), and a
 forward pass that fails there, are refusals like a network that is too large. Each
-refusal is one :class:`~ganforge.errors.CheckpointError` line naming the file.
+refusal is one :class:`~ganforge.core.errors.CheckpointError` line naming the file.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..errors import GanforgeError
-from ..interfaces import Generator, is_conditional
+from ..core.errors import GanforgeError
+from ..core.interfaces import Generator, is_conditional
 from ..io.refusals import refusal
 from ..io.safetensors_read import TensorInfo
 from .checkpoint_checks import check_module_layout

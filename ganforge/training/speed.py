@@ -22,7 +22,7 @@ from pathlib import Path
 import attrs
 import torch
 
-from ..errors import UsageError
+from ..core.errors import UsageError
 
 
 @functools.cache

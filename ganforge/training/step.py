@@ -17,8 +17,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..errors import UsageError
-from ..interfaces import Augment, is_conditional, loss_takes_labels, loss_takes_real
+from ..core.errors import UsageError
+from ..core.interfaces import Augment, is_conditional, loss_takes_labels, loss_takes_real
 from ..recipe import RunParams
 from .assembly import Experiment
 from .distributed import DistributedContext
@@ -70,7 +70,7 @@ class LabelledCall(nn.Module):
     With an ``augment`` (``[augment]``), every image batch is augmented (with ``rng``)
     before D sees it. While a real batch is being watched (:meth:`watch`, during D's
     update), D's logits on exactly that tensor are handed to the augmentation
-    (:meth:`~ganforge.interfaces.Augment.observe_real_logits`): every shipped loss passes
+    (:meth:`~ganforge.core.interfaces.Augment.observe_real_logits`): every shipped loss passes
     the real batch it was given to D as it is."""
 
     def __init__(self, module: nn.Module, conditional: bool, name: str,

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ..errors import Aborted
+from ..core.errors import Aborted
 from .distributed import COLLECTIVE_TIMEOUT, DistributedContext
 
 #: Signals that request a clean stop.

@@ -21,10 +21,11 @@ import attrs
 import torch
 
 from .._version import __version__
-from ..callback import Callback
+from ..core.callback import Callback
+from ..core.errors import TrainingError, UsageError
+from ..core.interfaces import is_conditional
+from ..core.seeds import derive_seed
 from ..datasets.policy import ImageBatch
-from ..errors import TrainingError, UsageError
-from ..interfaces import is_conditional
 from ..io.checkpoint_files import write_checkpoint
 from ..io.files import write_text_atomic, writing
 from ..plugins import Plugins
@@ -37,7 +38,6 @@ from ..sampling import (
     image_grid,
     write_grid,
 )
-from ..seeds import derive_seed
 from .assembly import Experiment, assemble, resolve_device
 from .callbacks import LossMeter, RunContext, run_callbacks
 from .data import real_batches, shutdown_workers

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from ...errors import UsageError
-from ...interfaces import Generator
-from ...seeds import derive_seed
+from ...core.errors import UsageError
+from ...core.interfaces import Generator
+from ...core.seeds import derive_seed
 
 #: Default number of exemplars that make up one concept (the paper averaged three).
 EXEMPLARS_PER_CONCEPT = 3

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid
 
-from ...errors import UsageError
+from ...core.errors import UsageError
 from .walks import GRID_PADDING, _to_pil
 
 # Figure geometry, in pixels (see :func:`arithmetic_figure_size`).

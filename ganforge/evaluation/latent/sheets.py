@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...errors import UsageError
-from ...interfaces import Generator
+from ...core.errors import UsageError
+from ...core.interfaces import Generator
 from ...sampling import parse_class
 from .walks import latent_prior
 

@@ -13,16 +13,16 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.utils import make_grid
 
-from ...errors import UsageError
-from ...interfaces import Generator
+from ...core.errors import UsageError
+from ...core.interfaces import Generator
+from ...core.seeds import derive_seed
 from ...sampling import parse_class
-from ...seeds import derive_seed
 
 #: Interpolation modes accepted by :func:`interpolate` and :func:`interpolation_latents`.
 MODES = ("auto", "slerp", "linear")
 #: Below this ``sin(angle)`` two latents count as parallel and slerp falls back to lerp.
 PARALLEL_EPS = 1e-6
-#: :func:`~ganforge.seeds.derive_seed` stream of the walks' classes (:func:`walk_row_classes`).
+#: :func:`~ganforge.core.seeds.derive_seed` stream of the walks' classes (:func:`walk_row_classes`).
 WALK_CLASSES_STREAM = "walk-classes"
 #: White padding between the tiles of a grid, in pixels.
 GRID_PADDING = 2

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...callback import Callback, CallbackContext
+from ...core.callback import Callback, CallbackContext
 from .context import RunContext, RunLog
 from .control import DivergencePolicy, ObserverBroadcast, StopVoting
 from .dispatch import CallbackList, callback_keys, split_callback_state

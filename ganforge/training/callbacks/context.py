@@ -1,5 +1,5 @@
 """The context callbacks get: a narrow view of one run (:class:`RunContext`), never the
-trainer. It implements :class:`~ganforge.callback.CallbackContext`, the documented part;
+trainer. It implements :class:`~ganforge.core.callback.CallbackContext`, the documented part;
 the rest (marked "built-ins") is what the built-in callbacks need to do the trainer's
 periodic work, and may change."""
 
@@ -52,7 +52,7 @@ class RunContext:
         self.rolled_back = False
         self._stack: contextlib.ExitStack | None = None
 
-    # -- the documented context (ganforge.callback.CallbackContext) -------------------------
+    # -- the documented context (ganforge.core.callback.CallbackContext) -------------------------
 
     step = property(lambda self: self._host.step, doc="The step just trained.")
     recipe = property(lambda self: self._host.recipe, doc="The resolved recipe.")

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ...callback import Callback
-from ...errors import TrainingError
+from ...core.callback import Callback
+from ...core.errors import TrainingError
 from ...io.files import writing
 from ..resume_point import resume_checkpoint
 from ..stopping import StopVote
@@ -108,7 +108,7 @@ class ObserverBroadcast(Callback):
 
 class StopVoting(Callback):
     """After every step, every rank posts whether it was asked to stop (a signal, or a
-    callback's :meth:`~ganforge.callback.CallbackContext.request_stop`) and takes the stop
+    callback's :meth:`~ganforge.core.callback.CallbackContext.request_stop`) and takes the stop
     all ranks agreed on (one process: at once; under torchrun: one step later, see
     ``stopping.py``). Due on every step, it reads nothing from the device."""
 

@@ -1,6 +1,6 @@
 """The callbacks of one run, in the order they run, and their checkpointed state.
 
-:class:`CallbackList` calls the hooks (:mod:`ganforge.callback`) and keeps the rule of due
+:class:`CallbackList` calls the hooks (:mod:`ganforge.core.callback`) and keeps the rule of due
 steps: after each step, the callbacks due on it run in order; when one of them is due with
 ``host_sync`` (it reads device values), the step synchronises with the host anyway, so the
 callbacks with ``on_sync_steps`` run on it too (the divergence policy first). A rollback
@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from ...callback import Callback
-from ...errors import CheckpointError, TrainingError, UsageError
+from ...core.callback import Callback
+from ...core.errors import CheckpointError, TrainingError, UsageError
 from .context import RunContext
 
 #: The prefix of the checkpoint table of a callback's state.

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ...callback import Callback
-from ...errors import TrainingError
+from ...core.callback import Callback
+from ...core.errors import TrainingError
 from .meter import component_figures
 
 

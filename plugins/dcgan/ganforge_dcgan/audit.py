@@ -32,7 +32,7 @@ network is left exactly as it was found: training flags are restored, hooks are 
 and, since the pass runs in eval mode under ``torch.no_grad()``, BatchNorm running
 statistics and parameters are untouched.
 
-A conditional network (:func:`ganforge.interfaces.is_conditional`) is traced on its
+A conditional network (:func:`ganforge.core.interfaces.is_conditional`) is traced on its
 inputs and class labels, ``network(inputs, labels)``; the labels are concatenated
 functionally, so they add no layer and the guidelines read the same as without them.
 
@@ -50,8 +50,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ganforge.audit import AuditResult
-from ganforge.interfaces import is_conditional
+from ganforge.core.audit import AuditResult
+from ganforge.core.interfaces import is_conditional
 from ganforge.nn import tracing
 
 __all__ = [

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from ganforge import ImageSpec, param
-from ganforge.errors import UsageError
-from ganforge.interfaces import Requirement, requires
+from ganforge.core.errors import UsageError
+from ganforge.core.interfaces import Requirement, requires
 from ganforge.nn.conditioning import class_weights, refuse_labels
 from ganforge.nn.layers import feature_norm, has_feature_norm, norm_validator, spectral_all
 from ganforge.nn.network import NetworkDiscriminator
