@@ -23,10 +23,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
-    """ruff over the sources (the plugin template's too), plugins, tests and benchmarks."""
+    """ruff over the sources (the plugin template's too), plugins, tests and tools."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "ganforge", "ganforge/templates/plugin", "plugins", "tests",
-                "noxfile.py")
+                "tools", "noxfile.py")
 
 
 @nox.session(python="3.11")
