@@ -80,6 +80,8 @@ class PlannedRun:
     overrides: dict[str, Any]
     recipe: Recipe
     run_dir: Path
+    #: The named variant (``[sweep.variants.<name>]`` or ``base``) it belongs to, if any.
+    name: str | None = None
 
     @property
     def label(self) -> str:
@@ -95,6 +97,8 @@ class SweepPlan:
     params: SweepParams
     base: Recipe
     runs: list[PlannedRun]
+    #: ``[sweep.axes]``: recipe path -> the values it takes (``params.mode`` combines them).
+    axes: dict[str, list[Any]] = attrs.field(factory=dict)
 
     @property
     def variants(self) -> list[str]:
@@ -222,11 +226,12 @@ def plan_sweep(path: str | Path, registry: Registry, overrides: Iterable[str] = 
             except RecipeError as exc:
                 problems += [(f"variant {vid!r}: {p}", m) for p, m in exc.problems]
                 break
-            runs.append(PlannedRun(vid, seed, changes, recipe, out / vid / f"seed-{seed}"))
+            runs.append(PlannedRun(vid, seed, changes, recipe, out / vid / f"seed-{seed}",
+                                   name))
     if problems:
         raise RecipeError(problems, source=str(path))
     _check_run_dirs(runs, out, str(path))
-    return SweepPlan(path, out, params, base, runs)
+    return SweepPlan(path, out, params, base, runs, dict(axes))
 
 
 def _check_variant_names(named: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -2,7 +2,8 @@
 
 Writes ``results.csv`` and ``results.jsonl`` (one row per variant and seed), ``summary.csv``
 (one row per variant) and ``summary.md`` (each metric's final value as mean +- std over
-seeds, a Markdown table) in the sweep directory.
+seeds, a Markdown table; variants by their display names, :mod:`.labels`) in the sweep
+directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from ..io.files import read_jsonl
 from ..training.run_dir import RunDirectory
+from .labels import display_names
 from .plan import PlannedRun, SweepPlan
 
 #: Figures read from the last logged step of every run.
@@ -90,9 +92,11 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer.writerows(rows)
 
 
-def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
-    """A Markdown table: one row per variant, each evaluated metric's final value as
-    ``mean ± std`` over the variant's seeds (std of the seeds, n - 1)."""
+def summary_markdown(summary: Sequence[Mapping[str, Any]],
+                     names: Mapping[str, str] | None = None) -> str:
+    """A Markdown table: one row per variant (named by ``names``, variant id -> display
+    name, where given), each evaluated metric's final value as ``mean ± std`` over the
+    variant's seeds (std of the seeds, n - 1)."""
     if not summary:
         return ""
     labels = [k[:-len("_final_mean")] for k in summary[0] if k.endswith("_final_mean")]
@@ -101,7 +105,8 @@ def summary_markdown(summary: Sequence[Mapping[str, Any]]) -> str:
     for row in summary:
         cells = [f"{row[f'{label}_final_mean']:.4g} ± {row[f'{label}_final_std']:.2g}"
                  if f"{label}_final_mean" in row else "-" for label in labels]
-        lines.append(f"| {row['variant']} | {row['seeds']} | " + " | ".join(cells) + " |")
+        name = (names or {}).get(row["variant"], row["variant"])
+        lines.append(f"| {name} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -114,5 +119,6 @@ def collect(plan: SweepPlan, registry: Any) -> tuple[list[dict[str, Any]], list[
         _write_csv(plan.out / "results.csv", rows)
         (plan.out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         _write_csv(plan.out / "summary.csv", summary)
-        (plan.out / "summary.md").write_text(summary_markdown(summary), encoding="utf-8")
+        (plan.out / "summary.md").write_text(summary_markdown(summary, display_names(plan)),
+                                             encoding="utf-8")
     return rows, summary
