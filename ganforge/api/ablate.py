@@ -55,12 +55,14 @@ def ablate(recipe: str | Path, *, overrides: Sequence[str] = (), out: str | Path
     """Run every unfinished run of the sweep recipe ``recipe`` (``jobs`` at a time: one per
     GPU when there are several, CPU processes otherwise) in ``out`` (default
     ``runs/<recipe name>``), then write results.csv, results.jsonl, summary.csv and
-    summary.md there, and with ``report`` samples.png and curves.png. Resumable: calling it
+    summary.md there, and with ``report`` samples.png, curves.png and, for two or more
+    crossed axes, heatmap-<metric>.png (final values over the axes). Resumable: calling it
     again finishes an interrupted sweep without redoing finished runs. Failed runs are in
     ``result.failed``; problems with the recipe raise :class:`~ganforge.core.errors.RecipeError`.
     ``on_plan`` is told the plan before the first run starts, ``on_run`` of each run as it
     ends."""
     from ..core.errors import UsageError
+    from ..sweep.heatmap import heatmap_plots
     from ..sweep.report import curves_plot, samples_sheet
     from ..sweep.results import collect
     from ..sweep.runner import run_plan
@@ -79,4 +81,5 @@ def ablate(recipe: str | Path, *, overrides: Sequence[str] = (), out: str | Path
     if report:
         sheet = samples_sheet(sweep, sweep.out / "samples.png")
         files += [p for p in (sheet, curves_plot(sweep, sweep.out / "curves.png")) if p]
+        files += heatmap_plots(sweep, sweep.out)
     return AblationResult(sweep, outcomes, rows, summary, tuple(files))

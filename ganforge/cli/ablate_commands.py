@@ -35,7 +35,8 @@ def ablate(
                              help="Variants run in parallel (one per GPU when there are "
                                   "several; CPU processes otherwise)."),
     report: bool = typer.Option(False, "--report",
-                                help="Also write samples.png and curves.png in the sweep "
+                                help="Also write samples.png, curves.png and (two or more "
+                                     "crossed axes) heatmap-<metric>.png in the sweep "
                                      "directory."),
 ) -> None:
     """Run every variant of a sweep recipe ([sweep] table); resumable: run it again to
@@ -44,6 +45,7 @@ def ablate(
 
     from ..api.ablate import ablate as run_sweep
     from ..api.ablate import plan as plan_sweep
+    from ..sweep.labels import display_names
 
     plugins = load_plugins_or_warn()
     console = Console()
@@ -67,12 +69,13 @@ def ablate(
                        on_plan=lambda plan: err.print(
                            f"ablate: {len(plan.runs)} runs ({len(plan.variants)} variants) in "
                            f"{plan.out}, {jobs} at a time", markup=False))
-    _print_summary(console, result.summary)
+    _print_summary(console, result.summary, display_names(result.plan))
     out_dir = result.plan.out
     console.print(f"results: {out_dir / 'results.csv'}, {out_dir / 'results.jsonl'}, "
                   f"{out_dir / 'summary.csv'}", markup=False)
     if report:
-        shown = [p for p in result.files if p.name in ("samples.png", "curves.png")]
+        shown = [p for p in result.files if p.name in ("samples.png", "curves.png")
+                 or p.name.startswith("heatmap")]
         console.print(f"report: {', '.join(str(p) for p in shown)}", markup=False)
     if result.failed:
         raise TrainingError(f"{len(result.failed)} of {len(result.outcomes)} runs failed; run "
@@ -97,7 +100,9 @@ def _print_plan(console: Console, recipe: Path, plan: Any) -> None:
     console.print(table)
 
 
-def _print_summary(console: Console, summary: list[dict[str, Any]]) -> None:
+def _print_summary(console: Console, summary: list[dict[str, Any]],
+                   names: dict[str, str] | None = None) -> None:
+    """The summary table, variants by their short display names (``names``)."""
     if not summary:
         return
     keys = [k[:-5] for k in summary[0] if k.endswith("_mean")]
@@ -109,7 +114,7 @@ def _print_summary(console: Console, summary: list[dict[str, Any]]) -> None:
     for key in shown:
         table.add_column(key)
     for row in summary:
-        table.add_row(row["variant"], str(row["seeds"]), *(
+        table.add_row((names or {}).get(row["variant"], row["variant"]), str(row["seeds"]), *(
             f"{row[f'{k}_mean']:.4g} ± {row[f'{k}_std']:.2g}" if f"{k}_mean" in row else "-"
             for k in shown))
     console.print(table)
