@@ -102,6 +102,10 @@ class RunParams:
     cuda_graphs: bool = param(False, "replay the compiled G and D as CUDA graphs "
                               "(torch.compile mode 'reduce-overhead'); needs run.compile "
                               "and a CUDA device")
+    graph: str = param("off", "'step': compile the whole training step (D and G updates, "
+                       "Adam steps, EMA, loss sums, divergence watch) as one graph, replayed "
+                       "as a CUDA graph on CUDA; 'off': eager (or run.compile per network)",
+                       validator=attrs.validators.in_(["off", "step"]))
     sync_batchnorm: bool = param(False, "under torchrun: BatchNorm statistics over all "
                                  "processes (SyncBatchNorm, CUDA only)")
     on_divergence: str = param("stop", "a non-finite loss or gradient: 'stop' the run, or "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -300,6 +301,11 @@ class GANStep:
         if x.ema is not None:
             x.ema.update(self.generator, step)
         return loss_d.detach(), loss_g.detach()
+
+    def train(self, next_real: Callable[[], RealBatch], step: int, meter: Any) -> None:
+        """Train step ``step`` and add its losses to ``meter`` (the trainer's
+        :class:`~.callbacks.LossMeter`; the whole-step graph adds them in the graph)."""
+        meter.add(*self(next_real, step))
 
 
 #: Index of each network in :attr:`GANStep.skipped`.

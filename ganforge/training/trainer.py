@@ -50,6 +50,7 @@ from .resume_point import resume_checkpoint
 from .run_dir import RunDirectory
 from .shape_check import check_network_shapes
 from .step import GANStep, forward_module
+from .step_graph import build_step
 from .stopping import StopRequest
 
 
@@ -104,10 +105,12 @@ class Trainer:
         self.fixed_z, self.fixed_labels, self.grid_columns = self._fixed_grid_inputs()
         forward = functools.partial(forward_module, run=run, speed=self.speed, dist=self.dist,
                                     device=self.device)
-        self.train_step = GANStep(self.experiment, self.latent_rng,
-                                  forward_g=forward(self.generator),
-                                  forward_d=forward(self.discriminator),
-                                  watch=DivergenceWatch(self.device))
+        # run.graph = "step": the whole step as one compiled graph (refused where it
+        # cannot work yet, with one line); else the eager or per-network compiled step.
+        self.train_step: GANStep = build_step(
+            self.experiment, self.latent_rng, forward_g=forward(self.generator),
+            forward_d=forward(self.discriminator), watch=DivergenceWatch(self.device),
+            dist=self.dist)
         self.losses = LossMeter(self.device)
         #: Rollbacks after a divergence (``run.on_divergence = "rollback"``).
         self.rollbacks = 0
@@ -192,7 +195,7 @@ class Trainer:
                 ctx.agree_stop(None)
             while self.step < run.steps and not ctx.stopping:
                 self.experiment.on_step(self.step + 1)
-                self.losses.add(*self.train_step(next_real, self.step + 1))
+                self.train_step.train(next_real, self.step + 1, self.losses)
                 self.step += 1
                 progress.advance(self.step)
                 self.callbacks.step_end(ctx, self.step, self.step == run.steps)
