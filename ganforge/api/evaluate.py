@@ -5,6 +5,9 @@ dataset taken from a checkpoint never downloads (``download`` is forced off), ca
 changed with ``dataset_overrides`` (``"dataset.root=PATH"``), and ``note`` is told which
 folder is read (:func:`ganforge.training.experiment_loading.checkpoint_dataset`).
 
+``fake_images`` scores saved images (a folder or an ``.npz``) against the real images of
+``dataset`` instead of a checkpoint (:mod:`ganforge.api.evaluate_images`).
+
 Every argument is checked before the registry is loaded or the checkpoint read. Errors
 are ganforge's (:class:`~ganforge.core.errors.UsageError`, ...); the messages name the options
 of ``ganforge eval`` (``--n``, ``--seeds``), which the arguments mirror.
@@ -42,10 +45,12 @@ class EvaluationResult:
     ``seeds`` and each seed's value and protocol). ``recorded`` is the file the scores were
     appended to (``record_problem`` why not, when that failed); ``reference_stats`` the
     .npz written of ``reference_images`` real images. :attr:`scores` is the value of each
-    metric, whatever the mode."""
+    metric, whatever the mode. Saved images (``fake_images``, the folder or .npz given)
+    have no ``checkpoint`` or ``step`` (None), ``generator`` ``"images"`` and nothing
+    recorded."""
 
-    checkpoint: Path
-    step: int
+    checkpoint: Path | None
+    step: int | None
     generator: str
     dataset: dict[str, Any]
     conditional: bool
@@ -57,6 +62,7 @@ class EvaluationResult:
     record_problem: str | None = None
     reference_stats: Path | None = None
     reference_images: int = 0
+    fake_images: Path | None = None
 
     @property
     def scores(self) -> dict[str, float]:
@@ -111,7 +117,7 @@ def check_seeds(seeds: Sequence[int], option: str = "--seeds") -> list[int]:
     return checked
 
 
-def evaluate(source: str | Path, metrics: Sequence[str] | None = None, *,
+def evaluate(source: str | Path | None = None, metrics: Sequence[str] | None = None, *,
              n: int | None = None, n_real: int | None = None, extractor: str | None = None,
              extractor_params: Mapping[str, Any] | None = None, resize: str | None = None,
              reference_stats: str | Path | None = None, protocol_images: int | None = None,
@@ -120,6 +126,7 @@ def evaluate(source: str | Path, metrics: Sequence[str] | None = None, *,
              per_class: bool = False, n_per_class: int | None = None, ema: bool = True,
              dataset_overrides: Sequence[str] = (), seeds: Sequence[int] | None = None,
              device: str = "auto", record: bool = True,
+             fake_images: str | Path | None = None, dataset: str | Path | None = None,
              registry: Registry | Callable[[], Registry] | None = None,
              note: Note = None) -> EvaluationResult:
     """Score the generator of the checkpoint ``source`` with ``metrics`` (registered
@@ -133,15 +140,23 @@ def evaluate(source: str | Path, metrics: Sequence[str] | None = None, *,
     Otherwise the scores are recorded beside the checkpoint (``record``), and
     ``save_reference_stats`` writes the real images' mu and sigma to a .npz. ``ema`` False
     scores the raw G rather than its moving average. ``note`` receives the messages a
-    command line prints (the dataset folder read, a protocol that differs from the run's)."""
+    command line prints (the dataset folder read, a protocol that differs from the run's).
+
+    ``fake_images`` (a folder of PNG/JPEG files or an ``.npz``; ``source`` None) scores
+    those images instead, against the real images of ``dataset`` (a recipe or a dataset
+    name) with ``dataset_overrides`` (``dataset.KEY=VALUE``; ``dataset.use=NAME`` names
+    one without ``dataset``); ``n`` defaults to every image given
+    (:mod:`ganforge.api.evaluate_images`)."""
     from ..core.interfaces import is_conditional
     from ..evaluation.evaluator import Evaluator
     from ..evaluation.results import aggregate_seeds
     from ..training.building import build_metrics, extractor_builder, resolve_device
     from ..training.experiment_loading import dataset_override_keys, load_experiment
+    from .evaluate_images import check_image_options, evaluate_images
 
     say = note or (lambda _text: None)
-    checkpoint, names = Path(source), list(metrics) if metrics is not None else ["fid"]
+    check_image_options(source, fake_images, dataset, per_class, ema)
+    names = list(metrics) if metrics is not None else ["fid"]
     check_image_counts(("--n", n), ("--n-real", n_real), ("--n-per-class", n_per_class))
     seed_list = check_seeds(seeds) if seeds is not None else None
     if seed_list is not None and (per_class or save_reference_stats is not None):
@@ -156,6 +171,14 @@ def evaluate(source: str | Path, metrics: Sequence[str] | None = None, *,
     params = _metric_params(n, n_real, extractor, extractor_params, resize, protocol_images,
                             inception_weights, download, names, reference_stats)
     save_target = _save_target(save_reference_stats, reference_stats, per_class)
+    if fake_images is not None:
+        return evaluate_images(
+            fake_images, lambda n_fake: _metrics(None, names, {"n_fake": n_fake, **params},
+                                                 reg, say),
+            n=n, dataset=dataset, overrides=overrides, seeds=seed_list,
+            save_target=save_target, device=dev, registry=reg)
+    assert source is not None
+    checkpoint = Path(source)
     built = _metrics(checkpoint, names, params, reg, say)
     uses_real = [m.uses_real_images() for _, m in built.values()]
     if save_target is not None and not any(uses_real):
@@ -247,14 +270,15 @@ def _save_target(save: str | Path | None, reference_stats: str | Path | None,
     return target
 
 
-def _metrics(checkpoint: Path, names: list[str], params: dict[str, Any], registry: Registry,
-             say: Callable[[str], None]) -> dict[str, tuple[str, Metric]]:
+def _metrics(checkpoint: Path | None, names: list[str], params: dict[str, Any],
+             registry: Registry, say: Callable[[str], None]
+             ) -> dict[str, tuple[str, Metric]]:
     """The metrics by name, each with the run's ``protocol_images`` unless given; a note
     for each protocol (extractor, resize) that differs from the run's. Each metric's
     extractor and reference file are checked (one line) before any image is made."""
     from ..training.building import build_metrics
 
-    claimed = _claimed_protocols(checkpoint, names)
+    claimed = _claimed_protocols(checkpoint, names) if checkpoint is not None else {}
     tables = {}
     for name in names:
         own = dict(params)

@@ -1,4 +1,5 @@
-"""``ganforge eval`` and ``ganforge probe``: scoring checkpoints.
+"""``ganforge eval`` and ``ganforge probe``: scoring checkpoints (and, with ``eval
+--fake-images``, images saved by any toolkit).
 
 A checkpoint may come from anyone, and its embedded recipe names the dataset these commands
 read. So a dataset taken from a checkpoint never downloads (``download`` is forced off), is
@@ -34,7 +35,18 @@ EvalSetOption = typer.Option(
 @app.command("eval")
 @reports_errors
 def evaluate(
-    checkpoint: Path = CheckpointArgument,
+    checkpoint: Path | None = typer.Argument(
+        None, show_default=False,
+        help="A ganforge .safetensors checkpoint (none with --fake-images)."),
+    fake_images: Path | None = typer.Option(
+        None, "--fake-images", metavar="DIR_OR_NPZ",
+        help="Score saved images instead of a checkpoint: a folder of .png/.jpg files or an "
+             ".npz of uint8 images (NHWC or NCHW, under arr_0 or images), e.g. another "
+             "toolkit's samples; --n defaults to all of them."),
+    dataset: str | None = typer.Option(
+        None, "--dataset", "-d", metavar="RECIPE_OR_DATASET",
+        help="With --fake-images: the real images (a recipe's [dataset] or a dataset name "
+             "such as digits), changed with --set dataset.KEY=VALUE."),
     metric: list[str] = typer.Option(["fid"], "--metric", "-m",
                                      help="Registered metric(s): fid, kid, inception_score, "
                                           "precision, recall, density, coverage (ganforge "
@@ -91,11 +103,14 @@ def evaluate(
              "selection) and print mean ± std (n - 1); --json adds each seed's value."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per metric."),
 ) -> None:
-    """Score a checkpoint's generator; every score is printed with its protocol.
+    """Score a checkpoint's generator, or saved images (--fake-images); every score is
+    printed with its protocol.
 
     The real images come from the checkpoint's own recipe, never downloaded; point it at
     the data with --set dataset.root=PATH (any dataset.KEY=VALUE may be set). The moving
-    average of G is scored when the run kept one (--no-ema: the raw G).
+    average of G is scored when the run kept one (--no-ema: the raw G). With
+    --fake-images they come from --dataset (or --set dataset.use=NAME), and the images
+    must have its size and channels.
     """
     from ..api.evaluate import evaluate as evaluate_checkpoint
     from .eval_seeds import parse_seeds, print_aggregate
@@ -108,23 +123,29 @@ def evaluate(
         download=download, per_class=per_class, n_per_class=n_per_class, ema=not no_ema,
         dataset_overrides=overrides or (), device=device,
         seeds=parse_seeds(seeds) if seeds is not None else None,
+        fake_images=fake_images, dataset=dataset,
         registry=lambda: load_plugins_or_warn().registry, note=_say)
     step, table = result.step, result.dataset
+    title = f"{checkpoint} (step {step})" if fake_images is None else str(fake_images)
     if seeds is not None:
-        print_aggregate(list(result.per_seed), f"{checkpoint} (step {step})", as_json)
+        print_aggregate(list(result.per_seed), title, as_json)
         return
     scored = ("the EMA of G (the run's [ema]; --no-ema for the raw G)"
               if result.generator == "ema" else "the raw G (--no-ema)" if no_ema else
               "the raw G (the run kept no EMA)")
+    if fake_images is not None and result.results:
+        protocol = result.results[0].protocol
+        scored = (f"the first {protocol['n_fake']} of the {protocol['fake_images']['images']} "
+                  f"images of {fake_images} (sha256 {protocol['fake_images']['sha256'][:16]})")
     if per_class:
         _print_per_class(list(result.per_class), checkpoint, step, table, scored, as_json)
         return
     for warning in (w for r in result.results for w in r.warnings):
         _say(f"warning: {warning}")
-    _print_results(list(result.results), checkpoint, step, table, scored, as_json,
-                   result.conditional)
-    _say(f"recorded the scores in {result.recorded}" if result.recorded is not None else
-         f"warning: {result.record_problem}")
+    _print_results(list(result.results), title, table, scored, as_json, result.conditional)
+    if fake_images is None:
+        _say(f"recorded the scores in {result.recorded}" if result.recorded is not None else
+             f"warning: {result.record_problem}")
     if result.reference_stats is not None:  # after the scores are shown
         _say(f"wrote the reference statistics of {result.reference_images} real images to "
              f"{result.reference_stats}")
@@ -147,8 +168,8 @@ def _extractor_table(texts: list[str]) -> dict[str, Any]:
     return table
 
 
-def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[str, Any],
-                   scored: str, as_json: bool, conditional: bool) -> None:
+def _print_results(results: list[Any], title: str, table: dict[str, Any], scored: str,
+                   as_json: bool, conditional: bool) -> None:
     """One JSON object per metric, or a table of scores with their protocols."""
     console = Console()
     if as_json:
@@ -156,7 +177,7 @@ def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[
             console.print_json(json.dumps({"metric": r.label, "value": r.value, **r.extra,
                                            "protocol": r.protocol}))
         return
-    out = Table(title=f"{checkpoint} (step {step})")
+    out = Table(title=title)
     for column in ("metric", "value", "fake", "real", "extractor", "resize", "reference",
                    "seconds"):
         out.add_column(column)
@@ -174,7 +195,8 @@ def _print_results(results: list[Any], checkpoint: Path, step: int, table: dict[
     if conditional and results:
         console.print(f"fake labels: {results[0].protocol['fake_labels']}", highlight=False,
                       soft_wrap=True)
-    console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True)
+    if table:
+        console.print(f"dataset: {json.dumps(table)}", highlight=False, soft_wrap=True)
     _print_references(console, [r.reference for r in results if r.reference])
 
 
@@ -193,7 +215,7 @@ def _print_roots(console: Console, reference: dict[str, Any], what: str) -> None
                   soft_wrap=True, markup=False)
 
 
-def _print_per_class(results: list[Any], checkpoint: Path, step: int,
+def _print_per_class(results: list[Any], checkpoint: Path | None, step: int | None,
                      table: dict[str, Any], scored: str, as_json: bool) -> None:
     """``eval --per-class``: one JSON object per metric (the mean as ``value``, each
     class's score with its protocol under ``classes``), or a table of one row per class and

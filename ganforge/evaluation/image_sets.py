@@ -8,6 +8,10 @@ all of one size and mode (RGB, or L for grayscale); an ``.npz`` holds one uint8 
 NHWC or NCHW with 1 or 3 channels, under the key ``arr_0`` or ``images``, read with
 ``allow_pickle=False``. At most ``limit`` images are read (the metrics' ``MAX_IMAGES``); any
 other content is one UsageError line naming the file.
+
+``ganforge eval --fake-images`` (:mod:`ganforge.api.evaluate_images`) gives the images to
+the evaluator through :class:`ImageSetGenerator`, so they are scored with the same
+pipeline and protocol records as a checkpoint's generator.
 """
 
 from __future__ import annotations
@@ -111,3 +115,49 @@ def image_set_features(images: torch.Tensor, extractor: Any, n: int, batch_size:
         if class_logits is not None:
             logits.append(class_logits.float().cpu())
     return FeatureSet(torch.cat(features), torch.cat(logits) if logits else None)
+
+
+def image_set_digest(images: torch.Tensor) -> str:
+    """SHA-256 of the images' pixels (uint8 NCHW, in order): which images were scored."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{tuple(images.shape)}".encode())
+    digest.update(images.contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class ImageSetGenerator(torch.nn.Module):
+    """Saved images (uint8 NCHW) served to the evaluator as a generator's images, so they
+    are scored exactly as a checkpoint's are (the same features, protocol records and
+    reference statistics).
+
+    :meth:`sample_latent` gives the positions of the next images rather than latents, and
+    ``forward`` those images in [-1, 1]. A pass over the images starts at the first one
+    whenever the evaluator starts drawing from a freshly seeded ``torch.Generator`` (it
+    seeds one per metric group and seed), so every pass scores the first ``n`` images in
+    order, whatever its seed. Asking for more images than there are is a UsageError."""
+
+    conditional = False
+
+    def __init__(self, images: torch.Tensor, option: str = "--fake-images") -> None:
+        super().__init__()
+        self.images = images
+        self.option = option
+        self._next = 0
+
+    def sample_latent(self, n: int, generator: torch.Generator,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+        fresh = torch.Generator().manual_seed(generator.initial_seed()).get_state()
+        if torch.equal(generator.get_state(), fresh):
+            self._next = 0
+        torch.rand(1, generator=generator)  # the pass has begun: its next call is not fresh
+        if self._next + n > len(self.images):
+            raise UsageError(f"{self.option}: {len(self.images)} images given, "
+                             f"{self._next + n} asked for (give --n {len(self.images)} or "
+                             "fewer)")
+        positions = torch.arange(self._next, self._next + n)
+        self._next += n
+        return positions if device is None else positions.to(device)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.images[positions.cpu()].to(positions.device).float().div(127.5).sub(1)
