@@ -213,7 +213,8 @@ class Recipe:
     eval: EvalParams = attrs.field(factory=EvalParams)
     ema: EMAParams = attrs.field(factory=EMAParams)
     #: ``[plugins.<name>]`` tables: each plugin's own settings, structured by the Params
-    #: class it registered (:meth:`~ganforge.core.registry.Registry.register_settings`).
+    #: class it registered (:meth:`~ganforge.core.registry.Registry.register_settings`);
+    #: every plugin with settings is here, at its defaults when the recipe has no table.
     plugins: dict[str, Any] = attrs.field(factory=dict)
     #: Unmet requirements that components declared as warnings (one line each).
     warnings: tuple[str, ...] = ()
@@ -245,7 +246,8 @@ class Recipe:
         return self.components[table]
 
     def to_dict(self) -> Table:
-        """The resolved recipe as plain data: every table, every default filled in."""
+        """The resolved recipe as plain data: every table, every default filled in (every
+        plugin's settings included: what ``ganforge_run_started(recipe=...)`` receives)."""
         result: Table = {"run": unstructure_params(self.run),
                          "eval": unstructure_params(self.eval),
                          "ema": unstructure_params(self.ema)}
@@ -261,8 +263,17 @@ class Recipe:
         return result
 
     def to_toml(self) -> str:
-        """The resolved recipe as one flat TOML file (no ``extends``)."""
-        return tomli_w.dumps(self.to_dict())
+        """The resolved recipe as one flat TOML file (no ``extends``). A plugin's settings
+        at their defaults are left out: they read back the same where the plugin is
+        installed, and the file (a run's, a checkpoint's) still loads where it is not."""
+        table = self.to_dict()
+        written = {name: values for name, values in table.get("plugins", {}).items()
+                   if not _at_defaults(self.plugins[name])}
+        if written:
+            table["plugins"] = written
+        else:
+            table.pop("plugins", None)
+        return tomli_w.dumps(table)
 
     def with_overrides(self, overrides: Iterable[str], registry: Registry) -> Recipe:
         """This recipe with ``--set``-style ``overrides`` applied (``use`` changes first, as
@@ -381,7 +392,9 @@ def _check_requirements(recipe: Recipe, registry: Registry, problems: Problems) 
 
 
 def _build_plugin_settings(data: Any, registry: Registry, problems: Problems) -> dict[str, Any]:
-    """Structure the ``[plugins.<name>]`` tables against the classes plugins registered."""
+    """Structure the ``[plugins.<name>]`` tables against the classes plugins registered;
+    a plugin with settings and no table gets its defaults (a class that has none for some
+    field gets nothing: the contract kit's ``check_hooks`` reports it)."""
     if not isinstance(data, Mapping):
         problems.append(("$.plugins", "expected a table of [plugins.<name>] tables"))
         return {}
@@ -403,7 +416,21 @@ def _build_plugin_settings(data: Any, registry: Registry, problems: Problems) ->
             settings[name] = structure_params(params_cls, values, path)
         except RecipeError as exc:
             problems.extend(exc.problems)
+    for name, params_cls in registry.settings.items():
+        if name not in data:
+            try:
+                settings[name] = structure_params(params_cls, {}, key_path("$.plugins", name))
+            except RecipeError:
+                continue
     return settings
+
+
+def _at_defaults(settings: Any) -> bool:
+    """True when ``settings`` (a plugin's) equal its class's defaults."""
+    try:
+        return bool(settings == type(settings)())
+    except (TypeError, ValueError):  # a field without a default, or a validator refusing
+        return False
 
 
 def _check_extractor(params: Any, registry: Registry, path: str, problems: Problems) -> None:
