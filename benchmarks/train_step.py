@@ -9,7 +9,9 @@ held on the device: (a) the loop as the PyTorch DCGAN example writes it
 ``Trainer`` step with the recipe's speed switches. Prints images/s of both, the ratio, the
 data loader's share of ganforge's step, peak memory, the FLOPs of ganforge's step (counted
 by torch's FlopCounterMode), the TFLOP/s it reached and, given the device's peak (known
-GPUs below, or ``--peak-tflops``), the fraction of that roofline.
+GPUs below, or ``--peak-tflops``), the fraction of that roofline, and what one step of
+each dispatches (operators; on CUDA also kernels and launch calls). ``--set run.graph=step``
+times the whole step compiled as one graph.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def main() -> None:
         print(f"{row.batch:>6}{row.plain:>14.1f}{row.ganforge:>16.1f}{row.ratio:>7.2f}x"
               f"{100 * row.loader_share:>13.0f}%{row.flops_per_image / 1e9:>11.2f}"
               f"{row.tflops:>9.2f}{roofline}   {row.peak_memory}")
+    print("launches per step (torch.profiler; ops = operators dispatched by the host):")
+    for row in rows:
+        print(f"{row.batch:>6}  ganforge: {row.launches}; plain loop: {row.plain_launches}")
     if peak:
         print(f"roofline: {peak:g} TFLOP/s peak; the step's floor at batch {rows[-1].batch} is "
               f"{1e3 * rows[-1].flops_per_image * rows[-1].batch / (peak * 1e12):.3f} ms")

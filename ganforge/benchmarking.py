@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -67,17 +67,81 @@ def real_on_device(experiment: Any, rng: torch.Generator, batches: Any
     return real.contiguous(memory_format=experiment.speed.memory_format), labels
 
 
+@attrs.frozen
+class LaunchCount:
+    """What one training step dispatches, counted by ``torch.profiler``."""
+
+    #: Operators dispatched by the host: ``aten::`` events with no ``aten::`` event above
+    #: them (each one is at least one kernel launch on a GPU; Inductor's fused CPU kernels
+    #: are not operators and are not counted, its calls into aten are).
+    operators: int
+    #: CUDA kernels that ran (None on a CPU).
+    kernels: int | None = None
+    #: Host-side launch calls (``cudaLaunchKernel``-like and ``cudaGraphLaunch``): what
+    #: CUDA graphs reduce (None on a CPU).
+    launches: int | None = None
+
+    def __str__(self) -> str:
+        if self.kernels is None:
+            return f"{self.operators} ops"
+        return f"{self.operators} ops, {self.kernels} kernels, {self.launches} launches"
+
+
+def count_launches(run: Callable[[], object], device: torch.device) -> LaunchCount:
+    """Count what ``run()`` (one training step) dispatches on ``device``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        run()
+        sync(device)
+    events = list(prof.events())
+    operators = sum(1 for e in events if e.name.startswith("aten::") and not _below_aten(e))
+    if device.type != "cuda":
+        return LaunchCount(operators)
+    kernels = sum(1 for e in events
+                  if e.device_type == torch.autograd.DeviceType.CUDA and e.is_async is False
+                  and "memcpy" not in e.name.lower() and "memset" not in e.name.lower())
+    launches = sum(1 for e in events if "LaunchKernel" in e.name or "GraphLaunch" in e.name)
+    return LaunchCount(operators, kernels, launches)
+
+
+def _below_aten(event: Any) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def plain_launches(images: torch.Tensor, batch: int, width: int, device: torch.device,
+                   nz: int = 100) -> LaunchCount:
+    """What one step of the example's loop dispatches (after two untimed steps)."""
+    loop = PlainLoop(nz, width, images.shape[1], images.shape[-1], device)
+    real = images[:batch].float().div_(127.5).sub_(1.0)
+    for _ in range(2):
+        loop.step(real)
+    return count_launches(lambda: loop.step(real), device)
+
+
 def step_flops(step: Any, batches: Any, batch: int) -> float:
     """FLOPs per image of one ganforge training step, counted by torch's FlopCounterMode
-    (convolutions and matrix products, forward and backward) on the eager modules."""
+    (convolutions and matrix products, forward and backward) on the eager modules (the
+    whole-step graph's step is counted through the eager step it compiles)."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .training.step import GANStep
 
     x = step.experiment
     forward = step.forward_g, step.forward_d
     step.forward_g, step.forward_d = x.generator, x.discriminator
     try:
         with FlopCounterMode(display=False) as counter:
-            step(functools.partial(real_on_device, x, step.latent_rng, batches), 1)
+            GANStep.__call__(step, functools.partial(real_on_device, x, step.latent_rng,
+                                                     batches), 1)
     finally:
         step.forward_g, step.forward_d = forward
     return counter.get_total_flops() / batch
@@ -96,6 +160,9 @@ class BenchRow:
     flops_per_image: float = 0.0
     #: Whether ganforge's step ran under bf16 autocast (which peak its roofline uses).
     bf16: bool = False
+    #: What one step of ganforge's step and of the plain loop dispatches.
+    launches: LaunchCount | None = None
+    plain_launches: LaunchCount | None = None
 
     @property
     def tflops(self) -> float:
@@ -122,7 +189,8 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
     from .training import assemble
     from .training.data import real_batches, shutdown_workers
     from .training.distributed import DistributedContext
-    from .training.step import GANStep, forward_module
+    from .training.step import forward_module
+    from .training.step_graph import build_step
 
     rows = []
     for batch in batches or [recipe.run.batch_size]:
@@ -132,8 +200,8 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         assert x.generator is not None and x.discriminator is not None and x.dataset is not None
         forward = functools.partial(forward_module, run=run, speed=x.speed,
                                     dist=DistributedContext(), device=device)
-        step = GANStep(x, torch.Generator(device=device).manual_seed(run.seed),
-                       forward_g=forward(x.generator), forward_d=forward(x.discriminator))
+        step = build_step(x, torch.Generator(device=device).manual_seed(run.seed),
+                          forward_g=forward(x.generator), forward_d=forward(x.discriminator))
         n = max(2 * batch, min(len(x.dataset), 8 * batch))
         items = [(image, label) for image, label in map(split_item, map(x.dataset.__getitem__,
                                                                         range(n)))
@@ -145,19 +213,24 @@ def bench_recipe(recipe: Any, plugins: Any, steps: int, warmup: int,
         flops = step_flops(step, resident, batch)
         ours = trainer_loop(step, resident, steps, warmup, batch)
         memory = peak_memory(device)
+        launches = count_launches(functools.partial(
+            step, functools.partial(real_on_device, x, step.latent_rng, resident),
+            warmup + steps + 1), device)
         loader = real_batches(x.dataset, batch, run.seed, 0, num_workers=run.num_workers,
                               device=device, pin_memory=device.type == "cuda")
         try:
             loaded = trainer_loop(step, loader, steps, warmup, batch)
         finally:
             shutdown_workers(loader)
-        plain = None
+        plain = plain_counted = None
         if baseline and variant["generator"].name == "dcgan:dcgan" and \
                 variant["discriminator"].name == "dcgan:dcgan":
-            plain = plain_loop(images, batch, steps, warmup,
-                               variant["generator"].params.width, device,
-                               variant["generator"].params.latent_dim)
-        rows.append(BenchRow(batch, ours, loaded, plain, memory, flops, x.speed.bf16))
+            width, nz = (variant["generator"].params.width,
+                         variant["generator"].params.latent_dim)
+            plain = plain_loop(images, batch, steps, warmup, width, device, nz)
+            plain_counted = plain_launches(images, batch, width, device, nz)
+        rows.append(BenchRow(batch, ours, loaded, plain, memory, flops, x.speed.bf16,
+                             launches, plain_counted))
     return rows
 
 

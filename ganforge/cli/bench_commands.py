@@ -43,10 +43,11 @@ def bench(
     channels_last = "off" if run.channels_last is False else "on"
     table = Table(title=f"{recipe} on {device} (precision {run.precision}: {precision}, "
                         f"channels_last {channels_last}, compile {run.compile}, "
-                        f"cuda_graphs {run.cuda_graphs})")
+                        f"cuda_graphs {run.cuda_graphs}, graph {run.graph})")
     peak = peak_tflops or known_peak_tflops(device, rows[0].bf16)
     for column in ("batch", "ganforge img/s", "plain loop img/s", "ratio", "loader share",
-                   "GFLOP/img", "TFLOP/s", "roofline", "peak memory"):
+                   "GFLOP/img", "TFLOP/s", "roofline", "peak memory", "launches/step",
+                   "plain launches/step"):
         table.add_column(column, overflow="fold")  # never an ellipsis in a figure
     for row in rows:
         table.add_row(str(row.batch), f"{row.ganforge:.1f}",
@@ -54,5 +55,6 @@ def bench(
                       "-" if row.ratio is None else f"{row.ratio:.2f}x",
                       f"{100 * row.loader_share:.0f}%", f"{row.flops_per_image / 1e9:.3g}",
                       f"{row.tflops:.3g}", f"{100 * row.tflops / peak:.1f}%" if peak else "-",
-                      row.peak_memory)
+                      row.peak_memory, str(row.launches or "-"),
+                      str(row.plain_launches or "-"))
     Console().print(table)
