@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .component_checks import LossCase, _scalar
+from .loss_checks import LossCase, _scalar
 from .report import SkipCheck, fail
 
 
