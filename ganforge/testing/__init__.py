@@ -9,6 +9,9 @@ checks it the way the trainer uses it (like scikit-learn's ``check_estimator``):
     def test_everything():
         check_plugin("my_plugin", registry=plugin_registry("my_plugin", "my_plugin.plugin"))
 
+    def test_settings_and_hooks():  # a short real run through the observer hooks
+        check_hooks("my_plugin", "my_plugin.plugin")
+
 See ``docs/testing-plugins.md`` for what each check checks.
 """
 
@@ -22,6 +25,7 @@ from .contract import (
     check_training,
     run_checks,
 )
+from .hook_checks import OBSERVER_HOOKS, check_hooks
 from .loading import load_plugin, plugin_registry
 from .network_checks import COMPILE_OPT_OUT
 from .networks import TinyDiscriminator, TinyGenerator
@@ -34,11 +38,13 @@ __all__ = [
     "CHECKS",
     "COMPILE_BACKEND",
     "COMPILE_OPT_OUT",
+    "OBSERVER_HOOKS",
     "SIZES",
     "ContractReport",
     "TinyDiscriminator",
     "TinyGenerator",
     "check_component",
+    "check_hooks",
     "check_plugin",
     "check_training",
     "load_plugin",
