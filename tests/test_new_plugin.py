@@ -53,7 +53,7 @@ def test_generated_plugin_passes_its_own_tests(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                          cwd=out, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert "9 passed" in run.stdout  # 6 components, their list, settings + hook, the recipe
+    assert "10 passed" in run.stdout  # 6 components, their list, settings, hooks, the recipe
 
 
 def test_default_kinds_and_a_recipe_that_borrows_networks(tmp_path: Path,

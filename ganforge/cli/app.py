@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .._version import __version__
-from ..core.errors import Aborted, GanforgeError
+from ..core.errors import Aborted, GanforgeError, Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,6 +67,9 @@ def reports_errors(command: F) -> F:
             if isinstance(exc, Aborted):  # a second stop signal: its own exit code
                 stderr().print(f"interrupted: aborted by a second "
                                f"{signal.Signals(exc.signum).name}")
+                raise typer.Exit(128 + exc.signum) from None
+            if isinstance(exc, Interrupted) and exc.signum != signal.SIGINT:
+                stderr().print(f"interrupted ({signal.Signals(exc.signum).name})")
                 raise typer.Exit(128 + exc.signum) from None
             stderr().print("interrupted")
             raise typer.Exit(128 + signal.SIGINT) from None

@@ -53,11 +53,15 @@ def prepare(
 ) -> None:
     """Decode a dataset once into uint8 shards (resumable; use 'prepared' to read them)."""
     from ..datasets.prepared import prepare_dataset
+    from ..datasets.worker_signals import stop_signals_interrupt
 
     plugins = load_plugins_or_warn()
     table, _seed = dataset_source(source, overrides, plugins)
     dataset = _build(table, plugins)
-    report = prepare_dataset(dataset, table, out, shard_size=shard_size, workers=workers)
+    # Ctrl-C or SIGTERM: finished shards stay (a rerun resumes), one line, exit 130/143.
+    with stop_signals_interrupt() as stop:
+        report = prepare_dataset(dataset, table, out, shard_size=shard_size,
+                                 workers=workers, stop=stop)
     spec = dataset.image_spec
     console = stderr()
     labelled = f", {spec.classes} classes" if spec.classes else ""

@@ -54,6 +54,15 @@ class RunDirectoryBusy(UsageError):
     """Another live process holds the run (or sweep) directory's lock."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal (Ctrl-C, SIGTERM) ended a command after its cleanup; the exit code is
+    ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class Aborted(KeyboardInterrupt):
     """A second stop signal aborted a run at once; the exit code is ``128 + signum``."""
 

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from .prepared_files import (
     file_record,
 )
 from .worker_errors import WorkerErrorsUnwrapped
+from .worker_signals import StopRequest, loader_worker_init
 
 FORMAT = 1
 
@@ -160,14 +161,28 @@ def _checked_label(label: int | None, classes: int, index: int) -> int:
     return label
 
 
+def _closing(batches: Any) -> Iterator[Any]:
+    """Iterate ``batches`` and stop its worker processes when the loop ends, however it
+    ends (a stop signal included), rather than when the iterator is collected."""
+    try:
+        yield from batches
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)  # through the wrapper
+        if shutdown is not None:
+            shutdown()
+
+
 def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                     shard_size: int = 4096, workers: int | None = None,
-                    progress: bool = True) -> PrepareReport:
+                    progress: bool = True, stop: StopRequest | None = None
+                    ) -> PrepareReport:
     """Decode every image of ``dataset`` once into uint8 shards under ``out``.
 
     ``source`` (``{"use": name, **params}``) is recorded in the manifest. Re-running on the
     same ``out`` resumes: finished shards are kept; a folder prepared from a different
-    source is refused. A labelled dataset's labels are stored beside its images.
+    source is refused. A labelled dataset's labels are stored beside its images. ``stop``
+    (from :func:`~.worker_signals.stop_signals_interrupt`) is checked after every batch:
+    a stop signal ends the work there, its loader workers stopped, finished shards kept.
     """
     from ..core.progress_bars import progress_bar
 
@@ -196,9 +211,10 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
             labels: list[int] = []
             skipped: list[dict[str, str]] = []
             loader = DataLoader(Subset(_Uint8View(dataset), list(indices)), batch_size=64,
-                                num_workers=workers, collate_fn=_as_list)
+                                num_workers=workers, collate_fn=_as_list,
+                                worker_init_fn=loader_worker_init if workers else None)
             at = indices.start
-            for items in WorkerErrorsUnwrapped(loader):
+            for items in _closing(WorkerErrorsUnwrapped(loader)):
                 for image, label in items:
                     if isinstance(image, Skipped):
                         skipped.append({"key": image.key, "reason": image.reason})
@@ -208,6 +224,8 @@ def prepare_dataset(dataset: Dataset, source: dict[str, Any], out: Path, *,
                             labels.append(_checked_label(label, spec.classes, at))
                     at += 1
                 bar.advance(task, len(items))
+                if stop is not None:
+                    stop.raise_if_requested()
             array = (torch.stack(images).numpy() if images
                      else np.zeros((0, *spec.shape()), dtype=np.uint8))
             tmp = out / f".shard-{number:05d}.npy.tmp"

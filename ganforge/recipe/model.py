@@ -18,6 +18,7 @@ from ..core.structuring import Problems, key_path, structure_params, unstructure
 from ..core.suggest import did_you_mean
 from ..io.limits import MAX_STEPS
 from .loading import Table, apply_overrides, load_raw, merge
+from .plugin_settings import at_defaults, build_plugin_settings
 from .tables import COMPONENT_TABLES, DEFAULTS, LABEL, PER_NETWORK, TOP_LEVEL, build_labelled
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
@@ -268,7 +269,7 @@ class Recipe:
         installed, and the file (a run's, a checkpoint's) still loads where it is not."""
         table = self.to_dict()
         written = {name: values for name, values in table.get("plugins", {}).items()
-                   if not _at_defaults(self.plugins[name])}
+                   if not at_defaults(self.plugins[name])}
         if written:
             table["plugins"] = written
         else:
@@ -357,7 +358,7 @@ def build_recipe(table: Mapping[str, Any], registry: Registry,
         components.update(build_labelled(section, table.get(section, {}), registry, problems,
                                          ComponentChoice))
     evaluation = _build_eval(table.get("eval", {}), registry, components, problems)
-    plugins = _build_plugin_settings(table.get("plugins", {}), registry, problems)
+    plugins = build_plugin_settings(table.get("plugins", {}), registry, problems)
     if problems:
         raise RecipeError(problems, source=source)
     assert run is not None and evaluation is not None and ema is not None
@@ -389,48 +390,6 @@ def _check_requirements(recipe: Recipe, registry: Registry, problems: Problems) 
             else:
                 problems.append((choice.path, need.message(table, choice.name)))
     return warnings
-
-
-def _build_plugin_settings(data: Any, registry: Registry, problems: Problems) -> dict[str, Any]:
-    """Structure the ``[plugins.<name>]`` tables against the classes plugins registered;
-    a plugin with settings and no table gets its defaults (a class that has none for some
-    field gets nothing: the contract kit's ``check_hooks`` reports it)."""
-    if not isinstance(data, Mapping):
-        problems.append(("$.plugins", "expected a table of [plugins.<name>] tables"))
-        return {}
-    settings = {}
-    for name, values in data.items():
-        path = key_path("$.plugins", name)
-        params_cls = registry.settings.get(name)
-        if params_cls is None:
-            known = sorted(registry.settings)
-            hint = did_you_mean(name, known) or (
-                f"; plugins with settings: {', '.join(known)}" if known
-                else "; no loaded plugin takes settings")
-            problems.append((path, f"unknown plugin table{hint}"))
-            continue
-        if not isinstance(values, Mapping):
-            problems.append((path, f"expected a table, got {type(values).__name__}"))
-            continue
-        try:
-            settings[name] = structure_params(params_cls, values, path)
-        except RecipeError as exc:
-            problems.extend(exc.problems)
-    for name, params_cls in registry.settings.items():
-        if name not in data:
-            try:
-                settings[name] = structure_params(params_cls, {}, key_path("$.plugins", name))
-            except RecipeError:
-                continue
-    return settings
-
-
-def _at_defaults(settings: Any) -> bool:
-    """True when ``settings`` (a plugin's) equal its class's defaults."""
-    try:
-        return bool(settings == type(settings)())
-    except (TypeError, ValueError):  # a field without a default, or a validator refusing
-        return False
 
 
 def _check_extractor(params: Any, registry: Registry, path: str, problems: Problems) -> None:

@@ -5,6 +5,7 @@ recipe as flat parameters and as TOML."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import re
@@ -73,10 +74,18 @@ def write_run_id(run_dir: Path, plugin: str, run_id: str) -> None:
     write_text_atomic(run_id_path(run_dir, plugin), run_id + "\n")
 
 
-def recipe_toml(recipe: Mapping[str, Any]) -> str:
-    """The resolved recipe as the run directory's ``recipe.toml`` holds it."""
+def recipe_toml(recipe: Mapping[str, Any], run_dir: Path | None = None) -> str:
+    """The resolved recipe as the run directory's ``recipe.toml`` holds it: that file
+    itself when ``run_dir`` has it (the trainer writes it before ``ganforge_run_started``),
+    else the table rendered (which also holds every plugin's settings at their defaults,
+    where the file leaves those out)."""
     import tomli_w
 
+    from ..training.run_dir import RunDirectory
+
+    if run_dir is not None:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            return RunDirectory(Path(run_dir)).recipe.read_text(encoding="utf-8")
     return tomli_w.dumps(dict(recipe))
 
 

@@ -121,7 +121,7 @@ class MlflowObserver:
         for start in range(0, len(fresh), _PARAMS_PER_BATCH):
             client.log_batch(run_id, params=[entities.Param(k, params[k])
                                              for k in fresh[start:start + _PARAMS_PER_BATCH]])
-        client.log_text(run_id, recipe_toml(recipe), "recipe.toml")
+        client.log_text(run_id, recipe_toml(recipe, run_dir), "recipe.toml")
 
     @hookimpl
     def ganforge_log(self, step: int, metrics: dict[str, float]) -> None:

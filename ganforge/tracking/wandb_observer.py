@@ -99,7 +99,7 @@ class WandbObserver:
         artifact = wandb.Artifact(f"recipe-{run.id}", type="recipe",
                                   metadata={"step": step})
         with artifact.new_file("recipe.toml", encoding="utf-8") as f:
-            f.write(recipe_toml(recipe))
+            f.write(recipe_toml(recipe, run_dir))
         run.log_artifact(artifact)
 
     @hookimpl

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import threading
 import warnings
 from collections.abc import Iterator
 
@@ -22,46 +20,20 @@ from ..datasets.decoding import to_unit_range
 from ..datasets.order import EpochBatchSampler
 from ..datasets.policy import ImageBatch, collate_images
 from ..datasets.worker_errors import WorkerErrorsUnwrapped
+from ..datasets.worker_signals import die_with_parent, obey_only_the_parent
 
 
 def seed_worker(worker_id: int) -> None:
     """Start a loader worker: seed Python's and NumPy's RNGs from torch's per-worker seed,
-    and leave stopping to the trainer (:func:`obey_only_the_parent`)."""
+    leave stopping to the trainer (:func:`obey_only_the_parent`) and die with it
+    (:func:`die_with_parent`: a killed trainer leaves no worker behind, nor a traceback
+    from one in its log)."""
+    parent = os.getppid()
     obey_only_the_parent()
+    die_with_parent(parent)
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
     np.random.seed(seed)
-
-
-def obey_only_the_parent() -> None:
-    """In a loader worker: ignore SIGINT, and SIGTERM unless the parent process sent it.
-
-    A terminal's Ctrl-C, torchrun's forwarded signal and a scheduler's SIGTERM reach the
-    workers too, and a worker killed by them makes the trainer's next batch fail, while it
-    still needs a batch or two to stop cleanly. The trainer stops its workers itself; the
-    SIGTERM that the DataLoader or ``multiprocessing`` sends them at shutdown comes from the
-    parent and still ends the worker (a dead parent is noticed by PyTorch's watchdog).
-    Where the platform cannot tell who sent a signal (no ``sigwaitinfo``, e.g. macOS), only
-    SIGINT is ignored.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if not hasattr(signal, "sigwaitinfo"):
-        return
-    parent = os.getppid()
-    # Blocked here, before any thread starts, so every thread inherits the mask and only
-    # the waiter below receives SIGTERM.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-
-    def wait() -> None:
-        while True:
-            info = signal.sigwaitinfo({signal.SIGTERM})
-            if info.si_pid == parent or os.getppid() != parent:
-                # SIGTERM's action is still the default: unblocked in this thread, the
-                # signal sent again ends the process as it would have.
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-                os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=wait, name="ganforge-sigterm", daemon=True).start()
 
 
 def shutdown_workers(batches: Iterator[ImageBatch]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from ganforge.testing import check_component, check_training, plugin_registry
+from ganforge.testing import check_component, check_hooks, check_training, plugin_registry
 
 PLUGIN = "{{name}}"
 MODULE = "{{package}}.plugin"
@@ -57,6 +57,12 @@ def test_settings_table_and_observer(registry, capsys) -> None:
     plugin.ganforge_run_started(Path("runs/x"), {"plugins": {PLUGIN: {"announce": True}}}, 3)
     plugin.ganforge_run_started(Path("runs/x"), {}, 0)  # no table: the defaults, silent
     assert capsys.readouterr().out == f"[{PLUGIN}] run {Path('runs/x')} starts at step 3\n"
+
+
+def test_hooks_and_settings_survive_a_short_run(tmp_path) -> None:
+    # The settings at their defaults (no [plugins.{{name}}] table) and every observer hook
+    # called by a real few-step run: a hook that raises fails here, not in a user's run.
+    check_hooks(PLUGIN, MODULE, run_dir=tmp_path / "run")
 
 
 def test_quick_recipe_trains_and_resumes(registry) -> None:
