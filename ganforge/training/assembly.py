@@ -104,6 +104,7 @@ from .experiment_loading import (  # noqa: E402
     checkpoint_dataset,
     dataset_override_keys,
     embedded_recipe,
+    load_checkpoint_generator,
     load_experiment,
     load_generator,
     missing_distributions,
@@ -112,6 +113,7 @@ from .experiment_loading import (  # noqa: E402
 __all__ = [
     "ALL_PARTS", "Experiment", "GeneratorEMA", "assemble", "build_generator", "build_networks",
     "check_labels", "checkpoint_dataset", "dataset_image_spec", "dataset_override_keys",
-    "embedded_recipe", "load_experiment", "load_generator", "missing_distributions",
+    "embedded_recipe", "load_checkpoint_generator", "load_experiment", "load_generator",
+    "missing_distributions",
     "resolve_device",
 ]

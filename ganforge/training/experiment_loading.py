@@ -103,14 +103,21 @@ def _exported_folder(folder: Path, registry: Registry, device: torch.device | st
                       step=exported.step, source=folder)
 
 
-def load_generator(path: str | Path, registry: Registry, device: torch.device | str = "cpu",
-                   ema: bool = True) -> tuple[Generator, Recipe, int]:
+def load_checkpoint_generator(path: str | Path, registry: Registry,
+                              device: torch.device | str = "cpu", ema: bool = True
+                              ) -> tuple[Generator, Recipe, int]:
     """The trained generator of a checkpoint (its EMA when kept, unless ``ema`` is False),
     its recipe and its step (D is never built): :func:`load_experiment` with
-    ``parts={"generator"}``."""
+    ``parts={"generator"}``. The public way to get a generator is
+    ``ganforge.load_generator(source)`` (a checkpoint or an exported folder); this form,
+    with its recipe and step, is kept for code that imports it."""
     experiment = load_experiment(path, registry, device, parts={"generator"}, ema=ema)
     assert experiment.generator is not None
     return experiment.generator, experiment.recipe, experiment.step
+
+
+#: The name this function had before (``ganforge.training.assembly.load_generator``).
+load_generator = load_checkpoint_generator
 
 
 def embedded_recipe(path: Path, table: dict[str, Any], registry: Registry,
