@@ -50,6 +50,7 @@ _EXPORTS = {
     "sample": "api.sample",
     "export": "api.export",
     "ablate": "api.ablate",
+    "check": "api.check",
     "interpolate": "api.latent",
     "arithmetic": "api.latent",
     "UsageError": "core.errors",
@@ -60,6 +61,7 @@ __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .api.ablate import ablate
+    from .api.check import check
     from .api.evaluate import evaluate
     from .api.export import export
     from .api.latent import arithmetic, interpolate

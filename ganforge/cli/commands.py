@@ -183,51 +183,35 @@ def check(recipe: Path = RecipeArgument, overrides: list[str] = SetOption) -> No
     """Validate a recipe, build its networks and audit them against plugin guidelines."""
     from rich.markup import escape
 
-    from ..training import assemble
-    from ..training.shape_check import check_network_shapes
+    from ..api.check import check as check_recipe
 
     loaded = load_plugins_or_warn()
-    resolved = load_recipe_file(recipe, overrides, loaded)
-    # Everything but the data (which may not be on this machine), on the CPU, in the
-    # default memory format: the networks, the loss, optimizers, schedules, the EMA.
-    experiment = assemble(resolved, loaded.registry, "cpu", training=False,
-                          parts={"generator", "discriminator", "loss", "optimizers"})
-    generator, discriminator = experiment.generator, experiment.discriminator
-    assert generator is not None and discriminator is not None
-    # G's images must be what the dataset and D take: one line naming both shapes if not.
-    shapes = check_network_shapes(resolved, loaded.registry, (generator, discriminator))
-    console = Console()
+    found = check_recipe(load_recipe_file(recipe, overrides, loaded), plugins=loaded)
+    resolved, console = found.recipe, Console()
     console.print(f"recipe ok: {escape(str(recipe))}")
-    for line in shapes.lines(resolved["generator"].name, resolved["discriminator"].name):
+    for line in found.shapes:
         console.print(line, markup=False, highlight=False)
-    for note in resolved.warnings:
+    for note in found.warnings:
         console.print(f"warning: {note}", markup=False, highlight=False)
-    for label, module in (("generator", generator), ("discriminator", discriminator)):
-        count = sum(p.numel() for p in module.parameters())
+    for label, count in found.parameters.items():
         console.print(f"{label} {resolved[label].name!r}: {count:,} parameters", markup=False)
-    results = [r for batch in loaded.broadcast(
-        "ganforge_check", generator=generator, discriminator=discriminator,
-        experiment=experiment, recipe=resolved) for r in batch]
-    for label in ("generator", "discriminator"):
-        if not any(r.network == label for r in results):
-            console.print(f"no audit for this network: {label} {resolved[label].name!r}",
-                          markup=False)
-    if not results:
+    for label in found.unaudited:
+        console.print(f"no audit for this network: {label} {resolved[label].name!r}",
+                      markup=False)
+    if not found.audits:
         return
     # One table per ruleset, titled by the results' auditor (plugins that predate
     # AuditResult may return objects without one).
-    auditors = dict.fromkeys(getattr(r, "auditor", "") for r in results)
-    for auditor in auditors:
+    for auditor in dict.fromkeys(getattr(r, "auditor", "") for r in found.audits):
         table = Table(title=f"{auditor} audit" if auditor else "audit")
         for column in ("network", "guideline", "result", "detail"):
             table.add_column(column)
-        for r in results:
+        for r in found.audits:
             if getattr(r, "auditor", "") == auditor:
                 verdict = "[green]pass[/green]" if r.passed else "[red]FAIL[/red]"
                 table.add_row(escape(r.network), escape(r.guideline), verdict, escape(r.detail))
         console.print(table)
-    failed = sum(not r.passed for r in results)
-    console.print(f"{len(results) - failed} passed, {failed} failed")
+    console.print(f"{len(found.audits) - found.failed} passed, {found.failed} failed")
 
 
 @app.command()
