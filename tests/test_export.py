@@ -121,7 +121,11 @@ def test_folder_holds_the_generator_and_its_ema_with_buffers(ema_run, plain_run)
         assert exported.keys() == expected.keys()
         assert all(torch.equal(exported[k], expected[k]) for k in expected)
         with safe_open(str(folder / "model.safetensors"), "pt") as f:
-            assert f.metadata() == {"format": "pt"}
+            metadata = f.metadata()
+        assert metadata["format"] == "pt" and set(metadata) == {"format", "ganforge.integrity"}
+        sections = set(json.loads(metadata["ganforge.integrity"])["sha256"])
+        assert sections == ({"generator", "generator_ema"} if folder == ema_run[1]
+                            else {"generator"})
     ema_keys = load_file(ema_run[1] / "model.safetensors").keys()
     assert any(k.startswith("generator_ema.") and k.endswith("running_mean") for k in ema_keys)
     assert any(k.endswith("num_batches_tracked") for k in ema_keys)
@@ -555,3 +559,16 @@ def test_bad_repo_id_is_refused_before_exporting(ema_run, tmp_path: Path, repo: 
 def test_export_is_listed_in_help() -> None:
     result = invoke("--help")
     assert result.exit_code == 0 and "export" in result.output
+
+
+def test_a_bit_flipped_in_the_exported_weights_is_refused(plain_run, tmp_path) -> None:
+    folder = tmp_path / "damaged"
+    shutil.copytree(plain_run[1], folder)
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-9] ^= 0x40  # a bit of the last tensor's data, past the header
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ganforge.CheckpointError, match=r"model\.safetensors: integrity check "
+                                              r"failed: tensor group \"generator\" does not "
+                                              r"have the SHA256 recorded"):
+        ganforge.load_generator(folder, "cpu")

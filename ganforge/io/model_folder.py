@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save as save_bytes
 
 from .checkpoint_schema import EMA_PREFIX
+from .integrity import INTEGRITY_KEY, integrity_metadata, mismatch, record_problem
 from .limits import MAX_CONFIG_BYTES
 from .refusals import DuplicateKey, no_duplicate_keys, quoted, refusal
 from .safetensors_read import read_verified
@@ -44,20 +45,39 @@ EMA_WEIGHTS = EMA_PREFIX
 
 # -- model.safetensors --------------------------------------------------------------------
 
+def _by_section(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``tensors`` renamed ``<section>/<key>``, so each section is one integrity group."""
+    return {name.replace(".", "/", 1): tensor for name, tensor in tensors.items()}
+
+
 def weights_bytes(sections: Mapping[str, Mapping[str, torch.Tensor]]) -> bytes:
     """The file holding each section's tensors as ``<section>.<key>`` (copies on the CPU,
-    so tensors that share memory in the module are stored apart)."""
+    so tensors that share memory in the module are stored apart), with a SHA-256 of each
+    section in its metadata (:mod:`ganforge.io.integrity`; ``format`` stays ``pt``, as
+    the Hub's readers expect)."""
     tensors = {f"{prefix}.{key}": value.detach().to("cpu").clone().contiguous()
                for prefix, state in sections.items() for key, value in state.items()}
-    return save_bytes(tensors, metadata={"format": "pt"})
+    return save_bytes(tensors, metadata={
+        "format": "pt", INTEGRITY_KEY: integrity_metadata(_by_section(tensors))})
 
 
 def read_weights(path: str | Path, prefixes: tuple[str, ...]
                  ) -> dict[str, dict[str, torch.Tensor]]:
     """The tensors of ``path`` by section: ``{prefix: {key: tensor}}`` for each of
-    ``prefixes``. A tensor under no prefix, and a prefix that holds nothing, are refused."""
+    ``prefixes``. A tensor under no prefix, a prefix that holds nothing, and a section
+    whose bytes do not have the SHA-256 recorded when it was written (a folder exported
+    before hashes were recorded has none, and loads as before) are refused."""
     path = Path(path)
-    tensors = read_verified(path, "weights")[1]
+
+    def record_ok(metadata: dict[str, str]) -> None:
+        problem = record_problem(metadata)
+        if problem is not None:
+            raise refusal(path, problem)
+
+    metadata, tensors = read_verified(path, "weights", record_ok)
+    damaged = mismatch(metadata, _by_section(tensors))
+    if damaged is not None:
+        raise refusal(path, damaged)
     sections: dict[str, dict[str, torch.Tensor]] = {prefix: {} for prefix in prefixes}
     stray = []
     for name, tensor in tensors.items():
