@@ -83,9 +83,11 @@ def ablate(
 
 
 def _print_plan(console: Console, recipe: Path, plan: Any) -> None:
+    from ..sweep.labels import display_names
     from ..sweep.plan import differences
     from ..sweep.runner import run_state
 
+    names = display_names(plan)
     table = Table(title=f"{recipe}: {len(plan.variants)} variants x "
                         f"{len(plan.runs) // max(1, len(plan.variants))} seeds -> {plan.out}")
     for column in ("variant", "seeds", "state", "differences from the base"):
@@ -95,7 +97,10 @@ def _print_plan(console: Console, recipe: Path, plan: Any) -> None:
         diff = differences(plan.base, runs[0].recipe)
         text = "\n".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in diff.items())
         states = ", ".join(sorted({run_state(r) for r in runs}))
-        table.add_row(variant, ", ".join(str(r.seed) for r in runs), states,
+        # The short name first; the id (the runs' folder name) under it when it differs.
+        shown = variant if names.get(variant, variant) == variant \
+            else f"{names[variant]}\n({variant})"
+        table.add_row(shown, ", ".join(str(r.seed) for r in runs), states,
                       text or "(the base)")
     console.print(table)
 
