@@ -229,7 +229,10 @@ class GANStep:
         return total
 
     def _g_loss(self, fake: torch.Tensor, fake_labels: torch.Tensor | None,
-                real: torch.Tensor, real_labels: torch.Tensor | None) -> torch.Tensor:
+                real: torch.Tensor, real_labels: torch.Tensor | None,
+                discriminator: nn.Module | None = None) -> torch.Tensor:
+        """The loss's G term, given the keywords it takes; ``discriminator`` defaults to
+        the step's labelled D (the whole-step graph passes its own)."""
         kwargs: dict[str, torch.Tensor | None] = {}
         if self._loss_labels:
             kwargs["fake_labels"] = fake_labels
@@ -237,7 +240,8 @@ class GANStep:
             kwargs["real"] = real
             if self._loss_labels:
                 kwargs["real_labels"] = real_labels
-        return self.loss.generator_loss(self._labelled_d, fake, **kwargs)
+        d = self._labelled_d if discriminator is None else discriminator
+        return self.loss.generator_loss(d, fake, **kwargs)
 
     def _update(self, network: str, loss: torch.Tensor, params: list[nn.Parameter],
                 step: int) -> None:

@@ -211,8 +211,8 @@ class StepGraph(GANStep):
         assert loss_d is not None and fake is not None and real is not None
         with autocast(x.device):
             # Gradients of G's parameters only: none for D's weights (D is "frozen").
-            loss_g, grads = _value_and_grads(self._graph_loss_g(
-                fake, fake_labels, real, real_labels), params_g)
+            loss_g, grads = _value_and_grads(self._g_loss(
+                fake, fake_labels, real, real_labels, self._graph_d).float(), params_g)
         _observe(watched[1], step, loss_g, grads)
         adam_update(self._hyper["generator"], params_g, grads, states[1], scalars[2])
         if x.ema is not None:
@@ -232,17 +232,6 @@ class StepGraph(GANStep):
                 self._graph_d, real, fake, real_labels=real_labels,
                 fake_labels=fake_labels).float()
         return self.loss.discriminator_loss(self._graph_d, real, fake).float()
-
-    def _graph_loss_g(self, fake: torch.Tensor, fake_labels: torch.Tensor | None,
-                      real: torch.Tensor, real_labels: torch.Tensor | None) -> torch.Tensor:
-        kwargs: dict[str, torch.Tensor | None] = {}
-        if self._loss_labels:
-            kwargs["fake_labels"] = fake_labels
-        if self._loss_real:
-            kwargs["real"] = real
-            if self._loss_labels:
-                kwargs["real_labels"] = real_labels
-        return self.loss.generator_loss(self._graph_d, fake, **kwargs).float()
 
 
 def _value_and_grads(loss: torch.Tensor, params: list[nn.Parameter]
