@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import os
 import signal
 import threading
@@ -27,10 +27,12 @@ PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
 
 
+@functools.lru_cache(maxsize=1)
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    """The C library this process already has loaded (no search: ``find_library`` would
+    run a subprocess in every worker)."""
     try:
-        return ctypes.CDLL(name, use_errno=True) if name else None
+        return ctypes.CDLL(None, use_errno=True)
     except OSError:
         return None
 
