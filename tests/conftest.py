@@ -42,13 +42,25 @@ width = 4
 """
 
 
+@pytest.fixture(scope="session")
+def _shared_classifier_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for the fitted digit classifier, shared by every test of the session:
+    it is a pure function of its key (fitted once, a few seconds, by the first test that
+    needs it; processes the tests start read it too)."""
+    return tmp_path_factory.mktemp("digit_classifier")
+
+
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory,
+               _shared_classifier_cache: Path) -> None:
     """Tests start with no plugin switches from the developer's shell, and a cache
-    directory of their own (never the user's ~/.cache/ganforge)."""
+    directory of their own (never the user's ~/.cache/ganforge) whose
+    ``digit_classifier`` folder is the session's."""
     monkeypatch.delenv("GANFORGE_STRICT_PLUGINS", raising=False)
     monkeypatch.delenv("GANFORGE_DISABLE_PLUGINS", raising=False)
-    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    cache = tmp_path_factory.mktemp("cache")
+    (cache / "digit_classifier").symlink_to(_shared_classifier_cache, target_is_directory=True)
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(cache))
 
 
 @pytest.fixture

@@ -146,6 +146,45 @@ def test_classifier_runs_sklearns_perceptron_in_torch(classifier: DigitClassifie
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
 
 
+def test_the_fit_is_kept_in_the_user_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fitted once, then loaded by later processes; a cache file that cannot be read, or
+    was fitted by another scikit-learn, is fitted again and replaced."""
+    from ganforge.evaluation import digit_classifier as dc
+
+    fits: list[int] = []
+
+    def fake_fit(image_size: int, seed: int):
+        fits.append(seed)
+        rng = np.random.default_rng(seed + len(fits))
+        return ([rng.normal(size=(64, 256)), rng.normal(size=(256, 10))],
+                [rng.normal(size=256), rng.normal(size=10)])
+
+    monkeypatch.setenv("GANFORGE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(dc, "_fit", fake_fit)
+    try:
+        dc.fitted.cache_clear()
+        first = dc.fitted(32, 5)
+        path = tmp_path / "digit_classifier" / f"{dc.CLASSIFIER_NAME}-seed5-size32.safetensors"
+        assert fits == [5] and path.is_file()
+        dc.fitted.cache_clear()  # a new process
+        again = dc.fitted(32, 5)
+        assert fits == [5]
+        assert all(torch.equal(a, b) for a, b in zip(first[0] + first[1], again[0] + again[1]))
+        path.write_bytes(b"not a safetensors file")
+        dc.fitted.cache_clear()
+        refitted = dc.fitted(32, 5)
+        assert fits == [5, 5] and not torch.equal(refitted[0][0], first[0][0])
+        dc.fitted.cache_clear()
+        assert torch.equal(dc.fitted(32, 5)[0][0], refitted[0][0]) and fits == [5, 5]
+        key = dc.cache_key(32, 5)
+        monkeypatch.setattr(dc, "cache_key", lambda size, seed: {**key, "sklearn": "0.0"})
+        dc.fitted.cache_clear()
+        dc.fitted(32, 5)
+        assert fits == [5, 5, 5]
+    finally:
+        dc.fitted.cache_clear()  # later tests get the real fit (from the session's cache)
+
+
 def test_stacked_digits_is_deterministic_and_labelled(classifier: DigitClassifier) -> None:
     a = StackedDigitsDataset(StackedDigitsDataset.Params(size=500, seed=3))
     b = StackedDigitsDataset(StackedDigitsDataset.Params(size=500, seed=3))

@@ -9,7 +9,8 @@ a one-hidden-layer perceptron (256 ReLU units, softmax output) fitted by scikit-
 (:func:`augmented`). 99.1% accuracy on held-out digits (5-fold cross-validation); fitting
 takes a few seconds on a CPU, and inference runs in PyTorch on
 the images' own device (the fitted weights are copied into tensors), so judging 26,000
-stacked images is a few matrix products.
+stacked images is a few matrix products. The fit is kept in the user cache
+(``<cache>/digit_classifier/``): later processes load it instead of fitting again.
 
 Stacked digits (three digits as the RGB channels) are judged channel by channel, as the
 Stacked MNIST protocol does (Metz et al. 2017; Srivastava et al. 2017; Lin et al. 2018):
@@ -19,11 +20,16 @@ the mode of an image is ``100 * d_red + 10 * d_green + d_blue``.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..core.cache import user_cache_dir
+from ..io.keyed_cache import load_keyed, store_keyed
 
 #: What the classifier's protocol name records: change it whenever the fit changes.
 CLASSIFIER_NAME = "digits-mlp256-v2"
@@ -31,6 +37,8 @@ CLASSIFIER_NAME = "digits-mlp256-v2"
 GRID = 8
 #: Digits 0-9.
 DIGITS = 10
+#: The perceptron's hidden units.
+HIDDEN = 256
 
 
 @attrs.frozen
@@ -74,10 +82,8 @@ def augmented(images: torch.Tensor, targets: torch.Tensor, seed: int
     return torch.cat(variants), targets.repeat(len(variants))
 
 
-@functools.lru_cache(maxsize=8)
-def fitted(image_size: int, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """The perceptron's weights and biases fitted on the digits at ``image_size`` with
-    ``seed`` (a pure function of both, so fitted once per process: a few seconds each)."""
+def _fit(image_size: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Fit the perceptron on the digits at ``image_size`` with ``seed``: a few seconds."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -87,14 +93,47 @@ def fitted(image_size: int, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[
 
     data = DigitsDataset(DigitsDataset.Params(image_size=image_size, channels=1))
     images, targets = augmented(data.images, data.targets, seed)
-    model = MLPClassifier((256,), max_iter=2000, random_state=seed)
+    model = MLPClassifier((HIDDEN,), max_iter=2000, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(pooled(images)[:, 0].numpy(), targets.numpy())
     if list(model.classes_) != list(range(DIGITS)):  # pragma: no cover - sklearn's data
         raise RuntimeError("the digits classifier did not see all ten digits")
-    return (tuple(torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in model.coefs_),
-            tuple(torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in model.intercepts_))
+    return model.coefs_, model.intercepts_
+
+
+def cache_key(image_size: int, seed: int) -> dict[str, Any]:
+    """What a cached fit is keyed by: the classifier's version, the fit's inputs and the
+    libraries that computed it (another scikit-learn may fit other weights)."""
+    import sklearn
+
+    return {"classifier": CLASSIFIER_NAME, "image_size": image_size, "seed": seed,
+            "sklearn": sklearn.__version__, "numpy": np.__version__}
+
+
+def cache_path(image_size: int, seed: int) -> Path:
+    """Where the fit of ``(image_size, seed)`` is kept: ``<user cache>/digit_classifier/``."""
+    return user_cache_dir("digit_classifier") / \
+        f"{CLASSIFIER_NAME}-seed{seed}-size{image_size}.safetensors"
+
+
+@functools.lru_cache(maxsize=8)
+def fitted(image_size: int, seed: int) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """The perceptron's weights and biases fitted on the digits at ``image_size`` with
+    ``seed``: a pure function of both, so fitted once (a few seconds) and kept in the user
+    cache (:func:`cache_path`, keyed by :func:`cache_key`) and in the process. A cache file
+    that cannot be read, or was fitted by other libraries, is fitted again and replaced."""
+    path, key = cache_path(image_size, seed), cache_key(image_size, seed)
+    names = ("w1", "w2", "b1", "b2")
+    cached = load_keyed(path, key, names)
+    if cached is not None and cached["w1"].shape == (GRID * GRID, HIDDEN) and \
+            cached["w2"].shape == (HIDDEN, DIGITS):
+        return (cached["w1"], cached["w2"]), (cached["b1"], cached["b2"])
+    coefs, intercepts = _fit(image_size, seed)
+    weights = tuple(torch.from_numpy(np.asarray(w, dtype=np.float32)) for w in coefs)
+    biases = tuple(torch.from_numpy(np.asarray(b, dtype=np.float32)) for b in intercepts)
+    store_keyed(path, key, dict(zip(names, (*weights, *biases), strict=True)))
+    return weights, biases
 
 
 class DigitClassifier:

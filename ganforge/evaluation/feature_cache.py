@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
 
 from ..core.cache import user_cache_dir
-from ..core.errors import DataError, StorageError, UsageError
+from ..core.errors import DataError, UsageError
 from ..core.interfaces import Dataset, Generator, is_conditional
 from ..core.seeds import derive_seed
 from ..datasets.decoding import BadImage
 from ..datasets.policy import Skipped, split_item
-from ..io.files import write_bytes_atomic, writing
+from ..io.keyed_cache import load_keyed, store_keyed
 from ..sampling import generate
 from .features import ExtractorLike, FeatureSet
 
@@ -81,29 +79,14 @@ def reference_record(key: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _load_cached(path: Path, key: Mapping[str, Any]) -> torch.Tensor | None:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            if json.loads((f.metadata() or {}).get("key", "null")) != key:
-                return None
-            return f.get_tensor("features")
-    except (OSError, SafetensorError, ValueError):
-        return None
+    found = load_keyed(path, key, ("features",))
+    return None if found is None else found["features"]
 
 
 def _store(path: Path, key: Mapping[str, Any], features: torch.Tensor) -> bool:
-    """Cache ``features`` under ``path``, complete or not at all. The temporary file's name
-    is unique to this writer (two runs may compute one reference at once). The cache only
-    saves time, so a folder that cannot be written (full disk, read-only) is passed over:
+    """Cache ``features`` under ``path``, complete or not at all (:func:`store_keyed`):
     returns whether the entry was written."""
-    data = save({"features": features.contiguous()},
-                metadata={"key": json.dumps(key, sort_keys=True)})
-    try:
-        with writing(path.parent):
-            path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, data)
-    except StorageError:
-        return False
-    return True
+    return store_keyed(path, key, {"features": features})
 
 
 def _extract(extractor: ExtractorLike, images: torch.Tensor, batch: list, logits: list) -> None:

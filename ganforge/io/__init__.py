@@ -8,6 +8,7 @@
   checkpoint's metadata, the file itself, and names, rotation and the newest one.
 - :mod:`.integrity`, :mod:`.rng_states`: checks of what a checkpoint holds.
 - :mod:`.model_folder`, :mod:`.export_config`: an exported model folder's files.
+- :mod:`.keyed_cache`: cache files of tensors keyed by what produced them.
 - :mod:`.refusals`, :mod:`.limits`: one-line refusals of a file, ceilings on its numbers.
 
 Modules here import only the standard library, third-party packages,
@@ -58,16 +59,18 @@ _EXPORTS = {
     "read_weights": "model_folder",
     "ExportConfig": "export_config",
     "read_config": "export_config",
+    "load_keyed": "keyed_cache",
+    "store_keyed": "keyed_cache",
 }
 
 __all__ = [
     "BestMetric", "CheckpointContents", "CheckpointHeader", "EMA_PREFIX", "EVALUATIONS_SUFFIX",
     "ExportConfig", "GradScalerState", "JsonLines", "MAX_STEPS", "TEMPORARY_SUFFIX",
     "TensorInfo", "TrainerMeta", "checkpoint_name", "checkpoint_step", "latest_checkpoint",
-    "library_problem", "open_regular", "problems_line", "quoted", "read_checkpoint",
-    "read_config", "read_header", "read_jsonl", "read_metadata", "read_npy_header",
+    "library_problem", "load_keyed", "open_regular", "problems_line", "quoted",
+    "read_checkpoint", "read_config", "read_header", "read_jsonl", "read_metadata", "read_npy_header",
     "read_verified", "read_weights", "refusal", "rng_state_problems", "rotate",
-    "temporary_path", "weights_bytes", "write_bytes_atomic", "write_checkpoint",
+    "store_keyed", "temporary_path", "weights_bytes", "write_bytes_atomic", "write_checkpoint",
     "write_text_atomic", "writing",
 ]
 
@@ -89,6 +92,7 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainerMeta,
     )
     from .export_config import ExportConfig, read_config
+    from .keyed_cache import load_keyed, store_keyed
     from .files import (
         TEMPORARY_SUFFIX,
         JsonLines,
