@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .core.errors import UsageError
 from .core.interfaces import Generator, ImageSpec
 
 
@@ -167,6 +168,9 @@ def train_plain(dataset: Any, *, steps: int, batch_size: int, width: int, seed: 
     device = torch.device(device)
     torch.manual_seed(seed)
     spec = dataset.image_spec
+    if not spec.square:
+        raise UsageError(f"the plain loop builds the example's square DCGAN, not "
+                         f"{spec.pixels()} images (height x width)")
     loop = PlainLoop(nz, width, spec.channels, spec.size, device)
     generator = PlainAsGenerator(loop.netG, nz, spec)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,

@@ -169,7 +169,8 @@ def test_the_fit_is_kept_in_the_user_cache(tmp_path, monkeypatch: pytest.MonkeyP
         dc.fitted.cache_clear()  # a new process
         again = dc.fitted(32, 5)
         assert fits == [5]
-        assert all(torch.equal(a, b) for a, b in zip(first[0] + first[1], again[0] + again[1]))
+        assert all(torch.equal(a, b) for a, b in zip(first[0] + first[1], again[0] + again[1],
+                                                      strict=True))
         path.write_bytes(b"not a safetensors file")
         dc.fitted.cache_clear()
         refitted = dc.fitted(32, 5)

@@ -65,12 +65,13 @@ def prepare(
     spec = dataset.image_spec
     console = stderr()
     labelled = f", {spec.classes} classes" if spec.classes else ""
-    console.print(f"prepared {report.count} images ({spec.channels}x{spec.size}x{spec.size}"
+    console.print(f"prepared {report.count} images ({spec.channels}x{spec.pixels()}"
                   f"{labelled}) in {report.seconds:.1f} s: {report.shards_written} shards "
                   f"written, {report.shards_reused} reused, {report.skipped} skipped")
     classes = f", classes = {spec.classes}" if spec.classes else ""
+    width = "" if spec.square else f", width = {spec.width}"
     console.print(f"use it with: [dataset] use = \"prepared\", root = \"{out}\", "
-                  f"image_size = {spec.size}, channels = {spec.channels}{classes}",
+                  f"image_size = {spec.size}{width}, channels = {spec.channels}{classes}",
                   markup=False, highlight=False)
 
 
@@ -97,7 +98,7 @@ def inspect(
     spec = dataset.image_spec
     labelled = f", {spec.classes} classes" if spec.classes else ", unlabelled"
     console.print(f"dataset {table['use']!r}: {report.count} images, "
-                  f"{spec.channels}x{spec.size}x{spec.size}{labelled}")
+                  f"{spec.channels}x{spec.pixels()}{labelled}")
     console.print(f"decoded {report.scanned}: {len(report.bad)} bad")
     if report.class_counts:
         counts = report.class_counts

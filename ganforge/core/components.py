@@ -17,17 +17,34 @@ class ImageSpec:
     """Shape of the images a dataset yields and a generator must produce (NCHW), and the
     number of classes the dataset labels them with (0: unlabelled).
 
-    A conditional network is built for ``classes`` classes; an unconditional one ignores
-    the field. Two specs with the same shape and different ``classes`` describe the same
-    images (:meth:`same_images`)."""
+    ``size`` is the height, and the width too unless ``width`` says otherwise (non-square
+    images: ``ImageSpec(3, 32, width=64)`` is 32 pixels high and 64 wide). A conditional
+    network is built for ``classes`` classes; an unconditional one ignores the field. Two
+    specs with the same shape and different ``classes`` describe the same images
+    (:meth:`same_images`)."""
 
     channels: int
     size: int
     classes: int = 0
+    width: int = attrs.field(default=attrs.Factory(lambda self: self.size, takes_self=True))
+
+    @property
+    def height(self) -> int:
+        """The images' height (``size``)."""
+        return self.size
+
+    @property
+    def square(self) -> bool:
+        """True when the images are as wide as they are high."""
+        return self.width == self.size
 
     def shape(self) -> tuple[int, int, int]:
-        """``(channels, size, size)``."""
-        return (self.channels, self.size, self.size)
+        """``(channels, height, width)``."""
+        return (self.channels, self.size, self.width)
+
+    def pixels(self) -> str:
+        """``"32x32"`` or, for non-square images, ``"32x64"`` (height x width)."""
+        return f"{self.size}x{self.width}"
 
     def same_images(self, other: ImageSpec) -> bool:
         """True when ``other`` describes images of the same shape (classes aside)."""

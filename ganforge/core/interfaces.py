@@ -34,7 +34,8 @@ def resolve_image_spec(name: str, image_size: int | None, channels: int | None,
     """Merge a network's own ``image_size``/``channels`` params with the dataset's spec.
 
     ``None`` means "take it from the dataset"; a value that disagrees with the dataset is an
-    error, because the networks would not fit the data.
+    error, because the networks would not fit the data. A network's ``image_size`` is its
+    height; the width is the dataset's (square without a dataset).
     """
     size = image_size if image_size is not None else (dataset.size if dataset else None)
     chans = channels if channels is not None else (dataset.channels if dataset else None)
@@ -43,9 +44,10 @@ def resolve_image_spec(name: str, image_size: int | None, channels: int | None,
     if dataset is not None and (size, chans) != (dataset.size, dataset.channels):
         raise UsageError(
             f"{name}: builds {chans}x{size}x{size} images but the dataset gives "
-            f"{dataset.channels}x{dataset.size}x{dataset.size}"
+            f"{dataset.channels}x{dataset.pixels()}"
         )
-    return ImageSpec(channels=chans, size=size, classes=dataset.classes if dataset else 0)
+    return ImageSpec(channels=chans, size=size, classes=dataset.classes if dataset else 0,
+                     width=dataset.width if dataset else size)
 
 
 def is_conditional(network: object) -> bool:

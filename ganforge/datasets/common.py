@@ -16,6 +16,8 @@ from .policy import Item, Skipped
 
 image_size_validator = attrs.validators.and_(attrs.validators.ge(4), attrs.validators.le(1024))
 channels_validator = attrs.validators.in_([1, 3])
+#: attrs validator of a dataset's ``width``: unset (square images) or a size as above.
+width_validator = attrs.validators.optional(image_size_validator)
 
 #: The most classes a dataset may label its images with (a recipe value is untrusted: a
 #: conditional network allocates an embedding row per class).
@@ -67,7 +69,8 @@ class EncodedImageDataset(Uint8ImageDataset):
                 raise BadImage(f"{name}: empty value")
             image = decode_image(source, self.params.channels, name=name)
             # Inside the policy: an image too elongated to resize is a bad image too.
-            return resize_center_crop(image, self.params.image_size, name)
+            return resize_center_crop(image, self.params.image_size, name,
+                                      self.params.width)
         except BadImage as exc:
             if self.params.on_error == "skip":
                 return Skipped(name, str(exc))

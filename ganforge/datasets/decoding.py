@@ -92,29 +92,45 @@ def decode_image(source: bytes | Path, channels: int, name: str | None = None) -
         raise BadImage(f"{label}: cannot decode image: {reason}") from None
 
 
-def resized_shape(height: int, width: int, size: int) -> tuple[int, int]:
-    """(height, width) after resizing the shorter side to ``size``, by torchvision's rule
-    (the longer side is truncated, never rounded up)."""
-    if width <= height:
-        return int(size * height / width), size
-    return size, int(size * width / height)
+def resized_shape(height: int, width: int, size: int, crop_width: int | None = None
+                  ) -> tuple[int, int]:
+    """(height, width) after resizing to cover ``size`` rows and ``crop_width`` columns
+    (default: ``size``, a square) keeping the aspect ratio. For a square this is
+    torchvision's rule: the shorter side becomes ``size`` and the longer one is truncated,
+    never rounded up; otherwise the side that limits the crop is scaled exactly and the
+    other rounded up, so the crop always fits."""
+    if crop_width is None or crop_width == size:
+        if width <= height:
+            return int(size * height / width), size
+        return size, int(size * width / height)
+    if width * size >= height * crop_width:  # wider than the crop: the height limits it
+        return size, max(crop_width, -(-width * size // height))
+    return max(size, -(-height * crop_width // width)), crop_width
 
 
-def resize_center_crop(image: torch.Tensor, size: int, name: str = "image") -> torch.Tensor:
-    """Resize the shorter side to ``size`` (antialiased), then center-crop a square, as
-    the PyTorch DCGAN example prepares LSUN.
+def resize_center_crop(image: torch.Tensor, size: int, name: str = "image",
+                       width: int | None = None) -> torch.Tensor:
+    """Resize keeping the aspect ratio until the image covers ``size`` rows and ``width``
+    columns (antialiased), then center-crop to ``size`` x ``width`` (default: a ``size``
+    square: the shorter side resized to ``size``, as the PyTorch DCGAN example prepares
+    LSUN).
 
     Raises :class:`BadImage` naming ``name`` when the resize would write more than
     :data:`MAX_RESIZED_PIXELS` pixels (an extreme aspect ratio), before allocating them.
     """
-    height, width = image.shape[-2:]
-    new_height, new_width = resized_shape(height, width, size)
+    crop_width = size if width is None else width
+    height, old_width = image.shape[-2:]
+    new_height, new_width = resized_shape(height, old_width, size, crop_width)
+    target = f"{size}" if crop_width == size else f"{size}x{crop_width}"
     if new_height * new_width > MAX_RESIZED_PIXELS:
-        raise BadImage(f"{name}: {width}x{height} pixels is too elongated to resize to "
-                       f"{size}: {new_width}x{new_height} pixels would be over the limit of "
-                       f"{MAX_RESIZED_PIXELS}")
-    image = TF.resize(image, [size], antialias=True)
-    return TF.center_crop(image, [size, size])
+        raise BadImage(f"{name}: {old_width}x{height} pixels is too elongated to resize to "
+                       f"{target}: {new_width}x{new_height} pixels would be over the limit "
+                       f"of {MAX_RESIZED_PIXELS}")
+    if crop_width == size:
+        image = TF.resize(image, [size], antialias=True)
+    else:
+        image = TF.resize(image, [new_height, new_width], antialias=True)
+    return TF.center_crop(image, [size, crop_width])
 
 
 def to_unit_range(image: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,13 @@ import torch
 from ..core.errors import DataError
 from ..core.interfaces import ImageSpec
 from ..core.params import param
-from .common import MAX_CLASSES, EncodedImageDataset, channels_validator, image_size_validator
+from .common import (
+    MAX_CLASSES,
+    EncodedImageDataset,
+    channels_validator,
+    image_size_validator,
+    width_validator,
+)
 from .policy import on_error_validator
 
 
@@ -47,6 +53,9 @@ class ImageFolderDataset(EncodedImageDataset):
         root: str = param(doc="folder searched recursively for images")
         image_size: int = param(64, "shorter side resized to this, then center crop",
                                 validator=image_size_validator)
+        width: int | None = param(None, "image width: resized to cover image_size x width, "
+                                  "then center crop (unset: square images)",
+                                  validator=width_validator)
         channels: int = param(3, "1 (grey) or 3 (RGB)", validator=channels_validator)
         extensions: tuple[str, ...] = param(
             (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),
@@ -103,7 +112,7 @@ class ImageFolderDataset(EncodedImageDataset):
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
         return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=len(params.classes))
+                         classes=len(params.classes), width=params.width or params.image_size)
 
     def __len__(self) -> int:
         return len(self.files)

@@ -19,7 +19,7 @@ import torch
 from ..core.errors import DataError
 from ..core.interfaces import ImageSpec
 from ..core.params import param
-from .common import EncodedImageDataset
+from .common import EncodedImageDataset, width_validator
 from .lmdb_index import KeyIndex, lmdb_read_error, load_key_index, open_lmdb
 from .policy import on_error_validator
 
@@ -46,6 +46,9 @@ class LSUNDataset(EncodedImageDataset):
         image_size: int = param(64, "shorter side resized to this, then center crop",
                                 validator=attrs.validators.and_(attrs.validators.ge(4),
                                                                 attrs.validators.le(1024)))
+        width: int | None = param(None, "image width: resized to cover image_size x width, "
+                                  "then center crop (unset: square images)",
+                                  validator=width_validator)
         channels: int = param(3, "1 (grey) or 3 (RGB)",
                               validator=attrs.validators.in_([1, 3]))
         hflip: bool = param(False, "mirror images left-right at random during training")
@@ -77,7 +80,8 @@ class LSUNDataset(EncodedImageDataset):
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
         return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=len(params.categories) if params.labels else 0)
+                         classes=len(params.categories) if params.labels else 0,
+                         width=params.width or params.image_size)
 
     def __len__(self) -> int:
         return self.length

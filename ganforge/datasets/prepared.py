@@ -43,7 +43,13 @@ from torch.utils.data import DataLoader, Subset
 from ..core.errors import DataError
 from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import param
-from .common import Uint8ImageDataset, channels_validator, classes_validator, image_size_validator
+from .common import (
+    Uint8ImageDataset,
+    channels_validator,
+    classes_validator,
+    image_size_validator,
+    width_validator,
+)
 from .decoding import BadImage, to_uint8
 from .policy import Skipped, split_item
 from .prepared_files import (
@@ -146,9 +152,12 @@ def labels_file(number: int) -> str:
 
 
 def spec_record(spec: ImageSpec) -> dict[str, int]:
-    """How the manifest records an image spec: ``channels`` and ``size``, and ``classes``
-    only for a labelled set (so an unlabelled set's manifest is as before labels)."""
+    """How the manifest records an image spec: ``channels`` and ``size``, ``width`` only for
+    non-square images and ``classes`` only for a labelled set (so a square unlabelled set's
+    manifest is as before either existed)."""
     record = {"channels": spec.channels, "size": spec.size}
+    if not spec.square:
+        record["width"] = spec.width
     if spec.classes:
         record["classes"] = spec.classes
     return record
@@ -332,6 +341,8 @@ class PreparedDataset(Uint8ImageDataset):
         root: str = param(doc="folder written by 'ganforge data prepare'")
         image_size: int = param(64, "must equal the prepared size (checked)",
                                 validator=image_size_validator)
+        width: int | None = param(None, "must equal the prepared width (checked; unset: "
+                                  "square images)", validator=width_validator)
         channels: int = param(3, "must equal the prepared channels (checked)",
                               validator=channels_validator)
         in_memory: str = param("none", "'none' (memory-mapped), 'host' or 'device' (whole set "
@@ -347,11 +358,14 @@ class PreparedDataset(Uint8ImageDataset):
         self.root = Path(params.root).expanduser()
         manifest = read_manifest(self.root)
         spec = manifest["image_spec"]
-        if (spec["size"], spec["channels"]) != (params.image_size, params.channels):
+        width = spec.get("width", spec["size"])
+        asked = params.width or params.image_size
+        if (spec["size"], width, spec["channels"]) != (params.image_size, asked,
+                                                        params.channels):
             raise DataError(
                 f"prepared: {str(self.root)!r} holds {spec['channels']}x{spec['size']}x"
-                f"{spec['size']} images but the recipe asks for {params.channels}x"
-                f"{params.image_size}x{params.image_size}; prepare it again at that size")
+                f"{width} images but the recipe asks for {params.channels}x"
+                f"{params.image_size}x{asked}; prepare it again at that size")
         held = int(spec.get("classes", 0))
         if held != params.classes:
             holds = f"images labelled with {held} classes" if held else "unlabelled images"
@@ -363,7 +377,7 @@ class PreparedDataset(Uint8ImageDataset):
         self.files = [self.root / s["file"] for s in shards]
         for path, record in zip(self.files, shards, strict=True):  # names a damaged shard
             check_shard_header(path, record["count"],
-                               (spec["channels"], spec["size"], spec["size"]),
+                               (spec["channels"], spec["size"], width),
                                record.get("bytes"))
         counts = [s["count"] for s in shards]
         self.starts = [0, *np.cumsum(counts).tolist()]
@@ -391,7 +405,7 @@ class PreparedDataset(Uint8ImageDataset):
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
         return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=params.classes)
+                         classes=params.classes, width=params.width or params.image_size)
 
     @property
     def targets(self) -> torch.Tensor | None:

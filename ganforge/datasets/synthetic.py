@@ -10,7 +10,7 @@ import torch
 from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import at_most, param
 from ..core.seeds import derive_seed
-from .common import image_size_validator
+from .common import image_size_validator, width_validator
 from .policy import Item
 
 #: The most classes ``synthetic`` labels (each needs a disc colour of its own).
@@ -49,7 +49,10 @@ class SyntheticDataset(Dataset):
         """Size, shape, seed and classes of the generated set."""
 
         count: int = param(1024, "number of images", validator=attrs.validators.gt(0))
-        image_size: int = param(32, "side of the square images", validator=image_size_validator)
+        image_size: int = param(32, "height of the images (and width, unless width is set)",
+                                validator=image_size_validator)
+        width: int | None = param(None, "width of the images (unset: square images)",
+                                  validator=width_validator)
         channels: int = param(3, "number of channels", validator=attrs.validators.gt(0))
         seed: int = param(0, "seed of the procedure")
         classes: int = param(0, "label image i with class i % classes, shown as its disc's "
@@ -60,7 +63,7 @@ class SyntheticDataset(Dataset):
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
         return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=params.classes)
+                         classes=params.classes, width=params.width or params.image_size)
 
     def __len__(self) -> int:
         return self.params.count
@@ -81,8 +84,8 @@ class SyntheticDataset(Dataset):
             raise IndexError(index)
         p = self.params
         g = torch.Generator().manual_seed(derive_seed(p.seed, "synthetic", index))
-        s = p.image_size
-        ys, xs = torch.meshgrid(torch.linspace(0, 1, s), torch.linspace(0, 1, s), indexing="ij")
+        ys, xs = torch.meshgrid(torch.linspace(0, 1, p.image_size),
+                                torch.linspace(0, 1, p.width or p.image_size), indexing="ij")
         start, end = torch.rand(2, p.channels, 1, 1, generator=g) * 2 - 1
         direction = torch.rand(1, generator=g).item()
         ramp = direction * xs + (1 - direction) * ys

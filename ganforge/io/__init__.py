@@ -68,8 +68,8 @@ __all__ = [
     "ExportConfig", "GradScalerState", "JsonLines", "MAX_STEPS", "TEMPORARY_SUFFIX",
     "TensorInfo", "TrainerMeta", "checkpoint_name", "checkpoint_step", "latest_checkpoint",
     "library_problem", "load_keyed", "open_regular", "problems_line", "quoted",
-    "read_checkpoint", "read_config", "read_header", "read_jsonl", "read_metadata", "read_npy_header",
-    "read_verified", "read_weights", "refusal", "rng_state_problems", "rotate",
+    "read_checkpoint", "read_config", "read_header", "read_jsonl", "read_metadata",
+    "read_npy_header", "read_verified", "read_weights", "refusal", "rng_state_problems", "rotate",
     "store_keyed", "temporary_path", "weights_bytes", "write_bytes_atomic", "write_checkpoint",
     "write_text_atomic", "writing",
 ]
@@ -92,7 +92,6 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainerMeta,
     )
     from .export_config import ExportConfig, read_config
-    from .keyed_cache import load_keyed, store_keyed
     from .files import (
         TEMPORARY_SUFFIX,
         JsonLines,
@@ -103,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover
         write_text_atomic,
         writing,
     )
+    from .keyed_cache import load_keyed, store_keyed
     from .limits import MAX_STEPS
     from .model_folder import read_weights, weights_bytes
     from .refusals import library_problem, problems_line, quoted, refusal

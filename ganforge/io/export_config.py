@@ -108,11 +108,20 @@ class GeneratorConfig:
 
 @attrs.frozen
 class ImageConfig:
-    """The images G draws, and the classes a conditional G is built for (0: none)."""
+    """The images G draws, and the classes a conditional G is built for (0: none).
+    ``size`` is the height, and the width too unless ``width`` is set (non-square images
+    only: square ones have no ``width`` key in ``config.json``)."""
 
     channels: int = attrs.field(validator=_between(1, 1024))
     size: int = attrs.field(validator=_between(1, 65536))
     classes: int = attrs.field(validator=_between(0, 2**20))
+    width: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        _between(1, 65536)))
+
+    @property
+    def pixels(self) -> str:
+        """``"64x64"``, or ``"32x64"`` (height x width) for non-square images."""
+        return f"{self.size}x{self.width or self.size}"
 
 
 @attrs.frozen
@@ -179,8 +188,12 @@ class ExportConfig:
 def config_json(config: ExportConfig) -> str:
     """The text of ``config.json`` (sorted keys, two-space indent, a final newline)."""
     # (the converter itself, not ``unstructure_params``: a ``null`` is kept, so that every
-    # key is always present and a missing one can be refused)
-    return json.dumps(converter().unstructure(config), indent=2, sort_keys=True) + "\n"
+    # key is always present and a missing one can be refused; ``image.width`` alone is
+    # written only for non-square images, so a square export reads as before it existed)
+    data = converter().unstructure(config)
+    if data["image"]["width"] is None:
+        del data["image"]["width"]
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def decode_config(data: Any, source: Path | str) -> ExportConfig:

@@ -20,6 +20,7 @@ layers make it. :class:`ImageSizes` alone helps a network built for a fixed set 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -36,11 +37,15 @@ __all__ = ["ImageSizes", "NetworkDiscriminator", "NetworkGenerator"]
 class ImageSizes:
     """The image sizes an architecture builds, and the two checks of a size.
 
-    ``architecture`` names it in messages (``"dcgan"``); ``sizes`` are the sides it builds.
+    ``architecture`` names it in messages (``"dcgan"``); ``sizes`` are the heights it
+    builds (and the widths, for square images). ``width_step``: how the architecture
+    builds non-square images: None (the default) refuses them; a function of the height
+    gives the number every width must be a multiple of.
     """
 
     architecture: str
     sizes: tuple[int, ...]
+    width_step: Callable[[int], int] | None = None
 
     def validator(self, _instance: object, attribute: attrs.Attribute, value: int | None) -> None:
         """attrs validator of an ``image_size`` param: ``None`` (take it from the dataset)
@@ -59,6 +64,23 @@ class ImageSizes:
                                      f"size {', '.join(map(str, self.sizes))} only, not "
                                      f"{size}")
 
+    def check_dataset_width(self, network: str, spec: ImageSpec) -> None:
+        """Refuse a non-square spec the architecture cannot build, as a recipe error on
+        ``$.dataset.width``: any, without :attr:`width_step`; else a width that is not a
+        multiple of ``width_step(height)``."""
+        if spec.square:
+            return
+        if self.width_step is None:
+            raise RecipeError.single("$.dataset.width",
+                                     f"the {self.architecture} {network} builds square "
+                                     f"images only, not {spec.pixels()} (height x width)")
+        step = self.width_step(spec.size)
+        if spec.width % step:
+            raise RecipeError.single("$.dataset.width",
+                                     f"the {self.architecture} {network} at height "
+                                     f"{spec.size} needs a width that is a multiple of "
+                                     f"{step}, not {spec.width}")
+
 
 def _resolve(network: str, params: Any, image_spec: ImageSpec | None,
              sizes: ImageSizes | None) -> tuple[ImageSpec, int]:
@@ -67,6 +89,7 @@ def _resolve(network: str, params: Any, image_spec: ImageSpec | None,
     spec = resolve_image_spec(network, params.image_size, params.channels, image_spec)
     if sizes is not None:
         sizes.check_dataset_size(network, spec.size)
+        sizes.check_dataset_width(network, spec)
     return spec, label_classes(network, params.conditional, spec.classes)
 
 

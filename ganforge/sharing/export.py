@@ -99,7 +99,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, plugins: Plugins,
     recipe = raw.recipe
     config = _config(header, raw.recipe["generator"].name,
                      unstructure_params(recipe["generator"].params), raw.generator,
-                     (raw.spec.channels, raw.spec.size, raw.classes), EMA_PREFIX in generators,
+                     (raw.spec.channels, raw.spec.size, raw.classes,
+                      None if raw.spec.square else raw.spec.width), EMA_PREFIX in generators,
                      plugins)
     shown = generators.get(EMA_PREFIX, raw.generator)
     grid = sample_grid(shown, n, seed, raw.classes, device=device)
@@ -122,7 +123,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, plugins: Plugins,
 
 
 def _config(header: CheckpointHeader, use: str, params: dict[str, object],
-            generator: Generator, image: tuple[int, int, int], ema: bool,
+            generator: Generator, image: tuple[int, int, int, int | None], ema: bool,
             plugins: Plugins) -> ExportConfig:
     """The config of the export, checked the way a reader checks it (so a folder ganforge
     writes always reads back)."""

@@ -68,7 +68,8 @@ def load_exported(folder: str | Path, registry: Registry, device: torch.device |
     refuse_outside_links(folder, (config_path, weights_path))
     config = read_config(config_path)
     params = _generator_params(config, registry, config_path)
-    spec = ImageSpec(config.image.channels, config.image.size, config.image.classes)
+    spec = ImageSpec(config.image.channels, config.image.size, config.image.classes,
+                     config.image.width or config.image.size)
     prefixes = (config.weights.raw,) + ((config.weights.ema,) if config.weights.ema else ())
     sections = read_weights(weights_path, prefixes)
     # A small config that asks for a huge network is refused before it is allocated; a
@@ -150,9 +151,10 @@ def _check_against_config(generator: Generator, config: ExportConfig, source: Pa
     prior and conditioning."""
     problems = []
     spec = generator.image_spec
-    if (spec.channels, spec.size) != (config.image.channels, config.image.size):
-        problems.append(f"image is {config.image.channels}x{config.image.size}px, the "
-                        f"generator draws {spec.channels}x{spec.size}px")
+    if spec.shape() != (config.image.channels, config.image.size,
+                        config.image.width or config.image.size):
+        problems.append(f"image is {config.image.channels}x{config.image.pixels}px, the "
+                        f"generator draws {spec.channels}x{spec.pixels()}px")
     if generator.latent_dim != config.latent.dim:
         problems.append(f"latent.dim is {config.latent.dim}, the generator takes "
                         f"{generator.latent_dim}")

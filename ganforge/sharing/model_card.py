@@ -42,13 +42,13 @@ def model_card(config: ExportConfig, inputs: CardInputs) -> str:
             else "an unconditional")
     lines = [
         _front_matter(config, short),
-        f"# {short} generator ({config.image.size}x{config.image.size}, ganforge)",
+        f"# {short} generator ({config.image.pixels}, ganforge)",
         "",
         f"{kind[0].upper()}{kind[1:]} `{_code(config.generator.use)}` generator trained with "
         f"[ganforge](https://pypi.org/project/ganforge/) for {config.step} steps, exported "
         f"from `{_code(inputs.checkpoint_name)}`. It maps latents of size {config.latent.dim}"
         + (f" (prior: {config.latent.prior})" if config.latent.prior else "")
-        + f" to {config.image.channels}-channel {config.image.size}x{config.image.size} "
+        + f" to {config.image.channels}-channel {config.image.pixels} "
         f"images in [-1, 1]. Weights loaded by default: {weights}.",
         "",
         "## Usage",
@@ -84,7 +84,7 @@ def model_card(config: ExportConfig, inputs: CardInputs) -> str:
         "",
         _table(["key", "value"], [[key, _value(value)] for key, value in inputs.dataset.items()]),
         "",
-        f"Images: {config.image.channels} channel(s), {config.image.size}x{config.image.size}"
+        f"Images: {config.image.channels} channel(s), {config.image.pixels}"
         + (f", {config.image.classes} classes." if config.image.classes else
            ", no class labels."),
         "",

@@ -94,7 +94,10 @@ class ResNetGenerator(NetworkGenerator):
         widths = channel_widths("generator", params.width or layout.width, layout.shifts,
                                 size)
         self.bottom_width = layout.bottom_width
-        self.l1 = nn.Linear(params.latent_dim, layout.bottom_width ** 2 * widths[0])
+        # Non-square images: the first map is as many times wider as the images are.
+        self.bottom_columns = self._spec.width * layout.bottom_width // size
+        self.l1 = nn.Linear(params.latent_dim,
+                            layout.bottom_width * self.bottom_columns * widths[0])
         self.blocks = nn.ModuleList(
             GBlock(c_in, c_out, params.norm, self._classes, params.upsample)
             for c_in, c_out in itertools.pairwise(widths)
@@ -117,7 +120,7 @@ class ResNetGenerator(NetworkGenerator):
         else:
             refuse_labels("generator", y)
         h = self.l1(z.reshape(n, -1))
-        h = h.reshape(n, -1, self.bottom_width, self.bottom_width)
+        h = h.reshape(n, -1, self.bottom_width, self.bottom_columns)
         for block in self.blocks:
             h = block(h, labels)
         h = self.activation(self.b_out(h))

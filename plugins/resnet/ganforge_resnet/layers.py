@@ -71,8 +71,19 @@ D_LAYOUTS: dict[int, DiscriminatorLayout] = {
 }
 
 
-#: The sizes and their checks (ganforge's, shared with any network plugin).
-SIZES = ImageSizes("resnet", IMAGE_SIZES)
+def width_step(height: int) -> int:
+    """What the width of non-square images of ``height`` must be a multiple of: G's
+    upsampling factor (its first map is ``bottom_width`` high and ``width / factor``
+    wide) and D's downsampling factor (its last map has a whole number of columns)."""
+    g = G_LAYOUTS[height]
+    d = D_LAYOUTS[height]
+    downsamplings = 1 + sum(down for _, down in d.blocks)  # the first block downsamples
+    return math.lcm(height // g.bottom_width, 2 ** downsamplings)
+
+
+#: The sizes and their checks (ganforge's, shared with any network plugin). Non-square
+#: images are built at every height, for widths that are multiples of :func:`width_step`.
+SIZES = ImageSizes("resnet", IMAGE_SIZES, width_step)
 #: attrs validator of ``image_size``: ``None`` (take it from the dataset) or a size above.
 image_size_validator = SIZES.validator
 #: Refuse a dataset's size the networks cannot build (a recipe error on

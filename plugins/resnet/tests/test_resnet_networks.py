@@ -286,3 +286,24 @@ def test_unsupported_sizes_and_widths_are_refused() -> None:
     with pytest.raises(UsageError, match="builds 3x32x32 images but the dataset gives"):
         ResNetGenerator(ResNetGenerator.Params(image_size=32, channels=3),
                         image_spec=ImageSpec(3, 64))
+
+
+@pytest.mark.parametrize("height", IMAGE_SIZES)
+def test_non_square_images_at_every_height(height: int) -> None:
+    """G draws ``height x 2 * width_step`` images (its first map as many times wider), D
+    takes them; square specs build the same networks as before (same parameter count)."""
+    from ganforge_resnet.layers import width_step
+
+    step = width_step(height)
+    assert step == {32: 8, 48: 16, 64: 32, 128: 32}[height]
+    wide = ImageSpec(3, height, width=height + step)
+    g = ResNetGenerator(ResNetGenerator.Params(width=16, latent_dim=8), wide)
+    d = ResNetDiscriminator(ResNetDiscriminator.Params(width=16), wide)
+    images = g(torch.randn(2, 8))
+    assert images.shape == (2, 3, height, height + step)
+    assert d(images).shape == (2,)
+    square = ResNetGenerator(ResNetGenerator.Params(width=16, latent_dim=8), ImageSpec(3, height))
+    assert square.bottom_columns == square.bottom_width
+    with pytest.raises(RecipeError, match=f"multiple of {step}, not {height + step // 2}"):
+        ResNetGenerator(ResNetGenerator.Params(width=16, latent_dim=8),
+                        ImageSpec(3, height, width=height + step // 2))
