@@ -349,21 +349,23 @@ class Dataset(torch.utils.data.Dataset, Component, metaclass=abc.ABCMeta):
         return images
 
     def resident_images(self) -> torch.Tensor | None:
-        """The whole dataset as one uint8 NCHW tensor when it is held in memory, else None.
-
-        A dataset that returns a tensor here and ``residency == "device"`` is indexed by the
-        trainer directly on the training device, with no data loader at all.
-        """
+        """The whole dataset as one NCHW tensor when it can be held in memory, else None:
+        uint8 (scaled to [-1, 1] on the device, batch by batch) or float32 already in
+        [-1, 1]. Called only when the trainer holds the set on its device (see
+        :attr:`residency`), so a dataset may build the tensor here."""
         return None
 
     def resident_labels(self) -> torch.Tensor | None:
         """The class labels (``int64``, shape ``(N,)``) of :meth:`resident_images`, when the
-        dataset has classes and is held in memory, else None."""
+        dataset has classes, else None."""
         return None
 
     @property
     def residency(self) -> str:
-        """``"none"`` (read per item), ``"host"`` or ``"device"`` (held whole)."""
+        """``"none"`` (read per item through the data loader), ``"host"`` (held whole in
+        host memory, read through the loader), ``"device"`` (held whole on the training
+        device and indexed there, no loader) or ``"auto"`` (on the device when it fits in
+        a share of the device's memory: :func:`ganforge.training.data.holds_on_device`)."""
         return "none"
 
 

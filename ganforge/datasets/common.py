@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
+from typing import Any
 
 import attrs
 import torch
 
 from ..core.interfaces import Dataset
-from ..core.params import at_most
+from ..core.params import at_most, param
 from .augment import random_hflip
 from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
 from .policy import Item, Skipped
@@ -18,6 +19,20 @@ image_size_validator = attrs.validators.and_(attrs.validators.ge(4), attrs.valid
 channels_validator = attrs.validators.in_([1, 3])
 #: attrs validator of a dataset's ``width``: unset (square images) or a size as above.
 width_validator = attrs.validators.optional(image_size_validator)
+
+#: Where a dataset held in memory is read from: see :func:`in_memory_param`.
+IN_MEMORY = ("auto", "none", "device")
+
+
+def in_memory_param() -> Any:
+    """The ``in_memory`` param of a dataset that can be held whole on the training device
+    (``residency`` returns its value): ``auto`` (the default) when it fits
+    (:func:`ganforge.training.data.holds_on_device`), ``none`` never (the loader reads it
+    item by item), ``device`` whatever its size."""
+    return param("auto", "'auto': held on the training device when it fits, else read by "
+                 "the loader; 'none': the loader; 'device': on the device whatever its size",
+                 validator=attrs.validators.in_(IN_MEMORY))
+
 
 #: The most classes a dataset may label its images with (a recipe value is untrusted: a
 #: conditional network allocates an embedding row per class).

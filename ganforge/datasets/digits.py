@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import param
-from .common import channels_validator, image_size_validator
+from .common import channels_validator, image_size_validator, in_memory_param
 
 
 class DigitsDataset(Dataset):
@@ -27,6 +27,7 @@ class DigitsDataset(Dataset):
         image_size: int = param(32, "side of the square output images",
                                 validator=image_size_validator)
         channels: int = param(1, "1 (grey) or 3 (grey repeated)", validator=channels_validator)
+        in_memory: str = in_memory_param()
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -51,6 +52,18 @@ class DigitsDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.images[index], int(self.targets[index])
 
+    @property
+    def residency(self) -> str:
+        """The ``in_memory`` param (``auto``: on the training device when they fit)."""
+        return self.params.in_memory
+
+    def resident_images(self) -> torch.Tensor:
+        """Every digit, float32 in [-1, 1] (the items' own tensors)."""
+        return self.images
+
+    def resident_labels(self) -> torch.Tensor:
+        return self.targets
+
 
 class StackedDigitsDataset(Dataset):
     """Stacked digits, the mode-collapse benchmark: three of scikit-learn's digits drawn
@@ -73,6 +86,7 @@ class StackedDigitsDataset(Dataset):
                           validator=[attrs.validators.ge(1), attrs.validators.le(10_000_000)])
         seed: int = param(0, "seed of the digits drawn for each channel",
                           validator=[attrs.validators.ge(0), attrs.validators.lt(2**63)])
+        in_memory: str = in_memory_param()
 
     def __init__(self, params: Params) -> None:
         super().__init__(params)
@@ -97,3 +111,15 @@ class StackedDigitsDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.digits[self.picks[index]], int(self.targets[index])
+
+    @property
+    def residency(self) -> str:
+        """The ``in_memory`` param (``auto``: on the training device when they fit)."""
+        return self.params.in_memory
+
+    def resident_images(self) -> torch.Tensor:
+        """Every stacked image, float32 in [-1, 1], built now (``size`` x 3 x S x S)."""
+        return self.digits[self.picks]
+
+    def resident_labels(self) -> torch.Tensor:
+        return self.targets

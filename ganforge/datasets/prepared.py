@@ -345,9 +345,11 @@ class PreparedDataset(Uint8ImageDataset):
                                   "square images)", validator=width_validator)
         channels: int = param(3, "must equal the prepared channels (checked)",
                               validator=channels_validator)
-        in_memory: str = param("none", "'none' (memory-mapped), 'host' or 'device' (whole set "
-                               "on the training device)",
-                               validator=attrs.validators.in_(["none", "host", "device"]))
+        in_memory: str = param("auto", "'auto' (on the training device when it fits, else "
+                               "memory-mapped), 'none' (memory-mapped), 'host' or 'device' "
+                               "(whole set on the training device)",
+                               validator=attrs.validators.in_(["auto", "none", "host",
+                                                               "device"]))
         hflip: bool = param(False, "mirror images left-right at random during training")
         classes: int = param(0, "must equal the prepared set's classes (checked; 0: "
                              "unlabelled); 'data prepare' prints it",
@@ -395,12 +397,21 @@ class PreparedDataset(Uint8ImageDataset):
                                      for path, s in zip(label_files, shards, strict=True)])
         self._shards: dict[int, np.ndarray] = {}
         self._resident: torch.Tensor | None = None
-        if params.in_memory != "none":  # every byte is read: its SHA-256 is checked too
-            for path, record in zip(self.files, shards, strict=True):
+        self._records = shards
+        if params.in_memory in ("host", "device"):
+            self._load_whole()
+
+    def _load_whole(self) -> torch.Tensor:
+        """Read every shard into one tensor (every byte is read: its SHA-256 is checked
+        too)."""
+        if self._resident is None:
+            manifest_path = self.root / MANIFEST
+            for path, record in zip(self.files, self._records, strict=True):
                 if "sha256" in record:
                     check_file(path, record, manifest_path)
             self._resident = torch.from_numpy(np.concatenate(
                 [np.load(f, allow_pickle=False) for f in self.files]))
+        return self._resident
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
@@ -446,6 +457,10 @@ class PreparedDataset(Uint8ImageDataset):
                            f"{self.files[shard]}: {exc}") from None
 
     def resident_images(self) -> torch.Tensor | None:
+        """The whole set: held since it was opened (``host``, ``device``), read now when
+        the trainer holds an ``auto`` set on the device, else None (memory-mapped)."""
+        if self.params.in_memory == "auto":
+            return self._load_whole()
         return self._resident
 
     def resident_labels(self) -> torch.Tensor | None:

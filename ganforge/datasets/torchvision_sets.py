@@ -19,7 +19,7 @@ from torchvision.transforms.v2 import functional as TF
 from ..core.errors import DataError
 from ..core.interfaces import ImageSpec
 from ..core.params import param
-from .common import Uint8ImageDataset, channels_validator, image_size_validator
+from .common import Uint8ImageDataset, channels_validator, image_size_validator, in_memory_param
 from .decoding import resize_center_crop
 
 
@@ -89,6 +89,31 @@ class _TorchvisionDataset(Uint8ImageDataset):
     def item_label(self, index: int) -> int | None:
         return int(self.targets[index]) if self.class_count else None
 
+    @property
+    def residency(self) -> str:
+        """The ``in_memory`` param of the sets torchvision holds as one array (CIFAR-10,
+        MNIST: ``auto``, on the training device when they fit); ``none`` for the others."""
+        return str(self.params.in_memory) if self.native_size else "none"
+
+    #: The side of the images torchvision holds in ``inner.data`` (0: files read per
+    #: item), and how many channels they have.
+    native_size: ClassVar[int] = 0
+    native_channels: ClassVar[int] = 3
+
+    def resident_images(self) -> torch.Tensor | None:
+        """``inner.data`` as uint8 NCHW, when the recipe asks for the images as they are
+        stored (their own size and channels: nothing to resize or convert), else None
+        (then the loader reads them item by item)."""
+        p = self.params
+        if not self.native_size or (p.image_size, p.channels) != (self.native_size,
+                                                                  self.native_channels):
+            return None
+        data = torch.as_tensor(self.inner.data)
+        return (data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)).contiguous()
+
+    def resident_labels(self) -> torch.Tensor | None:
+        return self.targets if self.class_count else None
+
 
 _split = attrs.validators.in_(["train", "test"])
 
@@ -99,6 +124,7 @@ class CIFAR10Dataset(_TorchvisionDataset):
     title, tv_class = "CIFAR-10", "CIFAR10"
     layout = "cifar-10-python.tar.gz or its extracted cifar-10-batches-py/ folder"
     source_url = "https://www.cs.toronto.edu/~kriz/cifar.html"
+    native_size = 32
 
     @attrs.frozen
     class Params:
@@ -110,6 +136,7 @@ class CIFAR10Dataset(_TorchvisionDataset):
         channels: int = param(3, "1 or 3", validator=channels_validator)
         download: bool = param(False, "download into root when missing (needs internet)")
         hflip: bool = param(False, "mirror images left-right at random during training")
+        in_memory: str = in_memory_param()
 
 
 class MNISTDataset(_TorchvisionDataset):
@@ -118,6 +145,7 @@ class MNISTDataset(_TorchvisionDataset):
     title, tv_class = "MNIST", "MNIST"
     layout = "MNIST/raw/train-images-idx3-ubyte.gz and the other three raw files"
     source_url = "https://yann.lecun.com/exdb/mnist/ or a mirror"
+    native_size, native_channels = 28, 1
 
     @attrs.frozen
     class Params:
@@ -129,6 +157,7 @@ class MNISTDataset(_TorchvisionDataset):
         channels: int = param(1, "1 or 3", validator=channels_validator)
         download: bool = param(False, "download into root when missing (needs internet)")
         hflip: bool = param(False, "mirror images left-right at random (rarely wanted)")
+        in_memory: str = in_memory_param()
 
 
 class CelebADataset(_TorchvisionDataset):

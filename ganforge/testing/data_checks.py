@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..core.interfaces import ImageSpec
+from ..datasets.decoding import to_unit_range
 from .report import SkipCheck, fail
 
 
@@ -91,12 +92,19 @@ def check_dataset_items(dataset: Any, spec: ImageSpec) -> None:
         raise fail(f"dataset[{length}] (len(dataset)) did not raise IndexError")
     resident = dataset.resident_images()
     if resident is not None:
-        if resident.dtype != torch.uint8 or tuple(resident.shape) != (length, *spec.shape()):
+        if resident.dtype not in (torch.uint8, torch.float32) or \
+                tuple(resident.shape) != (length, *spec.shape()):
             raise fail(f"resident_images() is {resident.dtype} {tuple(resident.shape)}, "
-                       f"expected uint8 {(length, *spec.shape())}")
+                       f"expected uint8 or float32 {(length, *spec.shape())}")
         labels = dataset.resident_labels()
         if spec.classes and (labels is None or tuple(labels.shape) != (length,)):
             raise fail("resident_labels() must give one label per resident image")
+        for index in _indices(length):  # the trainer's batches are the items
+            image, label = _item(dataset, index, spec)
+            held = resident[index]
+            held = to_unit_range(held) if held.dtype == torch.uint8 else held
+            if not torch.equal(held, image) or (spec.classes and int(labels[index]) != label):
+                raise fail(f"resident_images()[{index}] (or its label) is not dataset[{index}]")
 
 
 def check_dataset_determinism(make: Callable[[], Any], spec: ImageSpec) -> None:

@@ -44,14 +44,47 @@ def shutdown_workers(batches: Iterator[ImageBatch]) -> None:
         shutdown()
 
 
+#: The share of the device's free memory (CUDA) or of the host's available memory (CPU)
+#: that a ``residency = "auto"`` dataset may take on the device.
+DEVICE_SHARE = 0.25
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: CUDA's free memory, else the host's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):  # pragma: no cover - a platform without sysconf
+        return 0
+
+
+def resident_bytes(dataset: Dataset) -> int:
+    """What holding ``dataset`` whole may take at most: float32 images of its shape."""
+    channels, height, width = dataset.image_spec.shape()
+    return len(dataset) * channels * height * width * 4
+
+
+def holds_on_device(dataset: Dataset, device: torch.device) -> bool:
+    """Whether the trainer indexes ``dataset`` on ``device`` with no loader: always for
+    ``residency == "device"``; for ``"auto"`` when :func:`resident_bytes` is at most
+    :data:`DEVICE_SHARE` of :func:`available_memory`."""
+    if dataset.residency == "device":
+        return True
+    return dataset.residency == "auto" and \
+        resident_bytes(dataset) <= DEVICE_SHARE * available_memory(device)
+
+
 def _resident_batches(images: torch.Tensor, labels: torch.Tensor | None,
                       sampler: EpochBatchSampler, device: torch.device
                       ) -> Iterator[ImageBatch]:
     images = images.to(device)
+    scale = images.dtype == torch.uint8
     labels = labels.to(device) if labels is not None else None
     for indices in sampler:
         index = torch.tensor(indices, device=device)
-        yield ImageBatch(to_unit_range(images.index_select(0, index)),
+        batch = images.index_select(0, index)
+        yield ImageBatch(to_unit_range(batch) if scale else batch,
                          labels=labels.index_select(0, index) if labels is not None else None)
 
 
@@ -61,13 +94,13 @@ def real_batches(dataset: Dataset, batch_size: int, seed: int, start_batch: int,
                  rank: int = 0, world_size: int = 1) -> Iterator[ImageBatch]:
     """An endless iterator over batches of real images, from global batch ``start_batch``.
 
-    A dataset held whole on the device (``residency == "device"``) is indexed there with no
+    A dataset held whole on the device (:func:`holds_on_device`) is indexed there with no
     loader; any other goes through a ``DataLoader`` with the given settings. A ganforge
     error raised in a loader worker (a bad image under ``on_error = "fail"``) reaches the
     caller as its original one-line message, not as the worker's traceback.
     """
     sampler = EpochBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world_size)
-    if dataset.residency == "device":
+    if holds_on_device(dataset, device):
         resident = dataset.resident_images()
         if resident is not None:
             return _resident_batches(resident, dataset.resident_labels(), sampler, device)
