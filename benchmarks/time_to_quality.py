@@ -36,7 +36,7 @@ from ganforge.peer import train_plain  # noqa: E402
 from ganforge.recipe import apply_overrides, build_recipe, load_raw  # noqa: E402
 from ganforge.training import assemble, train  # noqa: E402
 
-DEFAULT_LEVELS = {"digits_is": "7.0,8.0,8.84", "modes": "100,300,600", "mode_kl": "3,2,1"}
+DEFAULT_LEVELS = {"digits_is": "7.0,8.0,8.5,8.99", "modes": "100,300,600", "mode_kl": "3,2,1"}
 
 
 def curve_of_ganforge(recipe: Any, plugins: Any, out: Path, metrics: list[str]

@@ -127,8 +127,10 @@ def test_classifier_knows_real_digits(classifier: DigitClassifier) -> None:
     assert np.bincount(scores.predicted, minlength=10).min() > 150
 
 
-def test_classifier_runs_sklearns_perceptron_in_torch(classifier: DigitClassifier) -> None:
-    """The torch inference computes what the fitted scikit-learn model predicts."""
+def test_classifier_runs_sklearns_perceptron_in_torch() -> None:
+    """The torch inference computes what scikit-learn's model predicts with the same
+    weights (a quick fit on part of the training set: the weights are this test's; the
+    shipped fit's accuracy is checked above)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
@@ -136,14 +138,17 @@ def test_classifier_runs_sklearns_perceptron_in_torch(classifier: DigitClassifie
     images, targets = augmented(data.images, data.targets, 0)
     assert len(images) == 6 * len(data) and torch.equal(targets[len(data):2 * len(data)],
                                                          data.targets)
-    model = MLPClassifier((256,), max_iter=2000, random_state=0)
+    model = MLPClassifier((256,), max_iter=10, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(pooled(images)[:, 0].numpy(), targets.numpy())
+        model.fit(pooled(images)[::4, 0].numpy(), targets[::4].numpy())
+    ours = DigitClassifier.__new__(DigitClassifier)
+    ours.image_size, ours.seed = 32, 0
+    ours._weights = tuple(torch.from_numpy(w.astype(np.float32)) for w in model.coefs_)
+    ours._biases = tuple(torch.from_numpy(b.astype(np.float32)) for b in model.intercepts_)
     noisy = (data.images[:300] + 0.3 * torch.randn(300, 1, 32, 32)).clamp(-1, 1)
-    ours = classifier.probabilities(noisy)[:, 0].numpy()
-    theirs = model.predict_proba(pooled(noisy)[:, 0].numpy())
-    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    np.testing.assert_allclose(ours.probabilities(noisy)[:, 0].numpy(),
+                               model.predict_proba(pooled(noisy)[:, 0].numpy()), atol=1e-5)
 
 
 def test_the_fit_is_kept_in_the_user_cache(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
