@@ -194,7 +194,7 @@ def test_check_names_both_shapes_of_a_mismatch(fake_dist) -> None:
 def test_check_reports_the_shapes_of_a_good_recipe() -> None:
     result = CliRunner().invoke(app, ["check", str(QUICKSTART)], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    assert "generator 'dcgan:dcgan': latent (N, 16) -> images (N, 1, 32, 32)" in result.output
+    assert "generator 'dcgan:dcgan': latent (N, 5) -> images (N, 1, 32, 32)" in result.output
     assert ("discriminator 'dcgan:dcgan': images (N, 1, 32, 32) -> logits (N,)"
             in result.output)
 

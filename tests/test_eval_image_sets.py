@@ -77,7 +77,8 @@ def test_cli_scores_folders_and_npz_with_the_protocol_of_a_checkpoint(sets: dict
         p = fid["protocol"]
         assert (p["n_fake"], p["n_real"], p["extractor"]) == (N_IMAGES, N_REAL, "pixels-8x8")
         assert p["step"] is None and p["generator"] == "images"
-        assert p["dataset"] == {"use": "ganforge:digits", "image_size": 32, "channels": 1}
+        assert p["dataset"] == {"use": "ganforge:digits", "image_size": 32, "channels": 1,
+                                    "in_memory": "auto"}
         assert p["fake_images"]["path"] == str(sets[name].resolve())
         assert p["fake_images"]["images"] == N_IMAGES and len(p["fake_images"]["sha256"]) == 64
         assert p["reference"]["key"]

@@ -144,5 +144,6 @@ def test_probe_sets_the_checkpoints_dataset(checkpoint: Path) -> None:
                                       "--set", "dataset.channels=3"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["dataset"] == {"use": "ganforge:digits", "image_size": 32, "channels": 3}
+    assert data["dataset"] == {"use": "ganforge:digits", "image_size": 32, "channels": 3,
+                               "in_memory": "auto"}
     assert [r["n_train"] for r in data["results"]] == [20, 20]

