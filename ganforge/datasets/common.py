@@ -20,6 +20,16 @@ channels_validator = attrs.validators.in_([1, 3])
 #: attrs validator of a dataset's ``width``: unset (square images) or a size as above.
 width_validator = attrs.validators.optional(image_size_validator)
 
+#: What the ``width`` param of a dataset that resizes its images says.
+RESIZED_WIDTH = "image width: resized to cover image_size x width, then center crop"
+
+
+def width_param(doc: str = RESIZED_WIDTH) -> Any:
+    """The ``width`` param of a dataset that can yield non-square images: unset (the
+    default) for square ones; ``doc`` says what it does (``unset: square images`` is
+    added)."""
+    return param(None, f"{doc} (unset: square images)", validator=width_validator)
+
 #: Where a dataset held in memory is read from: see :func:`in_memory_param`.
 IN_MEMORY = ("auto", "none", "device")
 

@@ -17,7 +17,7 @@ from .common import (
     EncodedImageDataset,
     channels_validator,
     image_size_validator,
-    width_validator,
+    width_param,
 )
 from .policy import on_error_validator
 
@@ -53,9 +53,7 @@ class ImageFolderDataset(EncodedImageDataset):
         root: str = param(doc="folder searched recursively for images")
         image_size: int = param(64, "shorter side resized to this, then center crop",
                                 validator=image_size_validator)
-        width: int | None = param(None, "image width: resized to cover image_size x width, "
-                                  "then center crop (unset: square images)",
-                                  validator=width_validator)
+        width: int | None = width_param()
         channels: int = param(3, "1 (grey) or 3 (RGB)", validator=channels_validator)
         extensions: tuple[str, ...] = param(
             (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"),

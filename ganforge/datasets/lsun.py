@@ -19,7 +19,7 @@ import torch
 from ..core.errors import DataError
 from ..core.interfaces import ImageSpec
 from ..core.params import param
-from .common import EncodedImageDataset, width_validator
+from .common import EncodedImageDataset, width_param
 from .lmdb_index import KeyIndex, lmdb_read_error, load_key_index, open_lmdb
 from .policy import on_error_validator
 
@@ -46,9 +46,7 @@ class LSUNDataset(EncodedImageDataset):
         image_size: int = param(64, "shorter side resized to this, then center crop",
                                 validator=attrs.validators.and_(attrs.validators.ge(4),
                                                                 attrs.validators.le(1024)))
-        width: int | None = param(None, "image width: resized to cover image_size x width, "
-                                  "then center crop (unset: square images)",
-                                  validator=width_validator)
+        width: int | None = width_param()
         channels: int = param(3, "1 (grey) or 3 (RGB)",
                               validator=attrs.validators.in_([1, 3]))
         hflip: bool = param(False, "mirror images left-right at random during training")

@@ -48,7 +48,7 @@ from .common import (
     channels_validator,
     classes_validator,
     image_size_validator,
-    width_validator,
+    width_param,
 )
 from .decoding import BadImage, to_uint8
 from .policy import Skipped, split_item
@@ -341,8 +341,7 @@ class PreparedDataset(Uint8ImageDataset):
         root: str = param(doc="folder written by 'ganforge data prepare'")
         image_size: int = param(64, "must equal the prepared size (checked)",
                                 validator=image_size_validator)
-        width: int | None = param(None, "must equal the prepared width (checked; unset: "
-                                  "square images)", validator=width_validator)
+        width: int | None = width_param("must equal the prepared width (checked)")
         channels: int = param(3, "must equal the prepared channels (checked)",
                               validator=channels_validator)
         in_memory: str = param("auto", "'auto' (on the training device when it fits, else "

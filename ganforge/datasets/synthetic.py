@@ -10,7 +10,7 @@ import torch
 from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import at_most, param
 from ..core.seeds import derive_seed
-from .common import image_size_validator, width_validator
+from .common import image_size_validator, width_param
 from .policy import Item
 
 #: The most classes ``synthetic`` labels (each needs a disc colour of its own).
@@ -51,8 +51,7 @@ class SyntheticDataset(Dataset):
         count: int = param(1024, "number of images", validator=attrs.validators.gt(0))
         image_size: int = param(32, "height of the images (and width, unless width is set)",
                                 validator=image_size_validator)
-        width: int | None = param(None, "width of the images (unset: square images)",
-                                  validator=width_validator)
+        width: int | None = width_param("width of the images")
         channels: int = param(3, "number of channels", validator=attrs.validators.gt(0))
         seed: int = param(0, "seed of the procedure")
         classes: int = param(0, "label image i with class i % classes, shown as its disc's "
