@@ -150,7 +150,7 @@ def evaluate(source: str | Path | None = None, metrics: Sequence[str] | None = N
     from ..core.interfaces import is_conditional
     from ..evaluation.evaluator import Evaluator
     from ..evaluation.results import aggregate_seeds
-    from ..training.building import build_metrics, extractor_builder, resolve_device
+    from ..training.building import extractor_builder, resolve_device
     from ..training.experiment_loading import dataset_override_keys, load_experiment
     from .evaluate_images import check_image_options, evaluate_images
 
@@ -205,12 +205,8 @@ def evaluate(source: str | Path | None = None, metrics: Sequence[str] | None = N
         return EvaluationResult(**scored, per_class=tuple(evaluator.run_per_class(
             generator, step, n_per_class=n_per_class, generator_label=which)))
     if seed_list is not None:
-        runs = []
-        for seed in seed_list:
-            evaluator.metrics = build_metrics(
-                {label: (name, {**_params_of(m), "seed": seed})
-                 for label, (name, m) in built.items()}, reg)
-            runs.append((seed, evaluator.run(generator, step, generator_label=which)))
+        runs = runs_per_seed(evaluator, built, reg, seed_list,
+                             lambda: evaluator.run(generator, step, generator_label=which))
         return EvaluationResult(**scored, seeds=tuple(seed_list),
                                 per_seed=tuple(aggregate_seeds(runs)))
     results = evaluator.run(generator, step, generator_label=which)
@@ -305,6 +301,23 @@ def _params_of(metric: Any) -> dict[str, Any]:
     from ..core.structuring import unstructure_params
 
     return dict(unstructure_params(metric.params))
+
+
+def runs_per_seed(evaluator: Any, built: Mapping[str, tuple[str, Any]], registry: Any,
+                  seeds: Sequence[int], run: Callable[[], list[Any]]
+                  ) -> list[tuple[int, list[Any]]]:
+    """``run()`` once per evaluation seed, the evaluator's metrics (``built``: label ->
+    (name, metric)) rebuilt with that ``seed`` each time: ``(seed, results)`` pairs, for
+    :func:`aggregate_seeds`."""
+    from ..training.building import build_metrics
+
+    runs = []
+    for seed in seeds:
+        evaluator.metrics = build_metrics(
+            {label: (name, {**_params_of(m), "seed": seed}) for label, (name, m) in built.items()},
+            registry)
+        runs.append((seed, run()))
+    return runs
 
 
 def _record(checkpoint: Path, step: int, results: list[Any]) -> tuple[Path | None, str | None]:

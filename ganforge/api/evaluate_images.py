@@ -130,16 +130,10 @@ def evaluate_images(fake_images: str | Path, built_metrics: Callable[[int], dict
                               "dataset": table or {}, "conditional": False,
                               "fake_images": path}
     if seeds is not None:
-        from ..training.building import build_metrics
-        from .evaluate import _params_of
+        from .evaluate import runs_per_seed
 
-        runs = []
-        for seed in seeds:
-            evaluator.metrics = build_metrics(
-                {label: (name, {**_params_of(m), "seed": seed})
-                 for label, (name, m) in built.items()}, registry)
-            runs.append((seed, _with_images(evaluator.run(generator, None,
-                                                          generator_label="images"), record)))
+        runs = runs_per_seed(evaluator, built, registry, seeds, lambda: _with_images(
+            evaluator.run(generator, None, generator_label="images"), record))
         return EvaluationResult(**scored, seeds=tuple(seeds),
                                 per_seed=tuple(aggregate_seeds(runs)))
     results = _with_images(evaluator.run(generator, None, generator_label="images"), record)
