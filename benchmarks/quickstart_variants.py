@@ -8,7 +8,8 @@ Prints one JSON line (also appended to ``--results``): the training seconds and,
 raw generator and its EMA when the run keeps one, ``[digits_is, rarest share, commonest
 share]`` of 5,000 images (``--n``; seed 1) with BatchNorm in three modes: ``eval`` (running
 statistics, what ``ganforge eval`` uses), ``train`` (batch statistics of 500 images) and
-``standing`` (running statistics recomputed for the final weights from 40 batches of 256).
+``standing`` (running statistics recomputed for the final weights from 40 batches of 256,
+``--standing-batches``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main() -> None:
                         help="recipe override KEY.PATH=VALUE (repeatable)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     parser.add_argument("--n", type=int, default=5000, help="images scored (multiple of 500)")
+    parser.add_argument("--standing-batches", type=int, default=40,
+                        help="batches of 256 the standing statistics are computed from")
     parser.add_argument("--runs", type=Path, default=Path("runs/quickstart_variants"))
     parser.add_argument("--results", type=Path, default=None,
                         help="append the JSON line here too")
@@ -92,7 +95,8 @@ def main() -> None:
         tag = "ema" if ema else "raw"
         row[f"{tag}_eval"] = digits_is(generator, classifier, args.n)
         row[f"{tag}_train"] = digits_is(copy.deepcopy(generator).train(), classifier, args.n)
-        row[f"{tag}_standing"] = digits_is(standing(generator), classifier, args.n)
+        row[f"{tag}_standing"] = digits_is(standing(generator, args.standing_batches),
+                                           classifier, args.n)
     line = json.dumps(row)
     print(line, flush=True)
     if args.results is not None:
