@@ -17,7 +17,8 @@ def test_the_probe_trains_and_scores_raw_and_ema(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "benchmarks/quickstart_variants.py", "tiny", "--set", "run.steps=2",
          "--set", "ema.enabled=true", "--set", "generator.latent_dim=5", "--threads", "1",
-         "--n", "500", "--standing-batches", "2", "--runs", str(tmp_path / "runs"), "--results", str(results)],
+         "--n", "500", "--standing-batches", "2", "--runs", str(tmp_path / "runs"),
+         "--results", str(results)],
         cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     row = json.loads(done.stdout.strip().splitlines()[-1])
