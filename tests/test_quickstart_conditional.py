@@ -60,7 +60,7 @@ def test_sample_class_command_draws_that_digit(conditional_quickstart_run: Path,
 
 def test_class_accuracy_metric_on_the_conditional_quickstart(conditional_quickstart_run: Path,
                                                              plugins) -> None:
-    """The shortened run (500 of the recipe's steps) through ``class_accuracy``: a looser
+    """The shortened run (300 of the recipe's steps) through ``class_accuracy``: a looser
     level than the full recipe's figures in docs/results.md."""
     from ganforge.evaluation.evaluator import Evaluator
 
