@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..core.interfaces import Dataset
+from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import at_most, param
 from .augment import random_hflip
 from .decoding import BadImage, decode_image, resize_center_crop, to_unit_range
@@ -29,6 +29,13 @@ def width_param(doc: str = RESIZED_WIDTH) -> Any:
     default) for square ones; ``doc`` says what it does (``unset: square images`` is
     added)."""
     return param(None, f"{doc} (unset: square images)", validator=width_validator)
+
+
+def sized_spec(params: Any, classes: int = 0) -> ImageSpec:
+    """The spec of a dataset whose params have ``channels``, ``image_size`` and a
+    :func:`width_param` (unset: square images)."""
+    return ImageSpec(channels=params.channels, size=params.image_size, classes=classes,
+                     width=params.width or params.image_size)
 
 #: Where a dataset held in memory is read from: see :func:`in_memory_param`.
 IN_MEMORY = ("auto", "none", "device")

@@ -17,6 +17,7 @@ from .common import (
     EncodedImageDataset,
     channels_validator,
     image_size_validator,
+    sized_spec,
     width_param,
 )
 from .policy import on_error_validator
@@ -109,8 +110,7 @@ class ImageFolderDataset(EncodedImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=len(params.classes), width=params.width or params.image_size)
+        return sized_spec(params, len(params.classes))
 
     def __len__(self) -> int:
         return len(self.files)

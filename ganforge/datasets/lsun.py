@@ -19,7 +19,7 @@ import torch
 from ..core.errors import DataError
 from ..core.interfaces import ImageSpec
 from ..core.params import param
-from .common import EncodedImageDataset, width_param
+from .common import EncodedImageDataset, sized_spec, width_param
 from .lmdb_index import KeyIndex, lmdb_read_error, load_key_index, open_lmdb
 from .policy import on_error_validator
 
@@ -77,9 +77,7 @@ class LSUNDataset(EncodedImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=len(params.categories) if params.labels else 0,
-                         width=params.width or params.image_size)
+        return sized_spec(params, len(params.categories) if params.labels else 0)
 
     def __len__(self) -> int:
         return self.length

@@ -48,6 +48,7 @@ from .common import (
     channels_validator,
     classes_validator,
     image_size_validator,
+    sized_spec,
     width_param,
 )
 from .decoding import BadImage, to_uint8
@@ -360,7 +361,7 @@ class PreparedDataset(Uint8ImageDataset):
         manifest = read_manifest(self.root)
         spec = manifest["image_spec"]
         width = spec.get("width", spec["size"])
-        asked = params.width or params.image_size
+        asked = sized_spec(params).width
         if (spec["size"], width, spec["channels"]) != (params.image_size, asked,
                                                         params.channels):
             raise DataError(
@@ -414,8 +415,7 @@ class PreparedDataset(Uint8ImageDataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=params.classes, width=params.width or params.image_size)
+        return sized_spec(params, params.classes)
 
     @property
     def targets(self) -> torch.Tensor | None:

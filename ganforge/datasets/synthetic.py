@@ -10,7 +10,7 @@ import torch
 from ..core.interfaces import Dataset, ImageSpec
 from ..core.params import at_most, param
 from ..core.seeds import derive_seed
-from .common import image_size_validator, width_param
+from .common import image_size_validator, sized_spec, width_param
 from .policy import Item
 
 #: The most classes ``synthetic`` labels (each needs a disc colour of its own).
@@ -61,8 +61,7 @@ class SyntheticDataset(Dataset):
 
     @classmethod
     def image_spec_for(cls, params: Params) -> ImageSpec:
-        return ImageSpec(channels=params.channels, size=params.image_size,
-                         classes=params.classes, width=params.width or params.image_size)
+        return sized_spec(params, params.classes)
 
     def __len__(self) -> int:
         return self.params.count
